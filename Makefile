@@ -1,0 +1,79 @@
+# hookwork build. `make` installs missing Debian packages, then builds ./hookwork.
+# llhttp's C sources come from Debian's node-llhttp at build time (never copied
+# into the repo); see third_party/README.md.
+
+CC      ?= cc
+PKGS    := liblua5.4-dev libuv1-dev libcurl4-openssl-dev lua-cjson-dev \
+           libsqlite3-dev node-llhttp python3 curl
+LLHTTP  := /usr/share/llhttp
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
+           -I/usr/include/lua5.4 -I/usr/share/include/llhttp -Icore
+OPT     ?= -O2 -g
+LIBS    := /usr/lib/x86_64-linux-gnu/liblua5.4-cjson.a -llua5.4 -luv -lcurl \
+           -lsqlite3 -lpthread -lm -ldl
+
+SRC     := $(sort $(wildcard core/*.c))
+LIBSRC  := $(filter-out core/main.c,$(SRC))
+UNIT    := $(sort $(wildcard tests/unit/test_*.c))
+
+BUILD   ?= build/release
+OBJS    := $(patsubst core/%.c,$(BUILD)/%.o,$(SRC))
+LIBOBJS := $(patsubst core/%.c,$(BUILD)/%.o,$(LIBSRC))
+LLOBJS  := $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
+STAMP   := third_party/.deps-installed
+
+.PHONY: all deps run test asan debug unit e2e bench clean
+all: hookwork
+
+# Install only what is missing; apt-get update once, and only then.
+deps: $(STAMP)
+$(STAMP):
+	@missing=""; for p in $(PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; fi
+	@mkdir -p third_party && touch $@
+
+hookwork: $(STAMP) $(OBJS) $(LLOBJS)
+	$(CC) -o $@ $(OBJS) $(LLOBJS) $(LIBS) $(LDFLAGS)
+
+$(BUILD)/%.o: core/%.c core/*.h $(STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(OPT) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/llhttp/%.o: $(STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g -I/usr/share/include/llhttp $(CFLAGS) -c -o $@ $(LLHTTP)/$*.c
+
+# AddressSanitizer + UBSan build: ./hookwork-asan and unit tests under build/asan.
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=all -DLUA_USE_APICHECK
+asan: $(STAMP)
+	$(MAKE) BUILD=build/asan OPT="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
+	  TARGET=hookwork-asan hookwork-asan
+
+hookwork-asan: $(OBJS) $(LLOBJS)
+	$(CC) -o $@ $(OBJS) $(LLOBJS) $(LIBS) $(LDFLAGS)
+
+debug: $(STAMP)
+	$(MAKE) BUILD=build/debug OPT="-O0 -g -DLUA_USE_APICHECK" hookwork
+
+# Unit tests: each tests/unit/test_X.c links against the engine objects.
+$(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS) $(LLOBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(OPT) $(CFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LLOBJS) $(LIBS) $(LDFLAGS)
+
+unit: $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT))
+	@bash tests/run_unit.sh $(BUILD)/unit
+
+run: hookwork
+	./hookwork run
+
+test: hookwork
+	@bash tests/run_all.sh
+
+bench: hookwork
+	@bash tests/bench/run.sh
+
+clean:
+	rm -rf build hookwork hookwork-asan

@@ -1,0 +1,77 @@
+/* http_client: outbound HTTP on libcurl's multi interface, driven by the one
+ * libuv loop (CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION with uv_poll and uv_timer,
+ * curl_multi_socket_action).  No threads, nothing blocks.
+ *
+ * Owns: the curl multi handle, one uv_poll_t per curl socket, curl's timer,
+ * every transfer and its response buffers until the done callback returns.
+ * Retries (connection errors, 429, 5xx) wait on a uv_timer with exponential
+ * backoff and jitter, honouring Retry-After.
+ */
+#ifndef HW_HTTP_CLIENT_H
+#define HW_HTTP_CLIENT_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct hw_hc_s hw_hc_t;            /* the client (one per engine) */
+typedef struct hw_hc_xfer_s hw_hc_xfer_t;  /* one logical request */
+
+typedef struct hw_hc_request_s {
+  const char *method;        /* GET POST PUT PATCH DELETE (any token) */
+  const char *url;           /* absolute http(s) URL, query already added */
+  const char *const *headers;/* NULL-terminated "Name: value" list, or NULL */
+  const char *body;          /* may be NULL */
+  size_t body_len;
+  double timeout;            /* seconds per attempt; <= 0 means 30 */
+  int retries;               /* extra attempts after the first; default 0 */
+  int follow;                /* follow redirects (at most 5) */
+  int insecure;              /* 1 disables TLS verification (default 0) */
+  size_t max_response;       /* bytes; 0 means 10 MiB */
+} hw_hc_request_t;
+
+typedef struct hw_hc_attempt_s {
+  int status;                /* HTTP status, 0 when none */
+  double seconds;            /* duration of the attempt */
+  char error[256];           /* "" when the attempt got a response */
+} hw_hc_attempt_t;
+
+typedef struct hw_hc_header_s {
+  char *name;                /* lower-cased */
+  char *value;
+} hw_hc_header_t;
+
+/* The result, valid only during the done callback. */
+typedef struct hw_hc_response_s {
+  int error;                 /* 0, or negative: the request failed */
+  char errmsg[512];          /* when error: "POST http://x/y: connection
+                                refused" - names method, URL and cause */
+  int status;                /* final HTTP status (0 when error) */
+  hw_hc_header_t *headers;   /* final response's headers */
+  int nheaders;
+  char *body;                /* NUL-terminated */
+  size_t body_len;
+  hw_hc_attempt_t *attempts; /* one per attempt, in order */
+  int nattempts;
+  double seconds;            /* total time including backoff waits */
+} hw_hc_response_t;
+
+typedef void (*hw_hc_done_cb)(hw_hc_response_t *res, void *arg);
+
+int hw_hc_init(uv_loop_t *loop, hw_hc_t **out);
+/* Cancels every transfer (callbacks get error UV_ECANCELED), closes handles
+ * and frees the client once they are closed. */
+void hw_hc_close(hw_hc_t *hc);
+
+/* Starts a request.  Returns 0 and later calls cb exactly once (never
+ * synchronously), or returns a negative code and never calls cb.  The request
+ * is copied; the caller's strings may be freed after the call. */
+int hw_hc_start(hw_hc_t *hc, const hw_hc_request_t *req, hw_hc_done_cb cb,
+                void *arg, hw_hc_xfer_t **xfer);
+/* Cancels one transfer; its cb is called with error UV_ECANCELED (later, from
+ * the loop, not inside this call). */
+void hw_hc_cancel(hw_hc_xfer_t *xfer);
+
+/* Number of transfers in flight (for metrics/tests). */
+int hw_hc_active(const hw_hc_t *hc);
+
+#endif
