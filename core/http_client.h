@@ -23,7 +23,8 @@ typedef struct hw_hc_request_s {
   const char *body;          /* may be NULL */
   size_t body_len;
   double timeout;            /* seconds per attempt; <= 0 means 30 */
-  int retries;               /* extra attempts after the first; default 0 */
+  int retries;               /* extra attempts after the first; default 0,
+                                at most 100 */
   int follow;                /* follow redirects (at most 5) */
   int insecure;              /* 1 disables TLS verification (default 0) */
   size_t max_response;       /* bytes; 0 means 10 MiB */
@@ -42,7 +43,12 @@ typedef struct hw_hc_header_s {
 
 /* The result, valid only during the done callback. */
 typedef struct hw_hc_response_s {
-  int error;                 /* 0, or negative: the request failed */
+  int error;                 /* 0, or negative: the request failed:
+                                UV_ECONNREFUSED (or another -errno from
+                                connect), UV_EAI_NONAME (DNS), UV_ETIMEDOUT,
+                                UV_EPROTO (TLS), UV_ECONNRESET, UV_EMSGSIZE
+                                (over max_response), UV_EINVAL (bad URL or
+                                scheme), UV_ENOMEM, UV_ECANCELED, UV_EIO */
   char errmsg[512];          /* when error: "POST http://x/y: connection
                                 refused" - names method, URL and cause */
   int status;                /* final HTTP status (0 when error) */
@@ -63,12 +69,16 @@ int hw_hc_init(uv_loop_t *loop, hw_hc_t **out);
 void hw_hc_close(hw_hc_t *hc);
 
 /* Starts a request.  Returns 0 and later calls cb exactly once (never
- * synchronously), or returns a negative code and never calls cb.  The request
- * is copied; the caller's strings may be freed after the call. */
+ * synchronously), or returns a negative code and never calls cb (UV_EINVAL
+ * for a malformed method, URL or header; UV_ECANCELED after hw_hc_close;
+ * UV_ENOMEM).  The request is copied; the caller's strings may be freed
+ * after the call.  *xfer (xfer may be NULL) stays valid until cb is called;
+ * it must not be used after that. */
 int hw_hc_start(hw_hc_t *hc, const hw_hc_request_t *req, hw_hc_done_cb cb,
                 void *arg, hw_hc_xfer_t **xfer);
 /* Cancels one transfer; its cb is called with error UV_ECANCELED (later, from
- * the loop, not inside this call). */
+ * the loop, not inside this call).  A no-op if it is already cancelled or its
+ * cb is running. */
 void hw_hc_cancel(hw_hc_xfer_t *xfer);
 
 /* Number of transfers in flight (for metrics/tests). */

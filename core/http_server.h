@@ -80,7 +80,11 @@ void hw_http_server_close(hw_http_server_t *srv, void (*done)(void *),
 /* Answers req and releases it (req is invalid afterwards).  `headers` is a
  * NULL-terminated array of "Name: value" strings (may be NULL); the server adds
  * Content-Length, Date-less minimal framing and Connection as needed. If
- * content_type is NULL, none is sent. Copies everything it needs. */
+ * content_type is NULL, none is sent. Copies everything it needs.
+ * Returns 0; UV_EINVAL when status is outside 200..999 or content_type or a
+ * header holds CR or LF (a bare 500 goes out instead and the connection
+ * closes); or a libuv write error (the connection is closed).  req is released
+ * in every case. */
 int hw_http_respond(hw_http_req_t *req, int status, const char *content_type,
                     const char *const *headers, const char *body,
                     size_t body_len);

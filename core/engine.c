@@ -1,0 +1,345 @@
+/* engine: builds the engine from its configuration, serves, and stops.
+ * The webhook listener's requests go to the Lua engine (E.webhook); the
+ * tick timer drives sync timeouts, expiry and the graceful stop. */
+#include "engine.h"
+#include "lua_api.h"
+#include "log.h"
+#include "scheduler.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HW_TICK_MS 100
+
+double hw_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int hw_parse_hostport(const char *s, char *host, size_t hostlen, int *port) {
+  const char *colon;
+  char *end;
+  long p;
+  size_t n;
+
+  if (s[0] == '[') {
+    const char *rb = strchr(s, ']');
+    if (rb == NULL || rb[1] != ':')
+      return -EINVAL;
+    n = (size_t) (rb - s - 1);
+    colon = rb + 1;
+    s++;
+  } else {
+    colon = strrchr(s, ':');
+    if (colon == NULL)
+      return -EINVAL;
+    n = (size_t) (colon - s);
+  }
+  if (n >= hostlen)
+    return -EINVAL;
+  memcpy(host, s, n);
+  host[n] = '\0';
+  if (n == 0)
+    snprintf(host, hostlen, "0.0.0.0");
+  p = strtol(colon + 1, &end, 10);
+  if (*end != '\0' || end == colon + 1 || p < 0 || p > 65535)
+    return -EINVAL;
+  *port = (int) p;
+  return 0;
+}
+
+/* The client address: the peer, or with --trust-proxy the right-most
+ * X-Forwarded-For address that is not a trusted proxy. */
+static void client_ip(hw_engine_t *e, hw_http_req_t *req, char *out,
+                      size_t len) {
+  const char *xff;
+  char buf[2048], *p, *tok;
+  unsigned char tmp[16];
+
+  snprintf(out, len, "%s", req->peer_ip);
+  if (e->trusted == NULL || !hw_ipfilter_match(e->trusted, req->peer_ip))
+    return;
+  xff = hw_http_req_header(req, "x-forwarded-for");
+  if (xff == NULL)
+    return;
+  snprintf(buf, sizeof buf, "%s", xff);
+  while ((p = strrchr(buf, ',')) != NULL || buf[0] != '\0') {
+    tok = p ? p + 1 : buf;
+    while (*tok == ' ' || *tok == '\t')
+      tok++;
+    tok[strcspn(tok, " \t")] = '\0';
+    if (strlen(tok) >= len || hw_ip_parse(tok, tmp) != 0)
+      return; /* garbage: keep the last trustworthy address */
+    memcpy(out, tok, strlen(tok) + 1);
+    if (!hw_ipfilter_match(e->trusted, tok))
+      return;
+    if (p == NULL)
+      return;
+    *p = '\0';
+  }
+}
+
+static void push_request(lua_State *L, hw_http_req_t *req, const char *ip) {
+  int i;
+  lua_createtable(L, 0, 7);
+  lua_pushstring(L, req->method);
+  lua_setfield(L, -2, "method");
+  lua_pushstring(L, req->path);
+  lua_setfield(L, -2, "path");
+  lua_pushstring(L, req->query);
+  lua_setfield(L, -2, "query");
+  lua_pushlstring(L, req->body ? req->body : "", req->body_len);
+  lua_setfield(L, -2, "body");
+  lua_pushstring(L, ip);
+  lua_setfield(L, -2, "ip");
+  lua_createtable(L, 0, req->nheaders);
+  for (i = 0; i < req->nheaders; i++) {
+    lua_pushstring(L, req->headers[i].value);
+    lua_setfield(L, -2, req->headers[i].name);
+  }
+  lua_setfield(L, -2, "headers");
+}
+
+static void respond_json(hw_http_req_t *req, int status, const char *json) {
+  hw_http_respond(req, status, "application/json", NULL, json, strlen(json));
+}
+
+static void web_request(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
+  hw_engine_t *e = arg;
+  char ip[64];
+  (void) srv;
+
+  if (strncmp(req->path, "/hooks/", 7) != 0) {
+    respond_json(req, 404, "{\"error\":\"not found\"}");
+    return;
+  }
+  if (e->stopping) {
+    respond_json(req, 503, "{\"error\":\"shutting down\"}");
+    return;
+  }
+  client_ip(e, req, ip, sizeof ip);
+  push_request(e->L, req, ip);
+  lua_pushlightuserdata(e->L, req);
+  /* E.webhook answers every request it is given, errors included. */
+  if (hw_lua_call(e, "webhook", 2, 0) != 0)
+    hw_log("engine", "webhook handler failed; request dropped");
+}
+
+static void on_check(uv_check_t *h) {
+  hw_engine_t *e = h->data;
+  hw_sched_drain(e);
+  if (e->store != NULL)
+    hw_store_kick(e->store);
+}
+
+static void on_prepare(uv_prepare_t *h) {
+  hw_engine_t *e = h->data;
+  if (e->store != NULL)
+    hw_store_kick(e->store);
+}
+
+static void finish(hw_engine_t *e);
+
+static void on_tick(uv_timer_t *t) {
+  hw_engine_t *e = t->data;
+  lua_pushnumber(e->L, hw_now());
+  hw_lua_call(e, "tick", 1, 0);
+  if (e->stopping == 1 && ((e->nruns == 0 && hw_store_pending(e->store) == 0) ||
+                           hw_now() > e->stop_deadline))
+    finish(e);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  hw_engine_t *e = s->data;
+  hw_log("engine", "signal %d: stopping", signum);
+  if (e->stopping)
+    e->stop_deadline = 0; /* a second signal: stop now */
+  hw_engine_stop(e);
+}
+
+int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
+  char err[512];
+  int rc;
+
+  memset(e, 0, sizeof *e);
+  e->loop = loop;
+  e->cfg = *cfg;
+  if (cfg->ntrust > 0 &&
+      hw_ipfilter_parse(cfg->trust_proxy, (size_t) cfg->ntrust, &e->trusted,
+                        err, sizeof err) != 0) {
+    fprintf(stderr, "hookwork: --trust-proxy: %s\n", err);
+    return -EINVAL;
+  }
+  if (cfg->listen != NULL &&
+      hw_parse_hostport(cfg->listen, e->listen_host, sizeof e->listen_host,
+                        &e->listen_port) != 0) {
+    fprintf(stderr, "hookwork: --listen: expected HOST:PORT, got '%s'\n",
+            cfg->listen);
+    return -EINVAL;
+  }
+  if (cfg->data_dir != NULL) {
+    rc = hw_store_open(loop, cfg->data_dir, &e->store, err, sizeof err);
+    if (rc != 0) {
+      fprintf(stderr, "hookwork: store: %s\n", err);
+      return rc;
+    }
+  }
+  rc = hw_hc_init(loop, &e->hc);
+  if (rc != 0) {
+    fprintf(stderr, "hookwork: http client: %s\n", uv_strerror(rc));
+    return rc;
+  }
+  uv_check_init(loop, &e->check);
+  uv_prepare_init(loop, &e->prepare);
+  uv_idle_init(loop, &e->idle);
+  uv_timer_init(loop, &e->tick);
+  e->check.data = e->prepare.data = e->idle.data = e->tick.data = e;
+  uv_check_start(&e->check, on_check);
+  uv_prepare_start(&e->prepare, on_prepare);
+  if (hw_lua_open(e) != 0)
+    return -EINVAL;
+  return 0;
+}
+
+static void set_public_base(hw_engine_t *e) {
+  const char *host = e->listen_host;
+  size_t n;
+  if (e->cfg.public_url != NULL) {
+    snprintf(e->public_base, sizeof e->public_base, "%s", e->cfg.public_url);
+    n = strlen(e->public_base);
+    while (n > 0 && e->public_base[n - 1] == '/')
+      e->public_base[--n] = '\0';
+    return;
+  }
+  if (strcmp(host, "0.0.0.0") == 0)
+    host = "127.0.0.1";
+  if (strchr(host, ':') != NULL)
+    snprintf(e->public_base, sizeof e->public_base, "http://[%s]:%d", host,
+             hw_http_server_port(e->web));
+  else
+    snprintf(e->public_base, sizeof e->public_base, "http://%s:%d", host,
+             hw_http_server_port(e->web));
+}
+
+static int start_servers(hw_engine_t *e) {
+  hw_http_limits_t lim = {e->cfg.max_body, e->cfg.read_timeout_ms, 60000};
+  char host[256];
+  int port, rc;
+
+  rc = hw_http_server_start(e->loop, e->listen_host, e->listen_port, &lim,
+                            web_request, e, &e->web);
+  if (rc != 0) {
+    hw_log("engine", "cannot listen on %s: %s", e->cfg.listen, uv_strerror(rc));
+    return rc;
+  }
+  set_public_base(e);
+  if (e->cfg.admin == NULL)
+    return 0;
+  if (hw_parse_hostport(e->cfg.admin, host, sizeof host, &port) != 0) {
+    hw_log("engine", "--admin: expected HOST:PORT, got '%s'", e->cfg.admin);
+    return -EINVAL;
+  }
+  lim.max_body = 1024 * 1024;
+  rc = hw_http_server_start(e->loop, host, port, &lim, hw_admin_handle, e,
+                            &e->admin);
+  if (rc != 0)
+    hw_log("engine", "cannot listen on %s: %s", e->cfg.admin, uv_strerror(rc));
+  return rc;
+}
+
+static void watcher_cb(void *arg) {
+  hw_engine_t *e = arg;
+  if (!e->stopping)
+    hw_lua_call(e, "rescan", 0, 0);
+}
+
+int hw_engine_serve(hw_engine_t *e) {
+  int rc = start_servers(e);
+  if (rc != 0)
+    return rc;
+  if (hw_lua_call(e, "start", 0, 0) != 0)
+    return -EINVAL;
+  rc = hw_watcher_start(e->loop, e->cfg.cycles_dir, 150, watcher_cb, e,
+                        &e->watcher);
+  if (rc != 0)
+    hw_log("engine", "not watching %s: %s", e->cfg.cycles_dir, uv_strerror(rc));
+  uv_signal_init(e->loop, &e->sigint);
+  uv_signal_init(e->loop, &e->sigterm);
+  e->sigint.data = e->sigterm.data = e;
+  uv_signal_start(&e->sigint, on_signal, SIGINT);
+  uv_signal_start(&e->sigterm, on_signal, SIGTERM);
+  uv_timer_start(&e->tick, on_tick, HW_TICK_MS, HW_TICK_MS);
+  hw_log("engine", "serving webhooks on %s, admin on %s", e->public_base,
+         e->cfg.admin ? e->cfg.admin : "(none)");
+  return 0;
+}
+
+/* Stop accepting at once; runs get until the deadline to finish or park
+ * (what is left re-runs from its checkpoint after a restart). */
+void hw_engine_stop(hw_engine_t *e) {
+  if (e->stopping == 0) {
+    e->stopping = 1;
+    e->stop_deadline = hw_now() + e->cfg.grace;
+    if (e->web != NULL) {
+      hw_http_server_close(e->web, NULL, NULL);
+      e->web = NULL;
+    }
+    if (e->watcher != NULL) {
+      hw_watcher_close(e->watcher);
+      e->watcher = NULL;
+    }
+  }
+  if (!uv_is_active((uv_handle_t *) &e->tick))
+    uv_timer_start(&e->tick, on_tick, 0, HW_TICK_MS);
+}
+
+static void close_if(uv_handle_t *h) {
+  if (h->loop != NULL && !uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+static void finish(hw_engine_t *e) {
+  e->stopping = 2;
+  hw_lua_call(e, "shutdown", 0, 0);
+  if (e->admin != NULL) {
+    hw_http_server_close(e->admin, NULL, NULL);
+    e->admin = NULL;
+  }
+  if (e->hc != NULL) {
+    hw_hc_close(e->hc);
+    e->hc = NULL;
+  }
+  close_if((uv_handle_t *) &e->tick);
+  close_if((uv_handle_t *) &e->sigint);
+  close_if((uv_handle_t *) &e->sigterm);
+  close_if((uv_handle_t *) &e->check);
+  close_if((uv_handle_t *) &e->prepare);
+  close_if((uv_handle_t *) &e->idle);
+}
+
+/* For the modes that never serve (check, test): close what init opened. */
+void hw_engine_close_handles(hw_engine_t *e) {
+  e->stopping = 2;
+  if (e->hc != NULL) {
+    hw_hc_close(e->hc);
+    e->hc = NULL;
+  }
+  close_if((uv_handle_t *) &e->tick);
+  close_if((uv_handle_t *) &e->check);
+  close_if((uv_handle_t *) &e->prepare);
+  close_if((uv_handle_t *) &e->idle);
+}
+
+void hw_engine_free(hw_engine_t *e) {
+  if (e->store != NULL && hw_store_close(e->store) != 0)
+    hw_log("engine", "store did not close cleanly");
+  e->store = NULL;
+  hw_lua_close(e);
+  hw_ipfilter_free(e->trusted);
+  e->trusted = NULL;
+}

@@ -1,0 +1,94 @@
+/* engine: the one engine struct that owns every module, and its life cycle
+ * (start, serve, graceful stop).  No other global mutable state exists.
+ *
+ * Owns: the loop, the Lua state, the store, the outbound HTTP client, both
+ * HTTP servers, the cycles-directory watcher, the tick timer, the signal
+ * handlers and the run scheduler.
+ */
+#ifndef HW_ENGINE_H
+#define HW_ENGINE_H
+
+#include <stddef.h>
+#include <uv.h>
+#include <lua.h>
+
+#include "http_client.h"
+#include "http_server.h"
+#include "ipfilter.h"
+#include "store.h"
+#include "watcher.h"
+
+#define HW_VERSION "0.1.0"
+
+typedef struct hw_config_s {
+  const char *cycles_dir;
+  const char *data_dir;
+  const char *listen;      /* HOST:PORT */
+  const char *admin;       /* HOST:PORT, NULL when no admin server */
+  const char *public_url;  /* base of webhook URLs; NULL: from listen */
+  size_t max_body;
+  const char *trust_proxy[32];
+  int ntrust;
+  const char *admin_token; /* HOOKWORK_ADMIN_TOKEN or NULL */
+  unsigned read_timeout_ms;
+  long step_budget;        /* Lua instructions per step */
+  double grace;            /* seconds to let runs finish on SIGTERM */
+  int mode;                /* HW_MODE_* */
+  const char *lua_dir;
+} hw_config_t;
+
+enum { HW_MODE_RUN, HW_MODE_TEST, HW_MODE_CHECK };
+
+typedef struct hw_run_s hw_run_t;
+
+typedef struct hw_engine_s {
+  uv_loop_t *loop;
+  hw_config_t cfg;
+  lua_State *L;
+  int engine_ref;          /* registry ref of the Lua engine table */
+  hw_store_t *store;
+  hw_hc_t *hc;
+  hw_http_server_t *web;
+  hw_http_server_t *admin;
+  hw_watcher_t *watcher;
+  hw_ipfilter_t *trusted;  /* --trust-proxy, NULL when none */
+  uv_check_t check;        /* drains the ready queue: the one resume site */
+  uv_prepare_t prepare;    /* kicks the store before the loop blocks */
+  uv_idle_t idle;          /* keeps the loop spinning while runs are ready */
+  uv_timer_t tick;         /* sync timeouts, expiry, shutdown progress */
+  uv_signal_t sigint, sigterm;
+  hw_run_t *ready_head, *ready_tail;
+  hw_run_t *runs;          /* every live run (ready or waiting) */
+  hw_run_t *current;       /* the run being resumed, else NULL */
+  long main_budget;        /* instruction budget outside runs (loading) */
+  int main_killed;
+  int nruns;
+  int stopping;            /* 1: draining; 2: forced */
+  double stop_deadline;
+  int exit_code;
+  char public_base[512];   /* "http://host:port" of webhook URLs */
+  char listen_host[256];
+  int listen_port;
+} hw_engine_t;
+
+/* Parses HOST:PORT ("127.0.0.1:8080", "[::1]:8080", ":8080"). 0 or -EINVAL. */
+int hw_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+/* Builds the engine (store, Lua, cycles) without serving. 0 or negative,
+ * with a message on stderr. */
+int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg);
+/* Starts the servers, watcher, signals and timers; recovers jobs. */
+int hw_engine_serve(hw_engine_t *e);
+/* Begins a graceful stop (also what SIGINT/SIGTERM do). */
+void hw_engine_stop(hw_engine_t *e);
+/* For modes that never serve (check, test): closes what init opened. */
+void hw_engine_close_handles(hw_engine_t *e);
+/* Frees everything after the loop has run dry. */
+void hw_engine_free(hw_engine_t *e);
+
+double hw_now(void); /* wall clock, unix seconds */
+
+/* admin.c */
+void hw_admin_handle(hw_http_server_t *srv, hw_http_req_t *req, void *arg);
+
+#endif

@@ -1,0 +1,199 @@
+/* main: the command line (run, test, check, --version, --help). */
+#include "engine.h"
+#include "lua_api.h"
+#include "log.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <lauxlib.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char usage[] =
+  "usage:\n"
+  "  hookwork run   [--cycles DIR] [--data DIR] [--listen HOST:PORT] "
+  "[--admin HOST:PORT]\n"
+  "                 [--public-url URL] [--max-body BYTES] "
+  "[--trust-proxy CIDR ...]\n"
+  "  hookwork test  [PATH ...]   run the *_test.lua files under PATH "
+  "(default: the cycles directory)\n"
+  "  hookwork check FILE ...     load and validate cycle files\n"
+  "  hookwork --version | --help\n"
+  "environment: HOOKWORK_ADMIN_TOKEN (admin bearer token), "
+  "HOOKWORK_READ_TIMEOUT (seconds),\n"
+  "  HOOKWORK_STEP_BUDGET (Lua instructions per step), HOOKWORK_GRACE "
+  "(seconds to finish on SIGTERM)\n";
+
+static void default_config(hw_config_t *c, char *luadir, size_t len) {
+  char exe[PATH_MAX - 8];
+  size_t n = sizeof exe;
+  const char *env;
+
+  memset(c, 0, sizeof *c);
+  c->cycles_dir = "./cycles";
+  c->data_dir = "./var";
+  c->listen = "127.0.0.1:8080";
+  c->admin = "127.0.0.1:8081";
+  c->max_body = 1024 * 1024;
+  c->read_timeout_ms = 10000;
+  c->step_budget = 50000000;
+  c->grace = 10;
+  c->admin_token = getenv("HOOKWORK_ADMIN_TOKEN");
+  if ((env = getenv("HOOKWORK_READ_TIMEOUT")) != NULL && atof(env) > 0)
+    c->read_timeout_ms = (unsigned) (atof(env) * 1000);
+  if ((env = getenv("HOOKWORK_STEP_BUDGET")) != NULL && atol(env) > 0)
+    c->step_budget = atol(env);
+  if ((env = getenv("HOOKWORK_GRACE")) != NULL && atof(env) >= 0)
+    c->grace = atof(env);
+  /* The lua/ modules live next to the executable. */
+  if ((env = getenv("HOOKWORK_LUA_DIR")) != NULL) {
+    snprintf(luadir, len, "%s", env);
+  } else if (uv_exepath(exe, &n) == 0) {
+    char *slash = strrchr(exe, '/');
+    if (slash != NULL)
+      *slash = '\0';
+    snprintf(luadir, len, "%s/lua", exe);
+  } else {
+    snprintf(luadir, len, "lua");
+  }
+  c->lua_dir = luadir;
+}
+
+static int parse_size(const char *s, size_t *out) {
+  char *end;
+  unsigned long long v;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno || *end != '\0' || end == s || v == 0)
+    return -EINVAL;
+  *out = (size_t) v;
+  return 0;
+}
+
+static int parse_run_args(hw_config_t *c, int argc, char **argv) {
+  int i;
+  for (i = 0; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (v == NULL) {
+      fprintf(stderr, "hookwork run: unknown option or missing value: %s\n%s",
+              a, usage);
+      return -1;
+    }
+    if (strcmp(a, "--cycles") == 0) c->cycles_dir = v;
+    else if (strcmp(a, "--data") == 0) c->data_dir = v;
+    else if (strcmp(a, "--listen") == 0) c->listen = v;
+    else if (strcmp(a, "--admin") == 0) c->admin = v;
+    else if (strcmp(a, "--public-url") == 0) c->public_url = v;
+    else if (strcmp(a, "--max-body") == 0) {
+      if (parse_size(v, &c->max_body) != 0) {
+        fprintf(stderr, "hookwork run: --max-body: expected a positive "
+                "number of bytes, got '%s'\n", v);
+        return -1;
+      }
+    } else if (strcmp(a, "--trust-proxy") == 0) {
+      if (c->ntrust >= 32) {
+        fprintf(stderr, "hookwork run: at most 32 --trust-proxy\n");
+        return -1;
+      }
+      c->trust_proxy[c->ntrust++] = v;
+    } else {
+      fprintf(stderr, "hookwork run: unknown option: %s\n%s", a, usage);
+      return -1;
+    }
+    i++;
+  }
+  return 0;
+}
+
+static int cmd_run(hw_config_t *c, int argc, char **argv) {
+  uv_loop_t loop;
+  hw_engine_t e;
+  int rc;
+
+  if (parse_run_args(c, argc, argv) != 0)
+    return 2;
+  if (mkdir(c->data_dir, 0755) != 0 && errno != EEXIST) {
+    fprintf(stderr, "hookwork: --data %s: %s\n", c->data_dir, strerror(errno));
+    return 1;
+  }
+  uv_loop_init(&loop);
+  rc = hw_engine_init(&e, &loop, c);
+  if (rc == 0)
+    rc = hw_engine_serve(&e);
+  if (rc != 0) {
+    e.stop_deadline = 0;
+    hw_engine_stop(&e);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  hw_engine_free(&e);
+  if (uv_loop_close(&loop) != 0)
+    hw_log("engine", "loop closed with open handles");
+  hw_log("engine", "stopped");
+  return rc == 0 ? 0 : 1;
+}
+
+/* check and test build an engine that never serves; Lua does the work. */
+static int run_lua_mode(hw_config_t *c, const char *fn, int argc,
+                        char **argv) {
+  uv_loop_t loop;
+  hw_engine_t e;
+  int i, rc = 1;
+
+  uv_loop_init(&loop);
+  if (hw_engine_init(&e, &loop, c) == 0) {
+    lua_createtable(e.L, argc, 0);
+    for (i = 0; i < argc; i++) {
+      lua_pushstring(e.L, argv[i]);
+      lua_rawseti(e.L, -2, i + 1);
+    }
+    if (hw_lua_call(&e, fn, 1, 1) == 0) {
+      rc = (int) lua_tointeger(e.L, -1);
+      lua_pop(e.L, 1);
+    }
+  }
+  hw_engine_close_handles(&e);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  hw_engine_free(&e);
+  uv_loop_close(&loop);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  static char luadir[PATH_MAX];
+  hw_config_t c;
+
+  signal(SIGPIPE, SIG_IGN);
+  default_config(&c, luadir, sizeof luadir);
+  if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+      strcmp(argv[1], "-h") == 0) {
+    fputs(usage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("hookwork %s\n", HW_VERSION);
+    return 0;
+  }
+  if (strcmp(argv[1], "run") == 0)
+    return cmd_run(&c, argc - 2, argv + 2);
+  if (strcmp(argv[1], "check") == 0) {
+    if (argc < 3) {
+      fprintf(stderr, "hookwork check: name at least one FILE\n");
+      return 2;
+    }
+    c.mode = HW_MODE_CHECK;
+    c.data_dir = NULL;
+    return run_lua_mode(&c, "check_main", argc - 2, argv + 2);
+  }
+  if (strcmp(argv[1], "test") == 0) {
+    c.mode = HW_MODE_TEST;
+    c.data_dir = NULL;
+    return run_lua_mode(&c, "test_main", argc - 2, argv + 2);
+  }
+  fprintf(stderr, "hookwork: unknown command '%s'\n%s", argv[1], usage);
+  return 2;
+}

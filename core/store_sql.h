@@ -1,0 +1,110 @@
+/* store_sql: the schema and every statement the store prepares, by name.
+ * Included only by store.c.  Timestamps are unix seconds (REAL); the admin
+ * queries render them as ISO 8601. */
+#ifndef HW_STORE_SQL_H
+#define HW_STORE_SQL_H
+
+static const char hw_schema_sql[] =
+  "CREATE TABLE IF NOT EXISTS hooks(cycle TEXT NOT NULL, step TEXT NOT NULL,"
+  " token TEXT NOT NULL UNIQUE, PRIMARY KEY(cycle, step));"
+  "CREATE TABLE IF NOT EXISTS cycles(name TEXT PRIMARY KEY, state TEXT NOT NULL);"
+  "CREATE TABLE IF NOT EXISTS connectors(name TEXT PRIMARY KEY,"
+  " allowed_ips TEXT NOT NULL, file_sig TEXT);"
+  "CREATE TABLE IF NOT EXISTS tx(id INTEGER PRIMARY KEY, cycle TEXT NOT NULL,"
+  " state TEXT NOT NULL, step TEXT, data TEXT, created REAL, updated REAL,"
+  " runs INTEGER NOT NULL DEFAULT 1, linked_cycle TEXT, linked_id INTEGER,"
+  " wait_step TEXT, match_value TEXT, parked_at REAL, expires_at REAL,"
+  " snapshot TEXT, error TEXT);"
+  "CREATE INDEX IF NOT EXISTS tx_wait ON tx(cycle, wait_step, match_value,"
+  " parked_at) WHERE state = 'waiting';"
+  "CREATE INDEX IF NOT EXISTS tx_exp ON tx(expires_at)"
+  " WHERE state = 'waiting' AND expires_at IS NOT NULL;"
+  "CREATE INDEX IF NOT EXISTS tx_cycle ON tx(cycle, state);"
+  "CREATE INDEX IF NOT EXISTS tx_state ON tx(state);"
+  "CREATE TABLE IF NOT EXISTS hist(tx INTEGER NOT NULL, run INTEGER, step TEXT,"
+  " started REAL, ended REAL, status TEXT, error TEXT, note TEXT);"
+  "CREATE INDEX IF NOT EXISTS hist_tx ON hist(tx);"
+  "CREATE TABLE IF NOT EXISTS jobs(id INTEGER PRIMARY KEY, tx INTEGER NOT NULL,"
+  " run INTEGER, entry TEXT, data TEXT, request TEXT, ckpt_step TEXT,"
+  " ckpt_data TEXT);";
+
+#define HW_ISO(col) "strftime('%Y-%m-%dT%H:%M:%fZ', " col ", 'unixepoch')"
+
+typedef struct hw_stmt_def_s {
+  const char *name;
+  int write;
+  const char *sql;
+} hw_stmt_def_t;
+
+static const hw_stmt_def_t hw_stmts[] = {
+  /* writes: executed by the batch worker on the writer connection */
+  {"tx_insert", 1, "INSERT INTO tx(id, cycle, state, step, data, created,"
+   " updated, runs, linked_cycle, linked_id) VALUES(?,?,?,?,?,?,?,?,?,?)"},
+  {"tx_update", 1, "UPDATE tx SET state = ?2, step = ?3, data = ?4,"
+   " updated = ?5, runs = max(runs, ?6), error = ?7 WHERE id = ?1"},
+  {"tx_park", 1, "UPDATE tx SET state = 'waiting', step = ?2, wait_step = ?2,"
+   " match_value = ?3, parked_at = ?4, expires_at = ?5, snapshot = ?6,"
+   " data = ?6, updated = ?4, runs = max(runs, ?7), error = NULL"
+   " WHERE id = ?1"},
+  {"tx_expire", 1, "UPDATE tx SET state = 'expired', updated = ?2"
+   " WHERE id = ?1 AND state = 'waiting'"},
+  {"hist_insert", 1, "INSERT INTO hist(tx, run, step, started, ended, status,"
+   " error, note) VALUES(?,?,?,?,?,?,?,?)"},
+  {"job_insert", 1, "INSERT INTO jobs(id, tx, run, entry, data, request)"
+   " VALUES(?,?,?,?,?,?)"},
+  {"job_ckpt", 1, "UPDATE jobs SET ckpt_step = ?2, ckpt_data = ?3"
+   " WHERE id = ?1"},
+  {"job_delete", 1, "DELETE FROM jobs WHERE id = ?1"},
+  {"hook_insert", 1, "INSERT OR IGNORE INTO hooks(cycle, step, token)"
+   " VALUES(?,?,?)"},
+  {"cycle_state", 1, "INSERT INTO cycles(name, state) VALUES(?1, ?2)"
+   " ON CONFLICT(name) DO UPDATE SET state = excluded.state"},
+  {"connector_set", 1, "INSERT INTO connectors(name, allowed_ips, file_sig)"
+   " VALUES(?1, ?2, ?3) ON CONFLICT(name) DO UPDATE SET"
+   " allowed_ips = excluded.allowed_ips, file_sig = excluded.file_sig"},
+  {"connector_delete", 1, "DELETE FROM connectors WHERE name = ?1"},
+
+  /* reads: the loop thread, reader connection */
+  {"hooks_all", 0, "SELECT cycle, step, token FROM hooks"},
+  {"cycles_all", 0, "SELECT name, state FROM cycles"},
+  {"connectors_all", 0, "SELECT name, allowed_ips, file_sig FROM connectors"},
+  {"max_ids", 0, "SELECT (SELECT coalesce(max(id), 0) FROM tx) AS tx,"
+   " (SELECT coalesce(max(id), 0) FROM jobs) AS job"},
+  {"jobs_all", 0, "SELECT j.id, j.tx, j.run, j.entry, j.data, j.request,"
+   " j.ckpt_step, j.ckpt_data, t.cycle, t.state, t.wait_step"
+   " FROM jobs j JOIN tx t ON t.id = j.tx ORDER BY j.id"},
+  {"find_waiting", 0, "SELECT id, snapshot, runs, expires_at FROM tx"
+   " WHERE cycle = ?1 AND wait_step = ?2 AND match_value = ?3"
+   " AND state = 'waiting' AND (expires_at IS NULL OR expires_at > ?4)"
+   " ORDER BY parked_at DESC, id DESC LIMIT 1"},
+  {"tx_runs", 0, "SELECT runs FROM tx WHERE id = ?1"},
+  {"expired", 0, "SELECT id FROM tx WHERE state = 'waiting'"
+   " AND expires_at IS NOT NULL AND expires_at <= ?1 LIMIT 1000"},
+  {"counts", 0, "SELECT cycle, state, count(*) AS n FROM tx"
+   " GROUP BY cycle, state"},
+  {"tx_list_json", 0, "SELECT coalesce(json_group_array(json_object("
+   "'id', CAST(id AS TEXT), 'cycle', cycle, 'state', state, 'step', step,"
+   " 'match', match_value, 'runs', runs,"
+   " 'created', " HW_ISO("created") ", 'updated', " HW_ISO("updated") ")),"
+   " '[]') FROM (SELECT * FROM tx WHERE (?1 IS NULL OR cycle = ?1)"
+   " AND (?2 IS NULL OR state = ?2) ORDER BY id DESC LIMIT ?3)"},
+  {"tx_get_json", 0, "SELECT json_object('id', CAST(id AS TEXT),"
+   " 'cycle', cycle, 'state', state, 'step', step,"
+   " 'data', json(coalesce(data, '{}')), 'runs', runs, 'match', match_value,"
+   " 'error', error, 'created', " HW_ISO("created") ","
+   " 'updated', " HW_ISO("updated") ","
+   " 'expires', CASE WHEN expires_at IS NULL THEN NULL ELSE "
+   HW_ISO("expires_at") " END,"
+   " 'linked_from', CASE WHEN linked_cycle IS NULL THEN NULL ELSE"
+   " json_object('cycle', linked_cycle, 'id', CAST(linked_id AS TEXT),"
+   " 'transaction', CAST(linked_id AS TEXT)) END,"
+   " 'history', (SELECT coalesce(json_group_array(json_object('step', step,"
+   " 'run', run, 'started', " HW_ISO("started") ","
+   " 'ended', " HW_ISO("ended") ", 'status', status,"
+   " 'error', error, 'note', note)), '[]') FROM (SELECT * FROM hist"
+   " WHERE tx = ?1 ORDER BY rowid))) FROM tx WHERE id = ?1"},
+};
+
+#define HW_NSTMTS ((int) (sizeof hw_stmts / sizeof hw_stmts[0]))
+
+#endif

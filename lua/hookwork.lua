@@ -1,0 +1,215 @@
+-- hookwork: the API cycle files use (`local hw = require "hookwork"`).
+-- Constructors check their options and remember the line they were written
+-- on, so load errors read "FILE:LINE: message"; hw.http calls yield the
+-- transaction's coroutine while libcurl works.
+local R = require "hookwork.runtime"
+local U = require "hookwork.util"
+local F = require "hookwork.fields"
+local core = R.core
+
+local hw = { json = { encode = U.encode, decode = U.decode, null = U.null } }
+
+local STEP = {}  -- metatable marking step objects
+
+local function fail(where, msg) error((where and where .. ": " or "") .. msg, 0) end
+
+local COMMON = { name = true }
+local OPTIONS = {
+  webhook = { fields = true, match = true, ip_filtered = true, methods = true,
+              expires = true, description = true },
+  step = { run = true, description = true },
+  decision = { test = true, on_false = true, description = true },
+  map = { fields = true, description = true },
+  respond = { status = true, headers = true, body = true, description = true },
+  request = { method = true, url = true, headers = true, query = true,
+              json = true, body = true, timeout = true, retries = true,
+              save_as = true, auth = true, follow = true,
+              fail_on_status = true, description = true, max_response = true,
+              insecure = true },
+  link = { cycle = true, hook = true, body = true, description = true },
+}
+local METHODS = { GET = true, POST = true, PUT = true, PATCH = true,
+                  DELETE = true, HEAD = true, OPTIONS = true }
+
+local function need(s, key, types)
+  local v = s[key]
+  if v ~= nil and not types[type(v)] then
+    local names = {}
+    for t in pairs(types) do names[#names + 1] = t end
+    table.sort(names)
+    fail(s.where, string.format("hw.%s: '%s' must be %s", s.kind, key,
+         table.concat(names, " or ")))
+  end
+end
+
+local CHECKS = {
+  webhook = function(s)
+    need(s, "name", { string = true })
+    local spec, err = F.compile(s.fields)
+    if err then fail(s.where, "hw.webhook: " .. err) end
+    s.spec = spec
+    need(s, "ip_filtered", { boolean = true })
+    need(s, "expires", { number = true })
+    if s.expires and s.expires <= 0 then fail(s.where, "hw.webhook: 'expires' must be positive") end
+    local m = s.match
+    if m ~= nil then
+      if type(m) == "string" then m = { request = m, transaction = m }
+      elseif type(m) == "table" then
+        m = { request = m.request or m.transaction, transaction = m.transaction or m.request }
+      end
+      if type(m) ~= "table" or type(m.request) ~= "string" or type(m.transaction) ~= "string" then
+        fail(s.where, "hw.webhook: 'match' must be a field name or {request = f, transaction = g}")
+      end
+      s.match = m
+    end
+    local methods = {}
+    for _, x in ipairs(s.methods or { "POST" }) do
+      local up = tostring(x):upper()
+      if not METHODS[up] then fail(s.where, "hw.webhook: unknown method '" .. tostring(x) .. "'") end
+      methods[up] = true
+    end
+    s.method_set = methods
+  end,
+  step = function(s)
+    if type(s.run) ~= "function" then fail(s.where, "hw.step: 'run' must be a function(tx)") end
+  end,
+  decision = function(s)
+    if type(s.test) ~= "function" then fail(s.where, "hw.decision: 'test' must be a function(tx)") end
+    need(s, "on_false", { string = true })
+  end,
+  map = function(s)
+    if type(s.fields) ~= "table" then fail(s.where, "hw.map: 'fields' must be a table") end
+    for k, v in pairs(s.fields) do
+      if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "function") then
+        fail(s.where, "hw.map: each field maps a target name to a source path or function(tx)")
+      end
+    end
+  end,
+  respond = function(s)
+    need(s, "status", { number = true, ["function"] = true })
+    need(s, "headers", { table = true, ["function"] = true })
+    need(s, "body", { table = true, string = true, ["function"] = true })
+  end,
+  request = function(s)
+    if s.url == nil then fail(s.where, "hw.request: 'url' is required") end
+    need(s, "url", { string = true, ["function"] = true })
+    need(s, "method", { string = true })
+    if s.method and not METHODS[s.method:upper()] then
+      fail(s.where, "hw.request: unknown method '" .. s.method .. "'")
+    end
+    need(s, "save_as", { string = true })
+    if s.json ~= nil and s.body ~= nil then fail(s.where, "hw.request: give 'json' or 'body', not both") end
+  end,
+  link = function(s)
+    if type(s.cycle) ~= "string" then fail(s.where, "hw.link: 'cycle' must be a cycle name") end
+    if type(s.hook) ~= "string" then fail(s.where, "hw.link: 'hook' must be a webhook step name") end
+    need(s, "body", { table = true, ["function"] = true })
+  end,
+}
+
+for kind, allowed in pairs(OPTIONS) do
+  hw[kind] = function(o)
+    local where = core.where(2)
+    if type(o) ~= "table" then fail(where, "hw." .. kind .. " expects a table of options") end
+    local s = {}
+    for k, v in pairs(o) do
+      if not allowed[k] and not COMMON[k] then
+        fail(where, string.format("hw.%s: unknown option '%s'", kind, tostring(k)))
+      end
+      s[k] = v
+    end
+    s.kind, s.where = kind, where
+    CHECKS[kind](s)
+    return setmetatable(s, STEP)
+  end
+end
+
+-- Names steps, checks uniqueness and forward decision targets, and notes
+-- for each webhook whether a respond step follows it (a synchronous call).
+local function normalize_steps(c, where)
+  if type(c.steps) ~= "table" or #c.steps == 0 then
+    fail(where, "hw.cycle: 'steps' must be a non-empty list of steps")
+  end
+  local index = {}
+  for i, s in ipairs(c.steps) do
+    if getmetatable(s) ~= STEP then
+      fail(where, string.format("hw.cycle: step %d is not a step (use hw.webhook, hw.step, ...)", i))
+    end
+    if s.kind == "webhook" and not s.name then fail(s.where, "hw.webhook: webhook steps must be named") end
+    s.name = s.name or (s.kind .. " " .. i)
+    if index[s.name] then fail(s.where, string.format("duplicate step name '%s'", s.name)) end
+    index[s.name] = i
+    s.index = i
+  end
+  if c.steps[1].kind ~= "webhook" then fail(where, "hw.cycle: the first step must be a hw.webhook (the trigger)") end
+  for i, s in ipairs(c.steps) do
+    if s.kind == "decision" and s.on_false and s.on_false ~= "stop" then
+      local j = index[s.on_false]
+      if not j then fail(s.where, string.format("decision '%s': on_false names no step '%s'", s.name, s.on_false)) end
+      if j <= i then fail(s.where, string.format("decision '%s': on_false step '%s' must come later", s.name, s.on_false)) end
+    end
+    if s.kind == "webhook" then
+      if i > 1 and not s.match then fail(s.where, string.format("webhook '%s': a mid-cycle webhook needs 'match'", s.name)) end
+      s.sync = false
+      for j = i + 1, #c.steps do
+        local k = c.steps[j].kind
+        if k == "webhook" then break end
+        if k == "respond" then s.sync = true break end
+      end
+    end
+  end
+  c.index = index
+end
+
+function hw.cycle(o)
+  local where = core.where(2)
+  if type(o) ~= "table" then fail(where, "hw.cycle expects a table") end
+  local allowed = { name = true, connector = true, autostart = true,
+                    sync_timeout = true, steps = true, description = true }
+  for k in pairs(o) do
+    if not allowed[k] then fail(where, string.format("hw.cycle: unknown option '%s'", tostring(k))) end
+  end
+  local c = { __kind = "cycle", where = where, name = o.name,
+              connector = o.connector or "default", steps = o.steps,
+              autostart = o.autostart ~= false, description = o.description,
+              sync_timeout = o.sync_timeout or 30 }
+  if c.name ~= nil and (type(c.name) ~= "string" or c.name == "") then
+    fail(where, "hw.cycle: 'name' must be a non-empty string")
+  end
+  if type(c.connector) ~= "string" then fail(where, "hw.cycle: 'connector' must be a connector name") end
+  if type(c.sync_timeout) ~= "number" or c.sync_timeout <= 0 then
+    fail(where, "hw.cycle: 'sync_timeout' must be a positive number of seconds")
+  end
+  normalize_steps(c, where)
+  return c
+end
+
+function hw.connector(o)
+  local where = core.where(2)
+  if type(o) ~= "table" then fail(where, "hw.connector expects a table") end
+  if type(o.name) ~= "string" or o.name == "" then fail(where, "hw.connector: 'name' is required") end
+  local c = { __kind = "connector", where = where, name = o.name,
+              base_url = o.base_url, headers = o.headers or {},
+              allowed_ips = o.allowed_ips or {}, secrets = o.secrets or {} }
+  if c.base_url ~= nil and (type(c.base_url) ~= "string" or not c.base_url:match("^https?://[^/]+")) then
+    fail(where, "hw.connector: 'base_url' must be an http:// or https:// URL")
+  end
+  if type(c.headers) ~= "table" then fail(where, "hw.connector: 'headers' must be a table") end
+  if type(c.allowed_ips) ~= "table" then fail(where, "hw.connector: 'allowed_ips' must be a list") end
+  local filter, err = core.ipfilter(c.allowed_ips)
+  if not filter then fail(where, "hw.connector: allowed_ips: " .. err) end
+  c.filter = filter
+  return c
+end
+
+-- hw.url(cycle, hook): the full public URL of a webhook step.
+function hw.url(cycle, hook)
+  local cy = R.cycles[cycle]
+  local h = cy and cy.hooks and cy.hooks[hook]
+  if not h then error(string.format("hw.url: no webhook '%s' in cycle '%s'", tostring(hook), tostring(cycle)), 2) end
+  return R.cfg.public_base .. "/hooks/" .. h.token
+end
+
+hw.http = require("hookwork.http")(hw)
+
+return hw
