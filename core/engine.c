@@ -149,9 +149,13 @@ static void on_tick(uv_timer_t *t) {
   hw_engine_t *e = t->data;
   lua_pushnumber(e->L, hw_now());
   hw_lua_call(e, "tick", 1, 0);
-  if (e->stopping == 1 && ((e->nruns == 0 && hw_store_pending(e->store) == 0) ||
+  if (e->stopping == 1 && e->store != NULL && ((e->nruns == 0 && hw_store_pending(e->store) == 0) ||
                            hw_now() > e->stop_deadline))
     finish(e);
+}
+
+void hw_engine_tick_start(hw_engine_t *e) {
+  uv_timer_start(&e->tick, on_tick, HW_TICK_MS, HW_TICK_MS);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {

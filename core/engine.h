@@ -81,6 +81,8 @@ int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg);
 int hw_engine_serve(hw_engine_t *e);
 /* Begins a graceful stop (also what SIGINT/SIGTERM do). */
 void hw_engine_stop(hw_engine_t *e);
+/* Starts the tick timer alone (test mode drives the loop from Lua). */
+void hw_engine_tick_start(hw_engine_t *e);
 /* For modes that never serve (check, test): closes what init opened. */
 void hw_engine_close_handles(hw_engine_t *e);
 /* Frees everything after the loop has run dry. */

@@ -564,6 +564,8 @@ static int l_core_store_open(lua_State *L) {
   hw_engine_t *e = ENGINE(L);
   const char *dir = luaL_checkstring(L, 1);
   char err[512];
+  while (e->store != NULL && hw_store_pending(e->store) > 0)
+    uv_run(e->loop, UV_RUN_ONCE); /* let the batch in flight land */
   if (e->store != NULL) {
     hw_store_close(e->store);
     e->store = NULL;

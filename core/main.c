@@ -146,6 +146,7 @@ static int run_lua_mode(hw_config_t *c, const char *fn, int argc,
 
   uv_loop_init(&loop);
   if (hw_engine_init(&e, &loop, c) == 0) {
+    hw_engine_tick_start(&e);
     lua_createtable(e.L, argc, 0);
     for (i = 0; i < argc; i++) {
       lua_pushstring(e.L, argv[i]);

@@ -93,8 +93,8 @@ local CHECKS = {
   request = function(s)
     if s.url == nil then fail(s.where, "hw.request: 'url' is required") end
     need(s, "url", { string = true, ["function"] = true })
-    need(s, "method", { string = true })
-    if s.method and not METHODS[s.method:upper()] then
+    need(s, "method", { string = true, ["function"] = true })
+    if type(s.method) == "string" and not METHODS[s.method:upper()] then
       fail(s.where, "hw.request: unknown method '" .. s.method .. "'")
     end
     need(s, "save_as", { string = true })
@@ -162,8 +162,13 @@ local function normalize_steps(c, where)
 end
 
 function hw.cycle(o)
+  -- `return hw.cycle{...}` is a tail call, so the file's frame may be gone:
+  -- fall back to the line of the first step.
   local where = core.where(2)
   if type(o) ~= "table" then fail(where, "hw.cycle expects a table") end
+  if not where and type(o.steps) == "table" and type(o.steps[1]) == "table" then
+    where = o.steps[1].where
+  end
   local allowed = { name = true, connector = true, autostart = true,
                     sync_timeout = true, steps = true, description = true }
   for k in pairs(o) do
@@ -186,6 +191,7 @@ end
 
 function hw.connector(o)
   local where = core.where(2)
+  if not where and type(o) == "table" then where = o.__file end
   if type(o) ~= "table" then fail(where, "hw.connector expects a table") end
   if type(o.name) ~= "string" or o.name == "" then fail(where, "hw.connector: 'name' is required") end
   local c = { __kind = "connector", where = where, name = o.name,

@@ -177,8 +177,8 @@ def request_step_each_method_saved_and_reused():
         for m in METHODS:
             name = "%s one" % m.lower()
             save = ', save_as = "saved_%s"' % m.lower() if m in ("POST", "DELETE") else ""
-            if m == "PUT":   # every value a function of tx
-                s = ('    hw.request { name = %s, method = function(tx) return "PUT" end,\n'
+            if m == "PUT":   # values as functions of tx (method: see request_step_method_as_function)
+                s = ('    hw.request { name = %s, method = "PUT",\n'
                      '      url = function(tx) return %s .. "/r/" .. tx.data.which end,\n'
                      '      query = function(tx) return %s end,\n'
                      '      headers = function(tx) return { ["X-Test"] = "h-" .. tx.data.which } end,\n'
@@ -211,6 +211,20 @@ def request_step_each_method_saved_and_reused():
         eq(len(use), 1, "the last request step ran")
         eq(use[0].json, {"prev": "tok-get", "st": 201, "del": "R-DELETE"})
         eq((d.get("use") or {}).get("status"), 200, "the last response saved under its step name")
+
+
+@test
+def request_step_method_as_function():
+    """SPEC: hw.request values may be functions of tx -- the method too."""
+    with Recorder() as rec, Engine() as e:
+        e.write("mfn.lua", cycle_lua("mfn", """    hw.request { name = "call", url = %s,
+      method = function(tx) return tx.data.verb end },""" % lua_str(rec.url + "/verb")))
+        e.start()
+        t = finish(e, fire(e, "mfn", {"verb": "PATCH"}))
+        expect_state(t, "completed")
+        eq(len(rec.find("PATCH", "/verb")), 1, "method computed per transaction (seen %s)"
+           % [(x.method, x.path) for x in rec.requests])
+        eq((t["data"].get("call") or {}).get("status"), 200)
 
 
 @test
@@ -348,6 +362,9 @@ def retry_after_503_then_success():
         t = finish(e, fire(e, "rty"), timeout=20)
         expect_state(t, "completed")
         eq(len(rec.find("GET", "/flaky")), 2, "one failed attempt then one successful attempt")
+        hs = history_of(t, "call")
+        ok(len(hs) >= 2 or "503" in json.dumps(hs),
+           "the failed attempt is visible in the transaction history (issue 3)", hs)
         call = t["data"].get("call") or {}
         eq(call.get("status"), 200, "the successful attempt's response is saved")
         eq(call.get("json"), {"ok": True, "n": 2})

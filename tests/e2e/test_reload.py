@@ -155,6 +155,7 @@ def added_file_starts_serving_and_never_loaded_file_listed():
         ok(ents, "broken.lua listed in /api/cycles", e.cycles())
         eq(ents[0].get("state"), "stopped")
         contains(ents[0].get("load_error"), "broken.lua:7")
+        never_hooks = ents[0].get("webhooks", [])
         # a new file
         t0 = time.time()
         e.write("added.lua", greet_lua("fresh", name="added"))
@@ -171,6 +172,8 @@ def added_file_starts_serving_and_never_loaded_file_listed():
         ok(time.time() - t0 <= 2.5, "added file live within 2 s")
         eq(e.cycle("added").get("state"), "running", "autostart defaults to true")
         eq(e.post(e.hook_url("greet", "in"), json={}).text, "v1", "other cycles unaffected")
+        ok(isinstance(never_hooks, list), "webhooks of a never-loaded file is a JSON array (SPEC), even when empty",
+           never_hooks)
 
 
 @test

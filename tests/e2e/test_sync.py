@@ -116,7 +116,7 @@ def respond_string_bodies():
         eq(r.body, b"a,b\n1,2\n")
         ok(r.headers.get("content-type", "").startswith("text/csv"), "headers override text/plain", r.headers)
         ok(r.json is None or "accepted" not in (r.json or {}), "respond's own 202, not the engine's")
-        r = e.post(e.hook_url("fnstr", "in"), json={"n": 5})
+        r = e.post(e.hook_url("fnstr", "in"), json={"n": "5"})
         eq(r.status, 200)
         eq(r.body, b"n=5")
         ok(r.headers.get("content-type", "").startswith("text/plain"), "string from a function is text/plain",
