@@ -330,6 +330,14 @@ class Engine:
         except OSError:
             return ""
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                       "SUMMARY: AddressSanitizer", "SUMMARY: LeakSanitizer",
+                       "SUMMARY: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer")
+
+    def sanitizer_errors(self):
+        """Lines of the log where a sanitizer reported something (ASan/UBSan/LSan builds)."""
+        return [ln for ln in self.log().splitlines() if any(m in ln for m in self.SANITIZER_MARKS)]
+
     def log_tail(self, lines=40):
         return "\n".join(self.log().splitlines()[-lines:])
 

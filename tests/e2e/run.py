@@ -81,6 +81,14 @@ def main(argv):
             th.join(5)
         dt = time.time() - t0
         if result.get("ok") and not timed_out:
+            for e in lib._ENGINES[first_engine:]:
+                bad = e.sanitizer_errors()
+                if bad:
+                    result.pop("ok", None)
+                    result["ex"] = AssertionError("sanitizer report in the engine log: %s" % "; ".join(bad[:3]))
+                    result["tb"] = ""
+                    break
+        if result.get("ok") and not timed_out:
             passed += 1
             print("ok %s (%.1fs)" % (name, dt), flush=True)
             continue
@@ -92,7 +100,7 @@ def main(argv):
             if isinstance(ex, AssertionError):
                 tb = result["tb"].rstrip().splitlines()
                 where = [ln.strip() for ln in tb if ln.strip().startswith("File ") and HERE in ln]
-                msg = "%s\n    at %s" % (ex, where[-1] if where else "?")
+                msg = str(ex) + ("\n    at %s" % where[-1] if where else "")
             else:
                 msg = result.get("tb", repr(ex)).rstrip()
         print("FAIL %s: %s" % (name, msg), flush=True)

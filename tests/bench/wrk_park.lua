@@ -1,0 +1,28 @@
+-- wrk script: park transactions with distinct match values.  Sends
+-- {"order_id":"B<i>","amount":1} for i = 1, 2, ... and stops the (single)
+-- thread once WRK_COUNT answers have come back, so ids B1..B<WRK_COUNT>
+-- are all parked (a few more may be, from requests still in flight).
+local count = tonumber(os.getenv("WRK_COUNT") or "1000")
+local prefix = os.getenv("WRK_PREFIX") or "B"
+local sent, got = 0, 0
+
+function request()
+  sent = sent + 1
+  return wrk.format("POST", nil, { ["Content-Type"] = "application/json" },
+                    '{"order_id":"' .. prefix .. sent .. '","amount":1}')
+end
+
+function response(status, headers, body)
+  got = got + 1
+  if got >= count then wrk.thread:stop() end
+end
+
+function done(summary, latency, requests)
+  local secs = summary.duration / 1e6
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f reqs=%d non2xx=%d errs_connect=%d errs_read=%d errs_write=%d errs_timeout=%d secs=%.3f\n",
+    summary.requests / secs, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000, summary.requests, e.status,
+    e.connect, e.read, e.write, e.timeout, secs))
+end
