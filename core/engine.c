@@ -310,6 +310,8 @@ static void close_if(uv_handle_t *h) {
 static void finish(hw_engine_t *e) {
   e->stopping = 2;
   hw_lua_call(e, "shutdown", 0, 0);
+  if (e->store != NULL)
+    hw_store_detach(e->store);
   if (e->admin != NULL) {
     hw_http_server_close(e->admin, NULL, NULL);
     e->admin = NULL;
@@ -329,6 +331,8 @@ static void finish(hw_engine_t *e) {
 /* For the modes that never serve (check, test): close what init opened. */
 void hw_engine_close_handles(hw_engine_t *e) {
   e->stopping = 2;
+  if (e->store != NULL)
+    hw_store_detach(e->store);
   if (e->hc != NULL) {
     hw_hc_close(e->hc);
     e->hc = NULL;

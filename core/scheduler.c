@@ -103,7 +103,8 @@ void hw_sched_ready(hw_run_t *r, int nargs) {
   else
     e->ready_head = r;
   e->ready_tail = r;
-  uv_idle_start(&e->idle, idle_noop);
+  if (!uv_is_closing((uv_handle_t *) &e->idle))
+    uv_idle_start(&e->idle, idle_noop);
 }
 
 static void resume(hw_run_t *r) {

@@ -1,10 +1,15 @@
-/* store: SQLite in WAL mode, with group commit off the loop thread.
+/* store: SQLite in WAL mode, with group commit on a writer thread.
  *
- * Writes are copied into hw_op_t records on a queue.  hw_store_kick moves the
- * whole queue into a batch and runs it in uv_queue_work: BEGIN, every op,
- * COMMIT (fsync), so one fsync serves every request that arrived meanwhile.
- * Flush waiters queued with those writes are called from the after-work
- * callback on the loop thread.  Reads use a second connection on the loop.
+ * Writes are copied into hw_op_t records.  During one loop iteration they
+ * collect on the loop thread; hw_store_kick (once per iteration) seals them
+ * and hands them to the writer thread, which commits everything handed over
+ * since its last commit in one SQLite transaction and one fsync, back to
+ * back with the loop's own work (so the loop never waits for a disk and the
+ * disk never waits for the loop).  Every op has a sequence number; a flush
+ * waiter is told once the writer has committed past its sequence, through a
+ * uv_async handle.  Reads use a second connection on the loop thread.
+ * Whole iterations are sealed together, so the writes one run makes at one
+ * point always commit together.
  */
 #include "store.h"
 #include "store_sql.h"
@@ -12,6 +17,7 @@
 
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,31 +34,40 @@ typedef struct hw_op_s {
 
 typedef struct hw_waiter_s {
   struct hw_waiter_s *next;
+  uint64_t seq;
   hw_store_cb cb;
   void *arg;
 } hw_waiter_t;
-
-typedef struct hw_batch_s {
-  uv_work_t work;
-  hw_store_t *st;
-  hw_op_t *ops;
-  hw_waiter_t *waiters;
-  size_t nops;
-  int status;
-} hw_batch_t;
 
 struct hw_store_s {
   uv_loop_t *loop;
   sqlite3 *wr, *rd;
   sqlite3_stmt *wstmt[HW_NSTMTS];
   sqlite3_stmt *rstmt[HW_NSTMTS];
-  hw_op_t *head, **tail;       /* queued writes */
-  hw_waiter_t *whead, **wtail; /* flush waiters for the queued writes */
-  size_t queued;
-  hw_batch_t *inflight;
-  size_t inflight_ops;
+  /* loop thread only */
+  hw_op_t *head, **tail;       /* written this iteration, not yet sealed */
+  hw_waiter_t *whead, **wtail; /* in sequence order */
+  uint64_t seq;                /* last op written */
+  uint64_t sealed;             /* last op handed to the writer */
+  uv_async_t *async;           /* writer -> loop: something committed */
+  uv_timer_t *linger;          /* seals writes nobody waits for */
+  size_t unsealed;             /* ops written since the last seal */
+  /* shared, under mu */
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  hw_op_t *shead, **stail;     /* sealed, waiting for the writer */
+  uint64_t shead_last;         /* seq of the last sealed op */
+  uint64_t committed;          /* writer has finished ops up to here */
+  uint64_t fail_lo, fail_hi;   /* ops in (lo, hi] failed to commit */
+  int stop;
+  /* writer thread only */
+  uv_thread_t thread;
+  int thread_started;
   char errmsg[256];
 };
+
+static void writer_main(void *arg);
+static void on_async(uv_async_t *h);
 
 static int open_conn(const char *path, sqlite3 **db, char *err, size_t len) {
   int rc = sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE |
@@ -100,6 +115,11 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
   st->loop = loop;
   st->tail = &st->head;
   st->wtail = &st->whead;
+  st->stail = &st->shead;
+  if (uv_mutex_init(&st->mu) != 0 || uv_cond_init(&st->cv) != 0) {
+    free(st);
+    return -ENOMEM;
+  }
   snprintf(path, sizeof path, "%s/hookwork.db", dir);
   rc = open_conn(path, &st->wr, err, errlen);
   if (rc == 0 && sqlite3_exec(st->wr, hw_schema_sql, NULL, NULL, NULL) !=
@@ -111,6 +131,18 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
     rc = open_conn(path, &st->rd, err, errlen);
   if (rc == 0)
     rc = prepare_all(st, err, errlen);
+  if (rc == 0 && (st->async = malloc(sizeof *st->async)) == NULL)
+    rc = -ENOMEM;
+  if (rc == 0 && (st->linger = malloc(sizeof *st->linger)) == NULL)
+    rc = -ENOMEM;
+  if (rc == 0) {
+    uv_timer_init(loop, st->linger);
+    st->linger->data = st;
+    uv_async_init(loop, st->async, on_async);
+    st->async->data = st;
+    rc = uv_thread_create(&st->thread, writer_main, st);
+    st->thread_started = rc == 0;
+  }
   if (rc != 0) {
     hw_store_close(st);
     return rc;
@@ -179,7 +211,8 @@ int hw_store_write(hw_store_t *st, int id, const hw_val_t *vals, int n) {
   }
   *st->tail = op;
   st->tail = &op->next;
-  st->queued++;
+  st->seq++;
+  st->unsealed++;
   return 0;
 }
 
@@ -188,41 +221,16 @@ int hw_store_flush(hw_store_t *st, hw_store_cb cb, void *arg) {
   if (w == NULL)
     return -ENOMEM;
   w->next = NULL;
+  w->seq = st->seq;
   w->cb = cb;
   w->arg = arg;
   *st->wtail = w;
   st->wtail = &w->next;
+  uv_mutex_lock(&st->mu);
+  if (st->async != NULL)
+    uv_async_send(st->async); /* in case everything is already durable */
+  uv_mutex_unlock(&st->mu);
   return 0;
-}
-
-/* Worker thread: one SQLite transaction for the whole batch.  A failing op
- * (a constraint, say) is logged and skipped so it cannot sink the others;
- * a failing COMMIT fails the batch. */
-static void batch_work(uv_work_t *req) {
-  hw_batch_t *b = req->data;
-  hw_store_t *st = b->st;
-  hw_op_t *op;
-
-  b->status = 0;
-  if (sqlite3_exec(st->wr, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-    b->status = -EIO;
-    return;
-  }
-  for (op = b->ops; op != NULL; op = op->next) {
-    sqlite3_stmt *s = st->wstmt[op->id];
-    bind_vals(s, op->v, op->n);
-    if (sqlite3_step(s) != SQLITE_DONE)
-      hw_log("store", "write %s failed: %s", hw_stmts[op->id].name,
-             sqlite3_errmsg(st->wr));
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-  }
-  if (sqlite3_exec(st->wr, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-    snprintf(st->errmsg, sizeof st->errmsg, "commit: %s",
-             sqlite3_errmsg(st->wr));
-    sqlite3_exec(st->wr, "ROLLBACK", NULL, NULL, NULL);
-    b->status = -EIO;
-  }
 }
 
 static void free_ops(hw_op_t *op) {
@@ -234,56 +242,147 @@ static void free_ops(hw_op_t *op) {
   }
 }
 
-static void batch_done(uv_work_t *req, int status) {
-  hw_batch_t *b = req->data;
-  hw_store_t *st = b->st;
-  hw_waiter_t *w = b->waiters;
-  int rc = status < 0 ? status : b->status;
+/* Writer thread: one SQLite transaction for everything sealed.  A failing
+ * op (a constraint, say) is logged and skipped so it cannot sink the
+ * others; a failing COMMIT fails the batch. */
+static int run_batch(hw_store_t *st, hw_op_t *ops, size_t *nops) {
+  hw_op_t *op;
+  int rc = 0;
 
-  if (rc < 0)
-    hw_log("store", "batch of %zu writes failed: %s", b->nops,
-           st->errmsg[0] ? st->errmsg : "cancelled");
-  st->inflight = NULL;
-  st->inflight_ops = 0;
-  free_ops(b->ops);
-  free(b);
-  while (w != NULL) {
-    hw_waiter_t *next = w->next;
-    w->cb(rc, w->arg);
-    free(w);
-    w = next;
+  *nops = 0;
+  if (sqlite3_exec(st->wr, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    snprintf(st->errmsg, sizeof st->errmsg, "begin: %s", sqlite3_errmsg(st->wr));
+    return -EIO;
   }
-  hw_store_kick(st);
+  for (op = ops; op != NULL; op = op->next) {
+    sqlite3_stmt *s = st->wstmt[op->id];
+    bind_vals(s, op->v, op->n);
+    if (sqlite3_step(s) != SQLITE_DONE)
+      hw_log("store", "write %s failed: %s", hw_stmts[op->id].name,
+             sqlite3_errmsg(st->wr));
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    (*nops)++;
+  }
+  if (sqlite3_exec(st->wr, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    snprintf(st->errmsg, sizeof st->errmsg, "commit: %s",
+             sqlite3_errmsg(st->wr));
+    sqlite3_exec(st->wr, "ROLLBACK", NULL, NULL, NULL);
+    rc = -EIO;
+  }
+  return rc;
 }
 
-void hw_store_kick(hw_store_t *st) {
-  hw_batch_t *b;
+static void writer_main(void *arg) {
+  hw_store_t *st = arg;
+  hw_op_t *ops;
+  uint64_t last, first;
+  size_t n;
+  int rc;
 
-  if (st->inflight != NULL || (st->head == NULL && st->whead == NULL))
-    return;
-  b = calloc(1, sizeof *b);
-  if (b == NULL)
-    return; /* retried on the next kick */
-  b->st = st;
-  b->ops = st->head;
-  b->nops = st->queued;
-  b->waiters = st->whead;
-  b->work.data = b;
+  uv_mutex_lock(&st->mu);
+  for (;;) {
+    while (st->shead == NULL && !st->stop)
+      uv_cond_wait(&st->cv, &st->mu);
+    if (st->shead == NULL)
+      break; /* stopping, and everything is committed */
+    ops = st->shead;
+    last = st->shead_last;
+    first = st->committed;
+    st->shead = NULL;
+    st->stail = &st->shead;
+    uv_mutex_unlock(&st->mu);
+    double t0 = getenv("HW_STORE_TRACE") ? uv_hrtime() / 1e6 : 0;
+    rc = run_batch(st, ops, &n);
+    if (t0 > 0)
+      fprintf(stderr, "batch %zu ops %.3f ms (at %.3f)\n", n, uv_hrtime() / 1e6 - t0, t0);
+    if (rc < 0)
+      hw_log("store", "batch of %zu writes failed: %s", n, st->errmsg);
+    free_ops(ops);
+    uv_mutex_lock(&st->mu);
+    st->committed = last;
+    if (rc < 0) {
+      st->fail_lo = first;
+      st->fail_hi = last;
+    }
+    if (st->async != NULL)
+      uv_async_send(st->async);
+  }
+  uv_mutex_unlock(&st->mu);
+}
+
+/* Loop thread: tell waiters whose writes the writer has finished. */
+static void notify_waiters(hw_store_t *st) {
+  uint64_t done, lo, hi;
+
+  uv_mutex_lock(&st->mu);
+  done = st->committed;
+  lo = st->fail_lo;
+  hi = st->fail_hi;
+  uv_mutex_unlock(&st->mu);
+  while (st->whead != NULL && st->whead->seq <= done) {
+    hw_waiter_t *w = st->whead;
+    st->whead = w->next;
+    if (st->whead == NULL)
+      st->wtail = &st->whead;
+    w->cb(w->seq > lo && w->seq <= hi ? -EIO : 0, w->arg);
+    free(w);
+  }
+}
+
+static void on_async(uv_async_t *h) {
+  hw_store_t *st = h->data;
+  if (st != NULL)
+    notify_waiters(st);
+}
+
+static void async_closed(uv_handle_t *h) { free(h); }
+
+static void seal(hw_store_t *st) {
+  uv_mutex_lock(&st->mu);
+  *st->stail = st->head;
+  st->stail = st->tail;
+  st->shead_last = st->seq;
+  uv_cond_signal(&st->cv);
+  uv_mutex_unlock(&st->mu);
+  st->sealed = st->seq;
   st->head = NULL;
   st->tail = &st->head;
-  st->whead = NULL;
-  st->wtail = &st->whead;
-  st->queued = 0;
-  st->inflight = b;
-  st->inflight_ops = b->nops;
-  if (uv_queue_work(st->loop, &b->work, batch_work, batch_done) != 0) {
-    batch_work(&b->work); /* cannot happen with a live loop; stay correct */
-    batch_done(&b->work, 0);
+  st->unsealed = 0;
+}
+
+static void on_linger(uv_timer_t *t) {
+  hw_store_t *st = t->data;
+  if (st != NULL && st->head != NULL)
+    seal(st);
+}
+
+/* Writes someone waits for (an acknowledgement) are sealed at once.  Writes
+ * nobody waits for (a run's outcome, history) linger up to 5 ms so they
+ * ride with the next acknowledgement's commit instead of delaying it. */
+void hw_store_kick(hw_store_t *st) {
+  hw_waiter_t *w;
+  if (st->head == NULL)
+    return;
+  for (w = st->whead; w != NULL; w = w->next)
+    if (w->seq > st->sealed) {
+      seal(st);
+      return;
+    }
+  if (st->unsealed >= 4096 || st->linger == NULL) {
+    seal(st);
+    return;
   }
+  if (!uv_is_active((uv_handle_t *) st->linger))
+    uv_timer_start(st->linger, on_linger, 5, 0);
 }
 
 size_t hw_store_pending(const hw_store_t *st) {
-  return st->queued + st->inflight_ops + (st->whead != NULL);
+  uint64_t done;
+  uv_mutex_lock((uv_mutex_t *) &st->mu);
+  done = st->committed;
+  uv_mutex_unlock((uv_mutex_t *) &st->mu);
+  return (size_t) (st->seq - done) + (st->whead != NULL);
 }
 
 int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
@@ -343,30 +442,26 @@ int hw_store_exec(hw_store_t *st, const char *sql) {
 
 const char *hw_store_errmsg(hw_store_t *st) { return st->errmsg; }
 
-/* Shutdown path: the loop has stopped, so the in-flight batch (if any) was
- * completed by the loop drain; what is still queued is committed here. */
+/* The writer commits everything written so far, then stops; waiters still
+ * queued are told here, synchronously.  The engine calls hw_store_detach
+ * first when the loop is about to end; otherwise (the test harness swaps
+ * stores between cases) the async handle closes on the next loop run. */
 int hw_store_close(hw_store_t *st) {
   int i, rc = 0;
 
   if (st == NULL)
     return 0;
-  if (st->head != NULL || st->whead != NULL) {
-    hw_batch_t b;
-    memset(&b, 0, sizeof b);
-    b.st = st;
-    b.ops = st->head;
-    b.work.data = &b;
-    batch_work(&b.work);
-    rc = b.status;
-    free_ops(st->head);
-    while (st->whead != NULL) {
-      hw_waiter_t *w = st->whead;
-      st->whead = w->next;
-      w->cb(rc, w->arg);
-      free(w);
-    }
-    st->head = NULL;
+  if (st->head != NULL)
+    seal(st);
+  if (st->thread_started) {
+    uv_mutex_lock(&st->mu);
+    st->stop = 1;
+    uv_cond_signal(&st->cv);
+    uv_mutex_unlock(&st->mu);
+    uv_thread_join(&st->thread);
   }
+  notify_waiters(st);
+  hw_store_detach(st);
   for (i = 0; i < HW_NSTMTS; i++) {
     sqlite3_finalize(st->wstmt[i]);
     sqlite3_finalize(st->rstmt[i]);
@@ -375,6 +470,29 @@ int hw_store_close(hw_store_t *st) {
     rc = -EBUSY;
   if (st->wr != NULL && sqlite3_close(st->wr) != SQLITE_OK)
     rc = -EBUSY;
+  uv_cond_destroy(&st->cv);
+  uv_mutex_destroy(&st->mu);
   free(st);
   return rc;
+}
+
+/* Closes the async handle while the loop still runs (engine stop), so the
+ * loop can end; later commits are reported by hw_store_close. */
+static void timer_closed(uv_handle_t *h) { free(h); }
+
+void hw_store_detach(hw_store_t *st) {
+  uv_async_t *a;
+  if (st->head != NULL)
+    seal(st);
+  if (st->linger != NULL) {
+    st->linger->data = NULL;
+    uv_close((uv_handle_t *) st->linger, timer_closed); /* frees it */
+    st->linger = NULL;
+  }
+  uv_mutex_lock(&st->mu); /* the writer sends on it */
+  a = st->async;
+  st->async = NULL;
+  uv_mutex_unlock(&st->mu);
+  if (a != NULL)
+    uv_close((uv_handle_t *) a, async_closed); /* frees a */
 }

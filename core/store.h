@@ -1,13 +1,14 @@
 /* store: the embedded durable store (SQLite in WAL mode).
  *
  * Owns: two SQLite connections and their prepared statements.  The writer
- * connection is used only inside uv_queue_work (one batch at a time), so the
+ * connection is used only by the writer thread, so the
  * fsync of a commit never blocks the loop; the reader connection is used on
  * the loop thread and sees what has committed.
  *
  * Writes are queued (hw_store_write copies its values) and committed in
- * groups: every write queued while a batch is in flight goes into the next
- * batch, one SQLite transaction and one fsync for all of them (group commit).
+ * groups by a writer thread: every write queued while a commit is in flight
+ * goes into the next one, one SQLite transaction and one fsync for all of
+ * them (group commit).
  * hw_store_flush asks to be told when everything queued so far is durable.
  */
 #ifndef HW_STORE_H
@@ -43,6 +44,10 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
 /* Waits for the batch in flight, commits what is queued (synchronously: this
  * is the shutdown path), finalizes statements, closes both connections. */
 int hw_store_close(hw_store_t *st);
+
+/* Closes the loop handle the store owns (engine stop) so the loop can run
+ * dry; writes still commit, and hw_store_close reports them. */
+void hw_store_detach(hw_store_t *st);
 
 /* Statement ids by name: writes and queries share one table.  Returns the id
  * or -1 when there is no such statement. */

@@ -6,7 +6,9 @@
     python3 tests/e2e/run.py -k keep_alive       # only tests whose name contains it
 
 Prints `ok NAME` / `FAIL NAME: message` per test and ends with `N passed, N failed`.
-Environment: HOOKWORK_BIN (binary, default ./hookwork), E2E_TIMEOUT (per test, 60 s).
+Environment: HOOKWORK_BIN (binary, default ./hookwork), E2E_TIMEOUT (per test, 60 s),
+E2E_TIMES=1 (print each test's duration). A test whose engine log holds a sanitizer
+report (ASan/UBSan/LSan) fails.
 """
 
 import glob
@@ -90,7 +92,7 @@ def main(argv):
                     break
         if result.get("ok") and not timed_out:
             passed += 1
-            print("ok %s (%.1fs)" % (name, dt), flush=True)
+            print("ok %s%s" % (name, " (%.1fs)" % dt if os.environ.get("E2E_TIMES") else ""), flush=True)
             continue
         failed += 1
         if timed_out:

@@ -979,17 +979,22 @@ def version_and_help():
 
 @test
 def crash_kill9_every_acknowledged_transaction_completes():
+    rec = Recorder()
+    rec.route("GET", "/work", delay=0.2, json={"w": 1})
     src = cycle("work", """
     hw.webhook { name = "in", fields = { n = "integer" } },
     hw.step { name = "crunch", run = function(tx)
       local s = 0
-      for i = 1, 20000 do s = s + i % 7 end
+      for i = 1, 20000 do s = s + i %% 7 end
       tx.data.sum = s
     end },
+    hw.step { name = "remote", run = function(tx)
+      tx.data.w = hw.http.get(%s .. "/work").json.w
+    end },
     hw.step { name = "done", run = function(tx) tx.data.done = true end },
-""")
+""" % lua_str(rec.url))
     total, threads = 300, 4
-    with Engine({"work.lua": src}) as e:
+    with rec, Engine({"work.lua": src}) as e:
         e.start()
         path = e.hook_path("work", "in")
         acked = {}
@@ -999,15 +1004,22 @@ def crash_kill9_every_acknowledged_transaction_completes():
         def sender(k):
             try:
                 c = RawConn(e.port, timeout=10)
-                for i in range(k, total, threads):
-                    c.send(_req(path, json.dumps({"n": i})))
-                    rs = c.read_responses(1, timeout=10)
+                mine = list(range(k, total, threads))
+                # pipelined in batches, so that acceptance runs ahead of the steps
+                for b in range(0, len(mine), 25):
+                    batch = mine[b:b + 25]
+                    c.send(b"".join(_req(path, json.dumps({"n": i})) for i in batch))
+                    rs = c.read_responses(len(batch), timeout=15)
                     c.buf = b""
-                    if not rs or rs[0].status != 202:
-                        errors.append((i, rs and rs[0].status))
+                    for i, r in zip(batch, rs):
+                        if r.status != 202:
+                            errors.append((i, r.status))
+                            return
+                        with lock:
+                            acked[r.json["transaction"]] = i
+                    if len(rs) != len(batch):
+                        errors.append((batch[len(rs)], "no answer"))
                         return
-                    with lock:
-                        acked[rs[0].json["transaction"]] = i
                 c.close()
             except Exception as ex:  # noqa
                 errors.append((k, repr(ex)))
@@ -1042,4 +1054,5 @@ def crash_kill9_every_acknowledged_transaction_completes():
             t = e.tx(tid)
             eq(t["data"].get("n"), acked[tid])
             eq(t["data"].get("done"), True)
+            eq(t["data"].get("w"), 1)
             ok(isinstance(t["data"].get("sum"), int))

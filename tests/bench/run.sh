@@ -1,0 +1,511 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh - the hookwork benchmark (`make bench`; never part of
+# `make test`).  In one run it measures, on loopback:
+#   ff    issue 2: fire-and-forget webhook (one trivial step) vs the no-store
+#                  ceiling (nginx `return 200`, hookwork's own GET /healthz),
+#                  and checks that every 202 is a stored transaction;
+#   sync  issue 4: synchronous webhook (Lua step + respond) vs Node-RED, via
+#                  the shared peer rig (/work/shared/bench/peers/run_peers.sh);
+#   out   issue 3: webhook -> one outbound POST to a local nginx, ~1,000 in flight;
+#   park  issue 5: N parked transactions (distinct match values), then random
+#                  resumes with N parked and with 1,000 parked.
+# It prints a summary table and rewrites the generated section of
+# docs/BENCHMARKS.md (between the BENCH:BEGIN / BENCH:END markers).
+#
+# Knobs (environment):
+#   BENCH_ONLY="ff sync out park"   which parts to run
+#   BENCH_DURATION=10   seconds per measured wrk run    BENCH_WARMUP=2 (seconds)
+#   BENCH_CONNS=50      wrk connections (ff, sync, park) BENCH_OUT_CONNS=1000 (out)
+#   BENCH_PARKED=1000000  transactions to park           BENCH_PARKED_SMALL=1000
+#   BENCH_PARK_MAX=300  seconds allowed for parking (what is parked by then is used)
+#   BENCH_RIG=/work/shared/bench/peers/run_peers.sh      BENCH_RIG_RUNS=2
+#   BENCH_PEERS_DIR=/tmp/hookwork-bench-peers (Node-RED is installed there once, from npm)
+#   BENCH_NODERED=1     set 0 to skip Node-RED (the hookwork sync figure is still measured)
+#   BENCH_DOC=docs/BENCHMARKS.md  (BENCH_DOC= to not write it)
+set -u -o pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$ROOT/tests/bench
+ONLY=${BENCH_ONLY:-"ff sync out park"}
+DUR=${BENCH_DURATION:-10}
+WARM=${BENCH_WARMUP:-2}
+CONNS=${BENCH_CONNS:-50}
+OUT_CONNS=${BENCH_OUT_CONNS:-1000}
+PARKED=${BENCH_PARKED:-1000000}
+PARKED_SMALL=${BENCH_PARKED_SMALL:-1000}
+PARK_MAX=${BENCH_PARK_MAX:-300}
+RIG=${BENCH_RIG:-/work/shared/bench/peers/run_peers.sh}
+RIG_RUNS=${BENCH_RIG_RUNS:-2}
+PEERS_DIR=${BENCH_PEERS_DIR:-/tmp/hookwork-bench-peers}
+NODERED=${BENCH_NODERED:-1}
+DOC=${BENCH_DOC-$ROOT/docs/BENCHMARKS.md}
+WRK_TIMEOUT=10s
+T_START=$(date +%s)
+
+log() { printf '# [%4ss] %s\n' "$(( $(date +%s) - T_START ))" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# ------------------------------------------------------------------ set-up
+for t in wrk nginx curl python3; do
+  command -v "$t" >/dev/null || {
+    log "installing wrk nginx-light curl python3"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light curl python3 >/dev/null \
+      || die "cannot install $t"
+    break
+  }
+done
+HAVE_SQLITE=0; command -v sqlite3 >/dev/null && HAVE_SQLITE=1
+[ -x "$ROOT/hookwork" ] || die "build ./hookwork first (make)"
+
+TMP=$(mktemp -d /tmp/hookwork-bench.XXXXXX)
+PIDS=()            # every background process this script started
+RESULTS=$TMP/results   # key=value lines, read when the report is written
+: > "$RESULTS"
+
+tree_pids() { local p=$1 c; echo "$p"; for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do tree_pids "$c"; done; }
+stop_pid() {  # TERM the process (and, if it lingers, KILL its tree); bounded wait
+  local pid=$1 i tree
+  [ -n "$pid" ] && [ -d /proc/"$pid" ] || return 0
+  tree=$(tree_pids "$pid")
+  kill -TERM "$pid" 2>/dev/null
+  for ((i = 0; i < 100; i++)); do [ -d /proc/"$pid" ] || break; sleep 0.2; done
+  for p in $tree; do [ -d /proc/"$p" ] && kill -KILL "$p" 2>/dev/null; done
+  wait "$pid" 2>/dev/null
+  return 0
+}
+cleanup() {
+  local p
+  trap - EXIT INT TERM
+  for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  [ -n "${TMP:-}" ] && [ -d "$TMP" ] && rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# The binary and its Lua modules are copied first, so a rebuild during the
+# run cannot change what is measured.
+mkdir -p "$TMP/bin"
+cp "$ROOT/hookwork" "$TMP/bin/hookwork"
+cp -r "$ROOT/lua" "$TMP/bin/lua"
+HW=$TMP/bin/hookwork
+export HOOKWORK_LUA_DIR=$TMP/bin/lua
+unset HOOKWORK_ADMIN_TOKEN
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+port_busy() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+
+mb() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
+proc_kb() { awk -v f="$2:" '$1==f{print $2}' /proc/"$1"/status 2>/dev/null || echo 0; }
+reset_hwm() { echo 5 > /proc/"$1"/clear_refs 2>/dev/null || true; }
+put() { echo "$1=$2" >> "$RESULTS"; }                     # record a figure
+get() { awk -F= -v k="$1" '$1==k{v=substr($0,length(k)+2)} END{print (v==""?"n/a":v)}' "$RESULTS"; }
+field() { sed -nE "s/.*[ ^]$2=([^ ]+).*/\1/p" <<<" $1"; }   # field LINE key
+
+# run_wrk OUTFILE wrk-args... : bounded wrk; OUTFILE gets its output; echoes the RESULT line
+run_wrk() {
+  local out=$1; shift
+  local d; d=$(sed -nE 's/.*-d ?([0-9]+)s?( .*|$)/\1/p' <<<"$*")
+  timeout -s INT -k 10 $(( ${d:-10} + 30 )) wrk "$@" >"$out" 2>&1
+  grep '^RESULT' "$out" | tail -n 1
+}
+
+# --------------------------------------------------------------- nginx
+NGX_PID=""
+start_nginx() {  # dir port workers
+  local d=$1 port=$2 w=$3 i
+  mkdir -p "$d"
+  sed -e "s#__WORKERS__#$w#" -e "s#__DIR__#$d#g" -e "s#__PORT__#$port#" \
+    "$HERE/nginx.conf.tmpl" > "$d/nginx.conf"
+  nginx -e stderr -c "$d/nginx.conf" -p "$d" >"$d/out.log" 2>&1 &
+  NGX_PID=$!; PIDS+=("$NGX_PID")
+  for ((i = 0; i < 50; i++)); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" = 200 ] && return 0
+    sleep 0.1
+  done
+  log "nginx did not start: $(cat "$d/out.log" "$d/error.log" 2>/dev/null)"
+  return 1
+}
+
+# --------------------------------------------------------------- engine
+ENG_PID=""; ENG_ADMIN=""; ENG_DATA=""; ENG_LISTEN=""
+# start_engine NAME CYCLEFILE [VAR=value ...]: fresh cycles + data dirs
+start_engine() {
+  local name=$1 cyc=$2 i; shift 2
+  local d=$TMP/$name
+  mkdir -p "$d/cycles" "$d/data"
+  cp "$HERE/cycles/$cyc" "$d/cycles/"
+  ENG_DATA=$d/data
+  ENG_LISTEN=127.0.0.1:$(free_port); ENG_ADMIN=127.0.0.1:$(free_port)
+  env "$@" "$HW" run --cycles "$d/cycles" --data "$ENG_DATA" --listen "$ENG_LISTEN" \
+    --admin "$ENG_ADMIN" 2>>"$d/engine.log" &
+  ENG_PID=$!; PIDS+=("$ENG_PID")
+  for ((i = 0; i < 100; i++)); do
+    curl -sf "http://$ENG_ADMIN/healthz" >/dev/null 2>&1 && return 0
+    [ -d /proc/"$ENG_PID" ] || break
+    sleep 0.1
+  done
+  log "engine $name did not start: $(tail -n 20 "$d/engine.log")"
+  return 1
+}
+stop_engine() { stop_pid "$ENG_PID"; ENG_PID=""; }
+hook_url() {  # cycle step -> the webhook URL from GET /api/cycles
+  curl -s "http://$ENG_ADMIN/api/cycles" | python3 -c '
+import json, sys
+for c in json.load(sys.stdin):
+    if c["name"] == sys.argv[1]:
+        for w in c["webhooks"]:
+            if w["step"] == sys.argv[2]: print(w["url"])' "$1" "$2"
+}
+sql() {  # query the engine's store (read-only use, WAL readers do not block it)
+  sqlite3 -batch -noheader -cmd ".timeout 10000" "$ENG_DATA/hookwork.db" "$1" 2>/dev/null
+}
+tx_count() {  # all transactions (sqlite3, or the newest id from the admin API: ids count up from 1)
+  if [ $HAVE_SQLITE = 1 ]; then sql "select count(*) from tx"; return; fi
+  curl -s "http://$ENG_ADMIN/api/transactions?limit=1" |
+    python3 -c 'import json,sys; l=json.load(sys.stdin); print(int(l[0]["id"]) if l else 0)'
+}
+state_count() {  # STATE
+  if [ $HAVE_SQLITE = 1 ]; then sql "select count(*) from tx where state='$1'"; return; fi
+  curl -s "http://$ENG_ADMIN/metrics" | awk -v s="state=\"$1\"" 'index($0,"hookwork_transactions{") && index($0,s){n+=$2} END{print n+0}'
+}
+wait_drained() {  # until no transaction is running (max $1 s); echoes seconds waited
+  local max=${1:-60} t0=$(date +%s.%N) i
+  for ((i = 0; i < max * 5; i++)); do
+    [ "$(state_count running)" = 0 ] && break
+    sleep 0.2
+  done
+  awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'
+}
+metric() {  # NAME-prefix (sum of matching series) from /metrics
+  curl -s "http://$ENG_ADMIN/metrics" | awk -v m="$1" 'index($0,m)==1{n+=$NF} END{printf "%.6f", n+0}'
+}
+
+# ================================================================ 1. ff
+bench_ff() {
+  local port line url before after stored ok diff
+  log "== fire-and-forget (issue 2): wrk -t1 -c$CONNS -d${DUR}s, POST small JSON"
+  port=$(free_port)
+  if start_nginx "$TMP/nginx-ceiling" "$port" 1; then
+    run_wrk "$TMP/ff-nginx-warm.txt" -t1 -c"$CONNS" -d"${WARM}s" --timeout $WRK_TIMEOUT \
+      -s "$HERE/wrk_report.lua" "http://127.0.0.1:$port/hook" >/dev/null
+    line=$(run_wrk "$TMP/ff-nginx.txt" -t1 -c"$CONNS" -d"${DUR}s" --timeout $WRK_TIMEOUT \
+      -s "$HERE/wrk_report.lua" "http://127.0.0.1:$port/hook")
+    log "nginx return 200 (1 worker): $line"
+    put ff.nginx.rps "$(field "$line" rps)"; put ff.nginx.p50 "$(field "$line" p50_ms)"
+    put ff.nginx.p99 "$(field "$line" p99_ms)"
+  fi
+  stop_pid "$NGX_PID"
+
+  start_engine ff bench_ff.lua || return
+  line=$(WRK_METHOD=GET run_wrk "$TMP/ff-healthz-warm.txt" -t1 -c"$CONNS" -d"${WARM}s" \
+    --timeout $WRK_TIMEOUT -s "$HERE/wrk_report.lua" "http://$ENG_ADMIN/healthz")
+  line=$(WRK_METHOD=GET run_wrk "$TMP/ff-healthz.txt" -t1 -c"$CONNS" -d"${DUR}s" \
+    --timeout $WRK_TIMEOUT -s "$HERE/wrk_report.lua" "http://$ENG_ADMIN/healthz")
+  log "hookwork GET /healthz: $line"
+  put ff.healthz.rps "$(field "$line" rps)"; put ff.healthz.p50 "$(field "$line" p50_ms)"
+  put ff.healthz.p99 "$(field "$line" p99_ms)"
+
+  url=$(hook_url bench_ff in)
+  [ -n "$url" ] || { log "no webhook URL for bench_ff"; stop_engine; return; }
+  run_wrk "$TMP/ff-warm.txt" -t1 -c"$CONNS" -d"${WARM}s" --timeout $WRK_TIMEOUT \
+    -s "$HERE/wrk_report.lua" "$url" >/dev/null
+  wait_drained 60 >/dev/null
+  before=$(tx_count)
+  line=$(run_wrk "$TMP/ff.txt" -t1 -c"$CONNS" -d"${DUR}s" --timeout $WRK_TIMEOUT \
+    -s "$HERE/wrk_report.lua" "$url")
+  log "hookwork fire-and-forget: $line"
+  put ff.rps "$(field "$line" rps)"; put ff.p50 "$(field "$line" p50_ms)"
+  put ff.p99 "$(field "$line" p99_ms)"; put ff.max "$(field "$line" max_ms)"
+  put ff.drain "$(wait_drained 120)"
+  after=$(tx_count)
+  put ff.rss "$(mb "$(proc_kb "$ENG_PID" VmHWM)")"
+  ok=$(( $(field "$line" reqs) - $(field "$line" non2xx) ))
+  stored=$(( after - before )); diff=$(( stored - ok ))
+  put ff.accepted "$ok"; put ff.stored "$stored"
+  put ff.notdone "$(( $(tx_count) - $(state_count completed) ))"
+  # wrk counts answers it received; requests still in flight when it stopped
+  # (at most one per connection) may be stored without being counted.
+  if [ "$diff" -ge 0 ] && [ "$diff" -le "$CONNS" ]; then put ff.durable yes; else put ff.durable no; fi
+  log "202s counted by wrk: $ok; transactions stored meanwhile: $stored (difference $diff, in flight <= $CONNS)"
+  stop_engine
+}
+
+# ================================================================ 2. sync
+bench_sync() {
+  local url d listen admin out systems
+  log "== synchronous (issue 4): via the peer rig, wrk -t1 -c$CONNS -d${DUR}s x$RIG_RUNS"
+  start_engine sync bench_sync.lua || return
+  d=$TMP/sync; listen=$ENG_LISTEN; admin=$ENG_ADMIN
+  url=$(hook_url bench_sync in)
+  # our own check that the flow answers as expected
+  log "sample answer: $(curl -s -X POST -H 'Content-Type: application/json' -d '{"order_id":"A1","amount":12.5}' "$url")"
+  stop_engine   # the rig starts it again (same data dir, so the same URL)
+  [ -n "$url" ] || { log "no webhook URL for bench_sync"; return; }
+  systems="custom"
+  if [ "$NODERED" = 1 ]; then
+    if port_busy 1880; then log "port 1880 is busy: Node-RED skipped"
+    elif ! command -v npm >/dev/null; then log "npm missing: Node-RED skipped"
+    else systems="custom nodered"; fi
+  fi
+  [ -f "$RIG" ] || { log "peer rig $RIG missing"; return; }
+  mkdir -p "$PEERS_DIR"
+  out=$TMP/rig.out
+  CUSTOM_NAME=hookwork CUSTOM_URL="$url" \
+  CUSTOM_START="$HW run --cycles $d/cycles --data $d/data --listen $listen --admin $admin" \
+  SYSTEMS="$systems" PEERS_DIR="$PEERS_DIR" THREADS=1 CONNS="$CONNS" DURATION="${DUR}s" \
+  WARMUP=3s RUNS="$RIG_RUNS" \
+    timeout -k 10 600 bash "$RIG" >"$out" 2>"$TMP/rig.err" &
+  PIDS+=("$!"); wait "$!"
+  cat "$out" >&2; grep -v '^# ' "$TMP/rig.err" | tail -n 20 >&2
+  # name run req/s p50_ms p99_ms errs non2xx peakMB startMB procs -> mean of runs, max RSS
+  local sys key
+  for sys in hookwork nodered; do
+    key=sync.$sys
+    [ "$sys" = nodered ] && key=sync.nodered
+    awk -v s="$sys" '$1==s && $3+0>0 {n++; r+=$3; a+=$4; b+=$5; e+=$6+$7; if ($8>m) m=$8}
+      END{ if (n) printf "rps=%.1f p50=%.2f p99=%.2f errs=%d rss=%d runs=%d\n", r/n, a/n, b/n, e, m, n }' "$out" \
+      > "$TMP/$sys.sum"
+    if [ -s "$TMP/$sys.sum" ]; then
+      line=$(cat "$TMP/$sys.sum")
+      put "$key.rps" "$(field "$line" rps)"; put "$key.p50" "$(field "$line" p50)"
+      put "$key.p99" "$(field "$line" p99)"; put "$key.rss" "$(field "$line" rss)"
+      put "$key.errs" "$(field "$line" errs)"; put "$key.runs" "$(field "$line" runs)"
+    fi
+  done
+  put sync.nodered.version "$(cat "$PEERS_DIR/nodered/node_modules/node-red/package.json" 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])' 2>/dev/null)"
+}
+
+# ================================================================ 3. out
+hist_quantile() {  # FILE-before FILE-after q -> seconds*1000 (linear inside the bucket)
+  python3 - "$1" "$2" "$3" <<'EOF'
+import re, sys
+def load(p):
+    b = {}
+    for l in open(p):
+        m = re.match(r'hookwork_outbound_seconds_bucket\{le="([^"]+)"\} (\S+)', l)
+        if m: b[float('inf') if m.group(1) == '+Inf' else float(m.group(1))] = float(m.group(2))
+    return b
+a, z, q = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
+les = sorted(z)
+cum = [z[l] - a.get(l, 0) for l in les]
+tot = cum[-1] if cum else 0
+if tot <= 0: print("n/a"); sys.exit()
+want, lo, prev = q * tot, 0.0, 0.0
+for le, c in zip(les, cum):
+    if c >= want:
+        if le == float('inf'): print(">%g" % (lo * 1000)); break
+        print("%.1f" % ((lo + (le - lo) * (want - prev) / max(c - prev, 1)) * 1000)); break
+    lo, prev = le, c
+EOF
+}
+bench_out() {
+  local port url line t0 t1 c0 c1 o0 o1 inflight=0 maxin=0 sampler drain
+  log "== outbound fan-out (issue 3): wrk -t1 -c$OUT_CONNS -d${DUR}s -> webhook -> POST to nginx"
+  port=$(free_port)
+  start_nginx "$TMP/nginx-upstream" "$port" 1 || return
+  start_engine out bench_out.lua HOOKWORK_BENCH_UPSTREAM="http://127.0.0.1:$port/ok" || return
+  url=$(hook_url bench_out in)
+  [ -n "$url" ] || { log "no webhook URL for bench_out"; stop_engine; stop_pid "$NGX_PID"; return; }
+  run_wrk "$TMP/out-warm.txt" -t1 -c"$OUT_CONNS" -d"${WARM}s" --timeout $WRK_TIMEOUT \
+    -s "$HERE/wrk_report.lua" "$url" >/dev/null
+  wait_drained 60 >/dev/null
+  curl -s "http://$ENG_ADMIN/metrics" > "$TMP/out-metrics-0.txt"
+  c0=$(state_count completed); t0=$(date +%s.%N)
+  # sample the transactions still running (= outbound calls in flight: the
+  # step does nothing else) once a second while wrk runs
+  ( for ((i = 0; i < DUR; i++)); do sleep 1; state_count running; done > "$TMP/out-inflight.txt" ) &
+  sampler=$!; PIDS+=("$sampler")
+  line=$(run_wrk "$TMP/out.txt" -t1 -c"$OUT_CONNS" -d"${DUR}s" --timeout $WRK_TIMEOUT \
+    -s "$HERE/wrk_report.lua" "$url")
+  c1=$(state_count completed); t1=$(date +%s.%N)
+  wait "$sampler" 2>/dev/null
+  log "accepts under fan-out: $line"
+  drain=$(wait_drained 120)
+  curl -s "http://$ENG_ADMIN/metrics" > "$TMP/out-metrics-1.txt"
+  o0=$(awk 'index($0,"hookwork_outbound_seconds_count")==1{print $2}' "$TMP/out-metrics-0.txt")
+  o1=$(awk 'index($0,"hookwork_outbound_seconds_count")==1{print $2}' "$TMP/out-metrics-1.txt")
+  put out.accept_rps "$(field "$line" rps)"; put out.accept_p99 "$(field "$line" p99_ms)"
+  put out.accepted "$(( $(field "$line" reqs) - $(field "$line" non2xx) ))"
+  put out.tps "$(awk -v a="$c0" -v b="$c1" -v x="$t0" -v y="$t1" 'BEGIN{printf "%.1f", (b-a)/(y-x)}')"
+  put out.outbound "$(( ${o1%.*} - ${o0%.*} ))"
+  put out.failed "$(state_count failed)"
+  put out.nonok "$(curl -s "http://$ENG_ADMIN/metrics" | awk 'index($0,"hookwork_outbound_requests_total{") && !index($0,"status=\"2xx\"") {n+=$NF} END{print n+0}')"
+  put out.drain "$drain"
+  put out.inflight_max "$(sort -n "$TMP/out-inflight.txt" | tail -n 1)"
+  put out.inflight_med "$(sort -n "$TMP/out-inflight.txt" | awk '{a[NR]=$1} END{print (NR? a[int((NR+1)/2)] : "n/a")}')"
+  put out.p50 "$(hist_quantile "$TMP/out-metrics-0.txt" "$TMP/out-metrics-1.txt" 0.5)"
+  put out.p99 "$(hist_quantile "$TMP/out-metrics-0.txt" "$TMP/out-metrics-1.txt" 0.99)"
+  put out.rss "$(mb "$(proc_kb "$ENG_PID" VmHWM)")"
+  grep '^hookwork_outbound_seconds' "$TMP/out-metrics-1.txt" > "$TMP/out-hist.txt"
+  log "completed $(( c1 - c0 )) transactions while wrk ran; in flight (1/s samples): $(tr '\n' ' ' < "$TMP/out-inflight.txt")"
+  stop_engine; stop_pid "$NGX_PID"
+}
+
+# ================================================================ 4. park
+# park N PREFIX-URL: parks N transactions (ids B1..BN) through HTTP; echoes the RESULT line
+park() {
+  local n=$1 url=$2 tag=$3 pid i line
+  rm -f "$TMP/park-$tag.done"
+  WRK_COUNT=$n WRK_DONE_FILE=$TMP/park-$tag.done \
+    timeout -s INT -k 10 $(( PARK_MAX + 30 )) wrk -t1 -c"$CONNS" -d"${PARK_MAX}s" --timeout $WRK_TIMEOUT \
+    -s "$HERE/wrk_park.lua" "$url" >"$TMP/park-$tag.txt" 2>&1 &
+  pid=$!; PIDS+=("$pid")
+  # wrk's thread stops itself after N answers but wrk waits out -d: end it then
+  for ((i = 0; i < (PARK_MAX + 40) * 5; i++)); do
+    [ -d /proc/"$pid" ] || break
+    [ -f "$TMP/park-$tag.done" ] && { kill -INT "$pid" 2>/dev/null; break; }
+    sleep 0.2
+  done
+  wait "$pid" 2>/dev/null
+  grep '^RESULT' "$TMP/park-$tag.txt" | tail -n 1
+}
+# resume TAG N URL: warm-up, then the measured wrk run; echoes the RESULT line
+resume() {
+  local tag=$1 n=$2 url=$3
+  WRK_N=$n run_wrk "$TMP/resume-$tag-warm.txt" -t1 -c"$CONNS" -d"${WARM}s" --timeout $WRK_TIMEOUT \
+    -s "$HERE/wrk_resume.lua" "$url" >/dev/null
+  wait_drained 60 >/dev/null
+  reset_hwm "$ENG_PID"
+  WRK_N=$n run_wrk "$TMP/resume-$tag.txt" -t1 -c"$CONNS" -d"${DUR}s" --timeout $WRK_TIMEOUT \
+    -s "$HERE/wrk_resume.lua" "$url"
+}
+bench_park() {
+  local u1 u2 line parked n rate
+  log "== parked transactions (issue 5): park $PARKED (wrk -c$CONNS), resume random ones"
+  start_engine park bench_park.lua || return
+  u1=$(hook_url bench_park "new order"); u2=$(hook_url bench_park status)
+  [ -n "$u1" ] && [ -n "$u2" ] || { log "no webhook URLs for bench_park"; stop_engine; return; }
+  line=$(park "$PARKED" "$u1" big)
+  log "parking: $line"
+  wait_drained 120 >/dev/null
+  parked=$(state_count waiting)
+  put park.n "$parked"; put park.non2xx "$(field "$line" non2xx)"
+  put park.wrk_rps "$(field "$line" rps)"; put park.p99 "$(field "$line" p99_ms)"
+  if [ $HAVE_SQLITE = 1 ]; then
+    rate=$(sql "select printf('%.1f', count(*) / (max(parked_at) - min(created))) from tx where state='waiting'")
+  else rate=$(field "$line" rps); fi
+  put park.rate "$rate"
+  put park.rss_parking "$(mb "$(proc_kb "$ENG_PID" VmHWM)")"
+  sleep 11   # the engine keeps just-parked snapshots ~10 s; measure after that
+  put park.rss_parked "$(mb "$(proc_kb "$ENG_PID" VmRSS)")"
+  put park.disk "$(du -sm "$ENG_DATA" | awk '{print $1}')"
+  put park.db "$(ls -l "$ENG_DATA"/ | awk '{printf "%s %.0fMB; ", $NF, $5/1048576}' | sed 's/total [^;]*; //')"
+  n=$(( parked < PARKED ? parked : PARKED ))
+  [ "$parked" -lt "$PARKED" ] && log "only $parked parked within ${PARK_MAX}s; resuming ids 1..$n"
+  line=$(resume big "$n" "$u2")
+  log "resume with $parked parked: $line"
+  put resume.big.rps "$(field "$line" rps)"; put resume.big.p50 "$(field "$line" p50_ms)"
+  put resume.big.p99 "$(field "$line" p99_ms)"; put resume.big.non2xx "$(field "$line" non2xx)"
+  put resume.big.rss "$(mb "$(proc_kb "$ENG_PID" VmHWM)")"
+  put resume.big.rss_life "$(mb "$(awk '$1=="VmHWM:"{print $2}' /proc/"$ENG_PID"/status)")"
+  wait_drained 60 >/dev/null
+  put park.disk_after "$(du -sm "$ENG_DATA" | awk '{print $1}')"
+  stop_engine
+
+  start_engine park-small bench_park.lua || return
+  u1=$(hook_url bench_park "new order"); u2=$(hook_url bench_park status)
+  line=$(park "$PARKED_SMALL" "$u1" small)
+  wait_drained 60 >/dev/null
+  parked=$(state_count waiting)
+  put park.small.n "$parked"
+  line=$(resume small "$PARKED_SMALL" "$u2")
+  log "resume with $parked parked: $line"
+  put resume.small.rps "$(field "$line" rps)"; put resume.small.p50 "$(field "$line" p50_ms)"
+  put resume.small.p99 "$(field "$line" p99_ms)"; put resume.small.non2xx "$(field "$line" non2xx)"
+  put resume.small.rss "$(mb "$(proc_kb "$ENG_PID" VmHWM)")"
+  stop_engine
+}
+
+# ================================================================ run
+want ff && bench_ff
+want sync && bench_sync
+want out && bench_out
+want park && bench_park
+
+# ================================================================ report
+num() { [[ "$1" =~ ^[0-9.]+$ ]]; }
+cmp() {  # a OP b -> yes/no/n/a
+  num "$1" && num "$3" || { echo "n/a"; return; }
+  awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN{r = (op=="<") ? a<b : (op=="<=") ? a<=b : (op==">=") ? a>=b : a>b; print r ? "yes" : "no"}'
+}
+calc() { awk "BEGIN{printf \"$1\", $2}" 2>/dev/null; }
+ratio() { num "$1" && num "$2" && awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }' || echo "n/a"; }
+fmt() { [ "$1" = "n/a" ] || [ -z "$1" ] && echo "n/a" || echo "$1$2"; }
+
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$ROOT" diff --quiet HEAD -- core lua 2>/dev/null || COMMIT="$COMMIT (core/ or lua/ modified in the working tree)"
+CPU=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
+NOW=$(date -u +%Y-%m-%dT%H:%MZ)
+MEM=$(awk '/MemTotal/{printf "%.0f GB", $2/1048576}' /proc/meminfo)
+
+ff_ratio=$(ratio "$(get ff.rps)" "$(get ff.nginx.rps)")
+ff_half=$(calc "%.0f" "$(get ff.nginx.rps)/2" || echo n/a); num "$(get ff.nginx.rps)" || ff_half=n/a
+sync_ratio=$(ratio "$(get sync.hookwork.rps)" "$(get sync.nodered.rps)")
+res_ratio=$(ratio "$(get resume.big.p99)" "$(get resume.small.p99)")
+res_rps_ratio=$(ratio "$(get resume.small.rps)" "$(get resume.big.rps)")
+
+SECTION=$TMP/section.md
+{
+echo "## Latest run: $NOW"
+echo
+echo "- machine: $(nproc) CPUs, $CPU, $MEM RAM; $(uname -sr); wrk and every server on the same machine, loopback only"
+echo "- commit: $COMMIT; run took $(( $(date +%s) - T_START )) s (\`make bench\`, tests/bench/run.sh)"
+echo "- wrk: \`-t1 -c$CONNS -d${DUR}s --timeout $WRK_TIMEOUT\` after a ${WARM}s warm-up (fan-out: \`-c$OUT_CONNS\`); POST \`{\"order_id\":\"A1\",\"amount\":12.5}\`; p50/p99 are wrk's latency percentiles; RSS is the engine's VmHWM (peak) from /proc/PID/status"
+echo
+echo "| # | measurement | req/s | p50 ms | p99 ms | peak RSS MB | notes |"
+echo "|---|---|---:|---:|---:|---:|---|"
+echo "| 1 | nginx \`return 200\` (ceiling, 1 worker) | $(get ff.nginx.rps) | $(get ff.nginx.p50) | $(get ff.nginx.p99) | | no store |"
+echo "| 1 | hookwork GET /healthz (admin) | $(get ff.healthz.rps) | $(get ff.healthz.p50) | $(get ff.healthz.p99) | | no store, no Lua |"
+echo "| 1 | **hookwork fire-and-forget** (202 after commit) | **$(get ff.rps)** | $(get ff.p50) | **$(get ff.p99)** | **$(get ff.rss)** | $ff_ratio × nginx; 202s $(get ff.accepted), stored $(get ff.stored), durable: $(get ff.durable); backlog done $(get ff.drain) s after wrk |"
+echo "| 2 | **hookwork synchronous** (Lua step + respond) | **$(get sync.hookwork.rps)** | $(get sync.hookwork.p50) | **$(get sync.hookwork.p99)** | $(get sync.hookwork.rss) | peer rig, mean of $(get sync.hookwork.runs) runs; $sync_ratio × Node-RED |"
+echo "| 2 | Node-RED $(get sync.nodered.version) (http in → function → http response) | $(get sync.nodered.rps) | $(get sync.nodered.p50) | $(get sync.nodered.p99) | $(get sync.nodered.rss) | same rig, same run |"
+echo "| 3 | **hookwork fan-out**: completed transactions/s (1 outbound POST each) | **$(get out.tps)** | $(get out.p50) | $(get out.p99) | **$(get out.rss)** | outbound latency from hookwork_outbound_seconds; in flight: median $(get out.inflight_med), max $(get out.inflight_max); $(get out.outbound) outbound calls, non-2xx/errors $(get out.nonok), failed tx $(get out.failed) |"
+echo "| 3 | accepts (202) while fanning out, wrk -c$OUT_CONNS | $(get out.accept_rps) | | $(get out.accept_p99) | | backlog done $(get out.drain) s after wrk |"
+echo "| 4 | parking $(get park.n) transactions (wrk -c$CONNS) | $(get park.rate) | | $(get park.p99) | $(get park.rss_parking) | rate from the store (parked_at − created); RSS after parking, once idle: $(get park.rss_parked) MB; store on disk $(get park.disk) MB |"
+echo "| 4 | **resume, $(get park.n) parked** | **$(get resume.big.rps)** | $(get resume.big.p50) | **$(get resume.big.p99)** | **$(get resume.big.rss)** | RSS peak during the resume run; non-2xx $(get resume.big.non2xx) |"
+echo "| 4 | resume, $(get park.small.n) parked | $(get resume.small.rps) | $(get resume.small.p50) | $(get resume.small.p99) | $(get resume.small.rss) | p99 ratio big/small: $res_ratio; req/s ratio small/big: $res_rps_ratio |"
+echo
+echo "Aims (from the issues) against this run:"
+echo
+echo "| issue | aim | measured | met |"
+echo "|---|---|---|---|"
+echo "| 2 | durable accepts ≥ ½ of the no-store ceiling (nginx, same run: ≥ $ff_half req/s) | $(get ff.rps) req/s ($ff_ratio ×) | $(cmp "$(get ff.rps)" '>=' "$ff_half") |"
+echo "| 2 | p99 < 5 ms | $(get ff.p99) ms | $(cmp "$(get ff.p99)" '<' 5) |"
+echo "| 2 | peak RSS < 50 MB | $(get ff.rss) MB | $(cmp "$(get ff.rss)" '<' 50) |"
+echo "| 2 | every 202 is a stored transaction | $(get ff.stored) stored / $(get ff.accepted) counted | $(get ff.durable) |"
+echo "| 4 | ≥ 10 × Node-RED's throughput (same run) | $sync_ratio × | $(cmp "$sync_ratio" '>=' 10) |"
+echo "| 4 | p99 < 5 ms | $(get sync.hookwork.p99) ms | $(cmp "$(get sync.hookwork.p99)" '<' 5) |"
+echo "| 3 | 10,000 outbound requests/s | $(get out.tps) /s | $(cmp "$(get out.tps)" '>=' 10000) |"
+echo "| 3 | RSS < 100 MB with 1,000 in flight | $(get out.rss) MB (in flight max $(get out.inflight_max)) | $(cmp "$(get out.rss)" '<' 100) |"
+echo "| 5 | resume p99 < 5 ms with 1,000,000 parked | $(get resume.big.p99) ms with $(get park.n) parked | $(cmp "$(get resume.big.p99)" '<' 5) |"
+echo "| 5 | RSS < 150 MB with 1,000,000 parked | $(get resume.big.rss) MB resuming, $(get park.rss_parked) MB idle, $(get park.rss_parking) MB peak while parking | $(cmp "$(get park.rss_parking)" '<' 150) |"
+echo "| 5 | resume p99 with 1,000,000 parked ≤ 1.5 × with 1,000 | $res_ratio × | $(cmp "$res_ratio" '<=' 1.5) |"
+if [ "$(get park.n)" != n/a ] && [ "$(get park.n)" -lt 1000000 ] 2>/dev/null; then
+  echo
+  echo "Note: this run parked $(get park.n) transactions (BENCH_PARKED=$PARKED), not 1,000,000."
+fi
+} > "$SECTION"
+
+echo
+cat "$SECTION"
+
+if [ -n "$DOC" ]; then
+  mkdir -p "$(dirname "$DOC")"
+  python3 - "$DOC" "$SECTION" <<'EOF'
+import os, sys
+doc, sec = sys.argv[1], open(sys.argv[2]).read()
+B, E = "<!-- BENCH:BEGIN (generated by tests/bench/run.sh) -->", "<!-- BENCH:END -->"
+text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n\nRun with `make bench`.\n\n" + B + "\n" + E + "\n"
+if B not in text or E not in text:
+    text = text.rstrip("\n") + "\n\n" + B + "\n" + E + "\n"
+head, rest = text.split(B, 1)
+tail = rest.split(E, 1)[1]
+open(doc, "w").write(head + B + "\n" + sec + E + tail)
+EOF
+  log "wrote $DOC"
+fi
+log "done in $(( $(date +%s) - T_START )) s"
