@@ -14,15 +14,17 @@ static const char hw_schema_sql[] =
   " state TEXT NOT NULL, step TEXT, data TEXT, created REAL, updated REAL,"
   " runs INTEGER NOT NULL DEFAULT 1, linked_cycle TEXT, linked_id INTEGER,"
   " wait_step TEXT, match_value TEXT, parked_at REAL, expires_at REAL,"
-  " snapshot TEXT, error TEXT);"
+  " snapshot TEXT, error TEXT, request TEXT, ckpt_step TEXT, ckpt_data TEXT);"
   "CREATE INDEX IF NOT EXISTS tx_wait ON tx(cycle, wait_step, match_value,"
   " parked_at) WHERE state = 'waiting';"
   "CREATE INDEX IF NOT EXISTS tx_exp ON tx(expires_at)"
   " WHERE state = 'waiting' AND expires_at IS NOT NULL;"
   "CREATE INDEX IF NOT EXISTS tx_cycle ON tx(cycle, state);"
   "CREATE INDEX IF NOT EXISTS tx_state ON tx(state);"
-  "CREATE TABLE IF NOT EXISTS hist(tx INTEGER NOT NULL, run INTEGER, step TEXT,"
-  " started REAL, ended REAL, status TEXT, error TEXT, note TEXT);"
+  /* one row per flush of a run's history: entries is a JSON array of
+   * [step, started, ended, status, error, note] */
+  "CREATE TABLE IF NOT EXISTS hist(tx INTEGER NOT NULL, run INTEGER,"
+  " entries TEXT NOT NULL);"
   "CREATE INDEX IF NOT EXISTS hist_tx ON hist(tx);"
   "CREATE TABLE IF NOT EXISTS jobs(id INTEGER PRIMARY KEY, tx INTEGER NOT NULL,"
   " run INTEGER, entry TEXT, data TEXT, request TEXT, ckpt_step TEXT,"
@@ -38,18 +40,22 @@ typedef struct hw_stmt_def_s {
 
 static const hw_stmt_def_t hw_stmts[] = {
   /* writes: executed by the batch worker on the writer connection */
+  /* a transaction's first run is the row itself while state = 'running':
+   * its request and checkpoint live here, so a trigger costs no job row */
   {"tx_insert", 1, "INSERT INTO tx(id, cycle, state, step, data, created,"
-   " updated, runs, linked_cycle, linked_id) VALUES(?,?,?,?,?,?,?,?,?,?)"},
+   " updated, runs, linked_cycle, linked_id, request)"
+   " VALUES(?,?,?,?,?,?,?,?,?,?,?)"},
+  {"tx_ckpt", 1, "UPDATE tx SET ckpt_step = ?2, ckpt_data = ?3 WHERE id = ?1"},
   {"tx_update", 1, "UPDATE tx SET state = ?2, step = ?3, data = ?4,"
-   " updated = ?5, runs = max(runs, ?6), error = ?7 WHERE id = ?1"},
+   " updated = ?5, runs = max(runs, ?6), error = ?7, ckpt_step = NULL,"
+   " ckpt_data = NULL WHERE id = ?1"},
   {"tx_park", 1, "UPDATE tx SET state = 'waiting', step = ?2, wait_step = ?2,"
    " match_value = ?3, parked_at = ?4, expires_at = ?5, snapshot = ?6,"
-   " data = ?6, updated = ?4, runs = max(runs, ?7), error = NULL"
-   " WHERE id = ?1"},
+   " data = ?6, updated = ?4, runs = max(runs, ?7), error = NULL,"
+   " ckpt_step = NULL, ckpt_data = NULL WHERE id = ?1"},
   {"tx_expire", 1, "UPDATE tx SET state = 'expired', updated = ?2"
    " WHERE id = ?1 AND state = 'waiting'"},
-  {"hist_insert", 1, "INSERT INTO hist(tx, run, step, started, ended, status,"
-   " error, note) VALUES(?,?,?,?,?,?,?,?)"},
+  {"hist_insert", 1, "INSERT INTO hist(tx, run, entries) VALUES(?,?,?)"},
   {"job_insert", 1, "INSERT INTO jobs(id, tx, run, entry, data, request)"
    " VALUES(?,?,?,?,?,?)"},
   {"job_ckpt", 1, "UPDATE jobs SET ckpt_step = ?2, ckpt_data = ?3"
@@ -73,6 +79,8 @@ static const hw_stmt_def_t hw_stmts[] = {
   {"jobs_all", 0, "SELECT j.id, j.tx, j.run, j.entry, j.data, j.request,"
    " j.ckpt_step, j.ckpt_data, t.cycle, t.state, t.wait_step"
    " FROM jobs j JOIN tx t ON t.id = j.tx ORDER BY j.id"},
+  {"tx_running", 0, "SELECT id, cycle, step AS entry, data, request,"
+   " ckpt_step, ckpt_data FROM tx WHERE state = 'running' ORDER BY id"},
   {"find_waiting", 0, "SELECT id, snapshot, runs, expires_at FROM tx"
    " WHERE cycle = ?1 AND wait_step = ?2 AND match_value = ?3"
    " AND state = 'waiting' AND (expires_at IS NULL OR expires_at > ?4)"
@@ -98,11 +106,12 @@ static const hw_stmt_def_t hw_stmts[] = {
    " 'linked_from', CASE WHEN linked_cycle IS NULL THEN NULL ELSE"
    " json_object('cycle', linked_cycle, 'id', CAST(linked_id AS TEXT),"
    " 'transaction', CAST(linked_id AS TEXT)) END,"
-   " 'history', (SELECT coalesce(json_group_array(json_object('step', step,"
-   " 'run', run, 'started', " HW_ISO("started") ","
-   " 'ended', " HW_ISO("ended") ", 'status', status,"
-   " 'error', error, 'note', note)), '[]') FROM (SELECT * FROM hist"
-   " WHERE tx = ?1 ORDER BY rowid))) FROM tx WHERE id = ?1"},
+   " 'history', (SELECT coalesce(json_group_array(json_object("
+   "'step', v ->> 0, 'run', run, 'started', " HW_ISO("v ->> 1") ","
+   " 'ended', " HW_ISO("v ->> 2") ", 'status', v ->> 3,"
+   " 'error', v ->> 4, 'note', v ->> 5)), '[]') FROM (SELECT h.run,"
+   " e.value AS v FROM hist h, json_each(h.entries) e WHERE h.tx = ?1"
+   " ORDER BY h.rowid, e.key))) FROM tx WHERE id = ?1"},
 };
 
 #define HW_NSTMTS ((int) (sizeof hw_stmts / sizeof hw_stmts[0]))
