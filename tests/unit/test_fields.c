@@ -1,0 +1,125 @@
+/* Unit tests for the Custom Fields rules (lua/hookwork/fields.lua): each
+ * case is a small Lua function run in a plain Lua state that loads the
+ * engine's modules from lua/. */
+#include "unit.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+int luaopen_cjson(lua_State *L);
+
+static const char prelude[] =
+  "local F = require 'hookwork.fields'\n"
+  "local function req(body, ct) return { body = body, headers = {"
+  " ['content-type'] = ct or 'application/json' } } end\n"
+  "local function run(spec, body, ct)\n"
+  "  local s = assert(F.compile(spec))\n"
+  "  local obj, form = F.parse_body(req(body, ct))\n"
+  "  if not obj then return nil, form end\n"
+  "  return F.extract(s, obj, form)\n"
+  "end\n"
+  "return { F = F, run = run, req = req }\n";
+
+static int run_case(const char *code) {
+  lua_State *L = luaL_newstate();
+  int ok;
+  luaL_openlibs(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_cjson);
+  lua_setfield(L, -2, "cjson");
+  lua_pop(L, 1);
+  (void) luaL_dostring(L, "package.path = 'lua/?.lua;' .. package.path");
+  if (luaL_loadstring(L, prelude) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    fprintf(stderr, "  prelude: %s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return 0;
+  }
+  lua_setglobal(L, "T");
+  ok = luaL_dostring(L, code) == LUA_OK;
+  if (!ok)
+    fprintf(stderr, "  %s\n", lua_tostring(L, -1));
+  lua_close(L);
+  return ok;
+}
+
+#define LUA_CASE(name, code) TEST(name) { ASSERT_TRUE(run_case(code)); }
+
+LUA_CASE(missing_field_named,
+  "local d, e = T.run({ amount = 'number' }, '{}')\n"
+  "assert(d == nil and e == \"field 'amount': missing (expected number)\", e)")
+
+LUA_CASE(mistyped_field_named,
+  "local d, e = T.run({ amount = 'number' }, '{\"amount\":\"12\"}')\n"
+  "assert(e == \"field 'amount': expected number\", e)")
+
+LUA_CASE(integer_rejects_fraction,
+  "local d, e = T.run({ n = 'integer' }, '{\"n\":1.5}')\n"
+  "assert(e == \"field 'n': expected integer\", e)\n"
+  "d = assert(T.run({ n = 'integer' }, '{\"n\":7}'))\n"
+  "assert(math.type(d.n) == 'integer' and d.n == 7)")
+
+LUA_CASE(optional_and_nested,
+  "local d = assert(T.run({ ['customer.email'] = 'string?', id = 'string' },"
+  " '{\"id\":\"A\",\"customer\":{\"email\":\"a@b\"}}'))\n"
+  "assert(d.customer.email == 'a@b' and d.id == 'A')\n"
+  "d = assert(T.run({ ['customer.email'] = 'string?' }, '{}'))\n"
+  "assert(next(d) == nil)")
+
+LUA_CASE(null_counts_as_missing,
+  "local d, e = T.run({ a = 'string' }, '{\"a\":null}')\n"
+  "assert(e == \"field 'a': missing (expected string)\", e)")
+
+LUA_CASE(boolean_object_array_any,
+  "local d = assert(T.run({ b = 'boolean', o = 'object', a = 'array', x = 'any' },"
+  " '{\"b\":false,\"o\":{\"k\":1},\"a\":[1,2],\"x\":3}'))\n"
+  "assert(d.b == false and d.o.k == 1 and #d.a == 2 and d.x == 3)\n"
+  "local _, e = T.run({ o = 'object' }, '{\"o\":[1]}')\n"
+  "assert(e == \"field 'o': expected object\", e)\n"
+  "_, e = T.run({ a = 'array' }, '{\"a\":{\"k\":1}}')\n"
+  "assert(e == \"field 'a': expected array\", e)")
+
+LUA_CASE(form_values_converted,
+  "local ct = 'application/x-www-form-urlencoded'\n"
+  "local d = assert(T.run({ n = 'number', i = 'integer', b = 'boolean', s = 'string' },"
+  " 'n=1.5&i=42&b=true&s=a+b%21', ct))\n"
+  "assert(d.n == 1.5 and d.i == 42 and d.b == true and d.s == 'a b!')\n"
+  "local _, e = T.run({ i = 'integer' }, 'i=4.2', ct)\n"
+  "assert(e == \"field 'i': expected integer\", e)\n"
+  "_, e = T.run({ b = 'boolean' }, 'b=yes', ct)\n"
+  "assert(e == \"field 'b': expected boolean\", e)")
+
+LUA_CASE(json_labelled_as_form_is_json,
+  "local d = assert(T.run({ n = 'number' }, '{\"n\":2}',"
+  " 'application/x-www-form-urlencoded'))\n"
+  "assert(d.n == 2)")
+
+LUA_CASE(malformed_json_and_non_objects,
+  "local _, e = T.run({ a = 'any' }, '{\"a\":')\n"
+  "assert(e:find('^malformed JSON body'), e)\n"
+  "_, e = T.run({ a = 'any' }, '[1,2]')\n"
+  "assert(e == 'malformed JSON body: expected a JSON object', e)\n"
+  "_, e = T.run({ a = 'any' }, 'hello', 'text/plain')\n"
+  "assert(e:find('unsupported body'), e)")
+
+LUA_CASE(without_fields_copies_top_level,
+  "local obj = T.F.parse_body(T.req('{\"a\":1,\"b\":{\"c\":2},\"n\":null}'))\n"
+  "local d = T.F.extract(nil, obj, false)\n"
+  "assert(d.a == 1 and d.b.c == 2 and d.n == nil)")
+
+LUA_CASE(bad_specs_rejected,
+  "local s, e = T.F.compile({ a = 'strin' })\n"
+  "assert(s == nil and e == \"field 'a': unknown type 'strin'\", e)\n"
+  "s, e = T.F.compile({ a = 5 })\n"
+  "assert(s == nil and e:find('must be a string'), e)")
+
+LUA_CASE(empty_body_is_empty_object,
+  "local d, e = T.run({ a = 'string?' }, '')\n"
+  "assert(d and next(d) == nil, e)")
+
+RUN_TESTS("fields", T(missing_field_named), T(mistyped_field_named),
+          T(integer_rejects_fraction), T(optional_and_nested),
+          T(null_counts_as_missing), T(boolean_object_array_any),
+          T(form_values_converted), T(json_labelled_as_form_is_json),
+          T(malformed_json_and_non_objects),
+          T(without_fields_copies_top_level), T(bad_specs_rejected),
+          T(empty_body_is_empty_object))
