@@ -35,15 +35,18 @@ $(STAMP):
 	@mkdir -p third_party && touch $@
 
 hookwork: $(STAMP) $(OBJS) $(LLOBJS)
-	$(CC) -o $@ $(OBJS) $(LLOBJS) $(LIBS) $(LDFLAGS)
+	@echo "  LINK $@"
+	@$(CC) -o $@ $(OBJS) $(LLOBJS) $(LIBS) $(LDFLAGS)
 
 $(BUILD)/%.o: core/%.c core/*.h $(STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(OPT) $(CFLAGS) -c -o $@ $<
+	@echo "  CC   $<"
+	@$(CC) $(CFLAGS_BASE) $(OPT) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/llhttp/%.o: $(STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -O2 -g -I/usr/share/include/llhttp $(CFLAGS) -c -o $@ $(LLHTTP)/$*.c
+	@echo "  CC   $(LLHTTP)/$*.c"
+	@$(CC) -std=c11 -O2 -g -I/usr/share/include/llhttp $(CFLAGS) -c -o $@ $(LLHTTP)/$*.c
 
 # AddressSanitizer + UBSan build: ./hookwork-asan and unit tests under build/asan.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -53,7 +56,8 @@ asan: $(STAMP)
 	  TARGET=hookwork-asan hookwork-asan
 
 hookwork-asan: $(OBJS) $(LLOBJS)
-	$(CC) -o $@ $(OBJS) $(LLOBJS) $(LIBS) $(LDFLAGS)
+	@echo "  LINK $@"
+	@$(CC) -o $@ $(OBJS) $(LLOBJS) $(LIBS) $(LDFLAGS)
 
 debug: $(STAMP)
 	$(MAKE) BUILD=build/debug OPT="-O0 -g -DLUA_USE_APICHECK" hookwork
@@ -61,7 +65,8 @@ debug: $(STAMP)
 # Unit tests: each tests/unit/test_X.c links against the engine objects.
 $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS) $(LLOBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(OPT) $(CFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LLOBJS) $(LIBS) $(LDFLAGS)
+	@echo "  CC   $<"
+	@$(CC) $(CFLAGS_BASE) $(OPT) $(CFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LLOBJS) $(LIBS) $(LDFLAGS)
 
 unit: $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT))
 	@bash tests/run_unit.sh $(BUILD)/unit

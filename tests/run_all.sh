@@ -26,8 +26,8 @@ stage() {  # name, command...
   if [ -z "$line" ]; then
     echo "stage '$name' printed no result line (exit $rc)"; fail=$((fail + 1)); return
   fi
-  p=$(sed -E 's/.*[^0-9]?([0-9]+) passed.*/\1/' <<<"$line")
-  f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+  p=$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+')
+  f=$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+')
   pass=$((pass + p)); fail=$((fail + f))
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
     echo "stage '$name' exited $rc"; fail=$((fail + 1))
@@ -37,7 +37,7 @@ stage() {  # name, command...
 stage "unit tests" make --no-print-directory unit
 stage "cycle tests" ./hookwork test cycles
 stage "black-box suite" python3 tests/e2e/run.py
-if make --no-print-directory asan >/dev/null; then
+if make --no-print-directory asan >/dev/null 2>&1; then
   stage "unit tests (asan)" make --no-print-directory BUILD=build/asan \
     OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -DLUA_USE_APICHECK" \
     LDFLAGS="-fsanitize=address,undefined" unit
