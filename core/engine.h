@@ -60,6 +60,8 @@ typedef struct hw_engine_s {
   hw_run_t *ready_head, *ready_tail;
   hw_run_t *runs;          /* every live run (ready or waiting) */
   hw_run_t *current;       /* the run being resumed, else NULL */
+  hw_run_t *pool;          /* finished runs kept for their threads */
+  int npool;
   long main_budget;        /* instruction budget outside runs (loading) */
   int main_killed;
   int nruns;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #define HW_HOOK_EVERY 1000
+#define HW_POOL_MAX 256 /* finished coroutines kept for reuse */
 
 static void run_link(hw_engine_t *e, hw_run_t *r) {
   r->prev = NULL;
@@ -19,11 +20,8 @@ static void run_link(hw_engine_t *e, hw_run_t *r) {
   e->nruns++;
 }
 
-/* The one place a run's registry reference is released. */
-static void run_free(hw_run_t *r) {
+static void run_unlink(hw_run_t *r) {
   hw_engine_t *e = r->eng;
-  if (r->cancel != NULL)
-    r->cancel(r);
   if (r->prev != NULL)
     r->prev->next = r->next;
   else
@@ -31,6 +29,14 @@ static void run_free(hw_run_t *r) {
   if (r->next != NULL)
     r->next->prev = r->prev;
   e->nruns--;
+}
+
+/* The one place a run's registry reference is released. */
+static void run_free(hw_run_t *r) {
+  hw_engine_t *e = r->eng;
+  if (r->cancel != NULL)
+    r->cancel(r);
+  run_unlink(r);
   *(hw_run_t **) lua_getextraspace(r->co) = NULL;
   luaL_unref(e->L, LUA_REGISTRYINDEX, r->ref);
   free(r);
@@ -67,10 +73,33 @@ hw_run_t *hw_sched_of(lua_State *L) {
   return *(hw_run_t **) lua_getextraspace(L);
 }
 
+/* A run whose coroutine ended normally keeps its thread (and registry
+ * reference) in the pool: starting the next run on it costs no new thread.
+ * A coroutine that ended with an error is never reused. */
+static hw_run_t *pool_take(hw_engine_t *e, lua_State *L, int nargs) {
+  hw_run_t *r = e->pool;
+  if (r == NULL)
+    return NULL;
+  e->pool = r->next;
+  e->npool--;
+  r->budget = 0;
+  r->killed = 0;
+  r->cancel = NULL;
+  r->wait = NULL;
+  lua_xmove(L, r->co, nargs + 1);
+  run_link(e, r);
+  r->state = HW_RUN_WAITING;
+  hw_sched_ready(r, nargs);
+  return r;
+}
+
 hw_run_t *hw_sched_spawn(hw_engine_t *e, lua_State *L, int nargs) {
-  hw_run_t *r = calloc(1, sizeof *r);
+  hw_run_t *r = pool_take(e, L, nargs);
   lua_State *co;
 
+  if (r != NULL)
+    return r;
+  r = calloc(1, sizeof *r);
   if (r == NULL)
     return NULL;
   co = lua_newthread(L);
@@ -120,6 +149,15 @@ static void resume(hw_run_t *r) {
     r->state = HW_RUN_WAITING; /* whoever it waits on holds it now */
     return;
   }
+  if (st == LUA_OK && r->eng->npool < HW_POOL_MAX && !r->eng->stopping) {
+    lua_settop(co, 0);
+    run_unlink(r);
+    r->state = 0;
+    r->next = r->eng->pool;
+    r->eng->pool = r;
+    r->eng->npool++;
+    return;
+  }
   if (st != LUA_OK) {
     /* The engine's Lua wraps every step in pcall, so an error reaching here
      * is an engine bug: log it, never crash. */
@@ -145,5 +183,12 @@ void hw_sched_drain(hw_engine_t *e) {
 void hw_sched_free_all(hw_engine_t *e) {
   while (e->runs != NULL)
     run_free(e->runs);
+  while (e->pool != NULL) {
+    hw_run_t *r = e->pool;
+    e->pool = r->next;
+    run_link(e, r); /* so run_free can unlink it */
+    run_free(r);
+  }
+  e->npool = 0;
   e->ready_head = e->ready_tail = NULL;
 }

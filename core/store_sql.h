@@ -20,7 +20,7 @@ static const char hw_schema_sql[] =
   "CREATE INDEX IF NOT EXISTS tx_exp ON tx(expires_at)"
   " WHERE state = 'waiting' AND expires_at IS NOT NULL;"
   "CREATE INDEX IF NOT EXISTS tx_cycle ON tx(cycle, state);"
-  "CREATE INDEX IF NOT EXISTS tx_state ON tx(state);"
+  "DROP INDEX IF EXISTS tx_state;"
   /* one row per flush of a run's history: entries is a JSON array of
    * [step, started, ended, status, error, note] */
   "CREATE TABLE IF NOT EXISTS hist(tx INTEGER NOT NULL, run INTEGER,"
