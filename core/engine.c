@@ -307,15 +307,12 @@ static void close_if(uv_handle_t *h) {
     uv_close(h, NULL);
 }
 
-static void finish(hw_engine_t *e) {
+/* Closes every loop handle the engine owns (the servers excepted), so the
+ * loop can run dry; the store's writer keeps committing until freed. */
+static void close_handles(hw_engine_t *e) {
   e->stopping = 2;
-  hw_lua_call(e, "shutdown", 0, 0);
   if (e->store != NULL)
     hw_store_detach(e->store);
-  if (e->admin != NULL) {
-    hw_http_server_close(e->admin, NULL, NULL);
-    e->admin = NULL;
-  }
   if (e->hc != NULL) {
     hw_hc_close(e->hc);
     e->hc = NULL;
@@ -328,20 +325,17 @@ static void finish(hw_engine_t *e) {
   close_if((uv_handle_t *) &e->idle);
 }
 
-/* For the modes that never serve (check, test): close what init opened. */
-void hw_engine_close_handles(hw_engine_t *e) {
+static void finish(hw_engine_t *e) {
   e->stopping = 2;
-  if (e->store != NULL)
-    hw_store_detach(e->store);
-  if (e->hc != NULL) {
-    hw_hc_close(e->hc);
-    e->hc = NULL;
+  hw_lua_call(e, "shutdown", 0, 0); /* answers whoever still waits */
+  if (e->admin != NULL) {
+    hw_http_server_close(e->admin, NULL, NULL);
+    e->admin = NULL;
   }
-  close_if((uv_handle_t *) &e->tick);
-  close_if((uv_handle_t *) &e->check);
-  close_if((uv_handle_t *) &e->prepare);
-  close_if((uv_handle_t *) &e->idle);
+  close_handles(e);
 }
+
+void hw_engine_close_handles(hw_engine_t *e) { close_handles(e); }
 
 void hw_engine_free(hw_engine_t *e) {
   if (e->store != NULL && hw_store_close(e->store) != 0)
