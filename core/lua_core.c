@@ -585,9 +585,8 @@ static int l_core_loop_once(lua_State *L) {
   hw_engine_t *e = ENGINE(L);
   if (e->cfg.mode != HW_MODE_TEST)
     return luaL_error(L, "loop_once: only in test mode");
-  uv_run(e->loop, UV_RUN_NOWAIT);
-  if (e->ready_head == NULL && (e->store == NULL || hw_store_pending(e->store) == 0))
-    uv_run(e->loop, UV_RUN_ONCE);
+  uv_run(e->loop, UV_RUN_ONCE); /* the idle handle keeps it from blocking
+                                   while runs are ready; the tick bounds it */
   return 0;
 }
 
