@@ -1056,3 +1056,33 @@ def crash_kill9_every_acknowledged_transaction_completes():
             eq(t["data"].get("done"), True)
             eq(t["data"].get("w"), 1)
             ok(isinstance(t["data"].get("sum"), int))
+
+
+@test
+def sandbox_cannot_reach_engine_tables():
+    """A cycle must not change what the engine or another cycle sees: the
+    string metatable is hidden and library tables are per-file copies."""
+    evil = cycle("evil", """
+    hw.webhook { name = "in" },
+    hw.step { name = "poke", run = function(tx)
+      tx.data.mt = getmetatable("") == nil
+      string.format = function() return "pwned" end
+      table.concat = nil
+    end },
+""")
+    good = cycle("good", """
+    hw.webhook { name = "in" },
+    hw.step { name = "use", run = function(tx)
+      tx.data.s = string.format("%d-%s", 7, table.concat({ "a", "b" }))
+    end },
+""")
+    with Engine({"evil.lua": evil, "good.lua": good}) as e:
+        e.start()
+        t = e.wait_tx(accepted(e.post(e.hook_url("evil", "in"), json={})), {"completed", "failed"})
+        eq(t["data"].get("mt"), True, "string metatable hidden")
+        t = e.wait_tx(accepted(e.post(e.hook_url("good", "in"), json={})), {"completed", "failed"})
+        eq(t["state"], "completed")
+        eq(t["data"].get("s"), "7-ab", "another cycle's string/table are untouched")
+        # the engine itself still answers JSON correctly
+        r = e.post(e.hook_url("good", "in"), json={"x": 1})
+        accepted(r)
