@@ -1,0 +1,212 @@
+-- admin: the admin API routes and the Prometheus metrics.  Answers
+-- (status, content type, body); transactions come straight from the store
+-- as JSON built by SQLite.
+local R = require "hookwork.runtime"
+local U = require "hookwork.util"
+local L = require "hookwork.loader"
+local core = R.core
+local A = {}
+
+local JSON = "application/json"
+local STATES = { running = true, waiting = true, completed = true, failed = true, expired = true }
+local ARRAY = { __jsontype = "array" }
+
+local function json(status, v) return status, JSON, U.encode(v) end
+local function err(status, msg) return json(status, { error = msg }) end
+
+local function array(t)
+  if #t == 0 then return U.EMPTY_ARRAY end
+  return t
+end
+
+local function counts()
+  local by = {}
+  for _, r in ipairs(core.query("counts")) do
+    by[r.cycle] = by[r.cycle] or { running = 0, waiting = 0, completed = 0, failed = 0, expired = 0 }
+    by[r.cycle][r.state] = r.n
+  end
+  return by
+end
+
+local function cycle_view(cy, by)
+  local hooks = {}
+  if cy.def then
+    for _, s in ipairs(cy.def.steps) do
+      if s.kind == "webhook" then
+        local h = cy.hooks[s.name]
+        hooks[#hooks + 1] = { step = s.name, url = R.cfg.public_base .. "/hooks/" .. h.token,
+                              ip_filtered = s.ip_filtered == true,
+                              match = s.match and s.match.request or nil,
+                              methods = array((function()
+                                local l = {}
+                                for m in pairs(s.method_set) do l[#l + 1] = m end
+                                table.sort(l)
+                                return l
+                              end)()),
+                              synchronous = s.sync }
+      end
+    end
+  end
+  return { name = cy.name, state = cy.state, file = cy.file, load_error = cy.load_error,
+           connector = cy.connector or (cy.def and cy.def.connector) or "default",
+           webhooks = array(hooks),
+           counts = by[cy.name] or { running = 0, waiting = 0, completed = 0, failed = 0, expired = 0 } }
+end
+
+local function cycles()
+  local by, list, names = counts(), {}, {}
+  for name in pairs(R.cycles) do names[#names + 1] = name end
+  table.sort(names)
+  for _, n in ipairs(names) do list[#list + 1] = cycle_view(R.cycles[n], by) end
+  return json(200, array(list))
+end
+
+local function set_state(name, state)
+  local cy = R.cycles[name]
+  if not cy then return err(404, string.format("no cycle '%s'", name)) end
+  if not cy.def then return err(409, string.format("cycle '%s' did not load: %s", name, tostring(cy.load_error))) end
+  L.set_state(name, state)
+  core.log("admin", string.format("cycle '%s' %s", name, state))
+  return json(200, cycle_view(cy, counts()))
+end
+
+local function transactions(query)
+  local q = U.parse_query(query)
+  if q.state and not STATES[q.state] then return err(400, "state must be one of running, waiting, completed, failed, expired") end
+  local limit = 100
+  if q.limit then
+    limit = math.tointeger(tonumber(q.limit))
+    if not limit or limit < 1 then return err(400, "limit must be a positive integer") end
+    if limit > 10000 then limit = 10000 end
+  end
+  local row = core.query("tx_list_json", q.cycle ~= "" and q.cycle or nil,
+                         q.state ~= "" and q.state or nil, limit)[1]
+  local text
+  for _, v in pairs(row or {}) do text = v end
+  return 200, JSON, text or "[]"
+end
+
+local function transaction(id)
+  local n = math.tointeger(tonumber(id))
+  local row = n and core.query("tx_get_json", n)[1]
+  local text
+  for _, v in pairs(row or {}) do text = v end
+  if not text then return err(404, "no transaction " .. id) end
+  return 200, JSON, text
+end
+
+local function connector_view(c)
+  local names = {}
+  for k in pairs(c.headers or {}) do names[#names + 1] = k end
+  table.sort(names)
+  return { name = c.name, file = c.file, base_url = c.base_url,
+           allowed_ips = array(U.copy(c.allowed_ips or {})),
+           allowed_ips_source = c.override and "api" or "file",
+           header_names = array(names) }
+end
+
+local function connectors()
+  local names, list = {}, {}
+  for n in pairs(R.connectors) do names[#names + 1] = n end
+  table.sort(names)
+  for _, n in ipairs(names) do list[#list + 1] = connector_view(R.connectors[n]) end
+  return json(200, array(list))
+end
+
+local function put_connector(name, body)
+  local c = R.connectors[name]
+  if not c then return err(404, string.format("no connector '%s'", name)) end
+  local v = U.decode(body)
+  if type(v) ~= "table" or type(v.allowed_ips) ~= "table" or
+     (next(v.allowed_ips) ~= nil and not U.is_array(v.allowed_ips)) then
+    return err(400, 'expected {"allowed_ips": [addresses or CIDR blocks]}')
+  end
+  for i, e in ipairs(v.allowed_ips) do
+    if type(e) ~= "string" then return err(400, string.format("allowed_ips: entry %d is not a string", i)) end
+  end
+  local e = L.put_connector(name, v.allowed_ips)
+  if e then return err(400, "allowed_ips: " .. e) end
+  core.log("admin", string.format("connector '%s' allowed_ips set by the API", name))
+  return json(200, connector_view(c))
+end
+
+local function esc(s) return (tostring(s):gsub("\\", "\\\\"):gsub('"', '\\"'):gsub("\n", "\\n")) end
+
+local function metrics()
+  local out = {}
+  local function line(s) out[#out + 1] = s end
+  local function series(name, help, kind, t, labels)
+    line("# HELP " .. name .. " " .. help)
+    line("# TYPE " .. name .. " " .. kind)
+    local keys = {}
+    for k in pairs(t) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      local parts, i = {}, 0
+      for v in (k .. "\0"):gmatch("(.-)%z") do
+        i = i + 1
+        parts[#parts + 1] = labels[i] .. '="' .. esc(v) .. '"'
+      end
+      line(string.format("%s{%s} %s", name, table.concat(parts, ","), U.scalar_string(t[k])))
+    end
+  end
+  local m = R.metrics
+  series("hookwork_webhook_requests_total", "Webhook requests by cycle, step and answer status.",
+         "counter", m.webhook, { "cycle", "step", "status" })
+  series("hookwork_tasks_total", "Steps run (the task usage).", "counter", m.tasks, { "cycle" })
+  local tx = {}
+  for cycle, c in pairs(counts()) do
+    for state, n in pairs(c) do tx[cycle .. "\0" .. state] = n end
+  end
+  series("hookwork_transactions", "Transactions by cycle and state.", "gauge", tx, { "cycle", "state" })
+  series("hookwork_outbound_requests_total", "Outbound HTTP requests by cycle, method and status class.",
+         "counter", m.outbound, { "cycle", "method", "status" })
+  series("hookwork_rejected_requests_total", "Webhook requests rejected by connector and reason.",
+         "counter", m.rejected, { "connector", "reason" })
+  line("# HELP hookwork_outbound_seconds Outbound request latency.")
+  line("# TYPE hookwork_outbound_seconds histogram")
+  for _, b in ipairs({ 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }) do
+    line(string.format('hookwork_outbound_seconds_bucket{le="%g"} %d', b, m.latency[b] or 0))
+  end
+  line(string.format('hookwork_outbound_seconds_bucket{le="+Inf"} %d', m.latency.count or 0))
+  line(string.format("hookwork_outbound_seconds_sum %.6f", m.latency.sum or 0))
+  line(string.format("hookwork_outbound_seconds_count %d", m.latency.count or 0))
+  line(string.format("hookwork_runs_in_flight %d", core.config().runs))
+  return 200, "text/plain; version=0.0.4", table.concat(out, "\n") .. "\n"
+end
+
+function A.route(method, path, query, body)
+  local name, action = path:match("^/api/cycles/([^/]+)/(%a+)$")
+  if path == "/api/cycles" then
+    if method ~= "GET" then return err(405, "use GET") end
+    return cycles()
+  elseif name then
+    if method ~= "POST" then return err(405, "use POST") end
+    if action == "start" then return set_state(U.url_decode(name), "running") end
+    if action == "stop" then return set_state(U.url_decode(name), "stopped") end
+    return err(404, "not found")
+  elseif path == "/api/transactions" then
+    if method ~= "GET" then return err(405, "use GET") end
+    return transactions(query)
+  elseif path:match("^/api/transactions/[^/]+$") then
+    if method ~= "GET" then return err(405, "use GET") end
+    return transaction(path:match("([^/]+)$"))
+  elseif path == "/api/connectors" then
+    if method ~= "GET" then return err(405, "use GET") end
+    return connectors()
+  elseif path:match("^/api/connectors/[^/]+$") then
+    local n = U.url_decode(path:match("([^/]+)$"))
+    if method == "GET" then
+      if not R.connectors[n] then return err(404, string.format("no connector '%s'", n)) end
+      return json(200, connector_view(R.connectors[n]))
+    elseif method == "PUT" then
+      return put_connector(n, body)
+    end
+    return err(405, "use GET or PUT")
+  elseif path == "/metrics" then
+    return metrics()
+  end
+  return err(404, "not found")
+end
+
+return A

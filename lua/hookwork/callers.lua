@@ -1,0 +1,50 @@
+-- callers: whoever waits for an answer to a webhook request: an HTTP
+-- request held by the server (a light userdata), or an in-process caller
+-- (the test harness).  Each is answered exactly once: by the run, by the
+-- sync_timeout (504), or at shutdown (503).
+local R = require "hookwork.runtime"
+local U = require "hookwork.util"
+local core = R.core
+local C = {}
+R.callers = {}
+
+function C.new(h, cycle, step, fn)
+  local c = { h = h, fn = fn, cycle = cycle, step = step }
+  R.callers[c] = true
+  return c
+end
+
+function C.pending(c) return c ~= nil and not c.done end
+
+function C.answer(c, status, ctype, headers, body)
+  if c.done then return end
+  c.done = true
+  R.callers[c] = nil
+  R.count(R.metrics.webhook, (c.cycle or "-") .. "\0" .. (c.step or "-") .. "\0" .. status)
+  if c.h then
+    core.answer(c.h, status, ctype, headers, body)
+  elseif c.fn then
+    c.fn(status, ctype, headers, body)
+  end
+end
+
+function C.json(c, status, obj, headers)
+  C.answer(c, status, "application/json", headers, U.encode(obj))
+end
+
+function C.tick(now)
+  for c in pairs(R.callers) do
+    if c.deadline and c.deadline <= now then
+      C.json(c, 504, { error = string.format("no answer within the sync_timeout of %gs; the cycle goes on",
+                                             c.timeout), transaction = c.tx and tostring(c.tx) })
+    end
+  end
+end
+
+function C.shutdown()
+  for c in pairs(R.callers) do
+    C.json(c, 503, { error = "shutting down", transaction = c.tx and tostring(c.tx) })
+  end
+end
+
+return C

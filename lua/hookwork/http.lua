@@ -1,0 +1,115 @@
+-- http: hw.http.get/post/put/patch/delete/request.  Builds the request
+-- (connector base_url and headers, query, JSON), checkpoints the run, then
+-- yields while libcurl works (core.http) and shapes the response.
+local R = require "hookwork.runtime"
+local U = require "hookwork.util"
+local core = R.core
+
+local function origin(u)
+  local o = u:match("^(https?://[^/?#]+)")
+  return o and o:lower()
+end
+
+local function current_run()
+  return R.runs[coroutine.running()]
+end
+
+-- Connector headers go with relative URLs and with absolute URLs on the
+-- base_url's origin, never elsewhere; the call's own headers win, names
+-- compared without case.
+local function build_headers(conn, use_conn, own, auth)
+  local order, byname = {}, {}
+  local function put(k, v)
+    local lk = tostring(k):lower()
+    if not byname[lk] then order[#order + 1] = lk end
+    byname[lk] = tostring(k) .. ": " .. tostring(v)
+  end
+  if use_conn then for k, v in pairs(conn.headers or {}) do put(k, v) end end
+  for k, v in pairs(own or {}) do put(k, v) end
+  if auth and not byname["authorization"] then
+    if auth.bearer then
+      put("Authorization", "Bearer " .. auth.bearer)
+    elseif auth.user then
+      local b64 = require("hookwork.base64")
+      put("Authorization", "Basic " .. b64(auth.user .. ":" .. (auth.password or "")))
+    end
+  end
+  return byname, order
+end
+
+local function resolve_url(url, conn)
+  if url:match("^https?://") then
+    return url, conn.base_url ~= nil and origin(url) == origin(conn.base_url)
+  end
+  if not conn.base_url then
+    error(string.format("relative URL '%s' needs a base_url on the cycle's connector", url), 0)
+  end
+  local base = conn.base_url:gsub("/+$", "")
+  if url:sub(1, 1) ~= "/" then url = "/" .. url end
+  return base .. url, true
+end
+
+local function record_metrics(run, method, status, seconds)
+  local cycle = run and run.cycle or "-"
+  local class = status > 0 and (math.floor(status / 100) .. "xx") or "error"
+  R.count(R.metrics.outbound, cycle .. "\0" .. method .. "\0" .. class)
+  R.count(R.metrics.latency, "count")
+  R.count(R.metrics.latency, "sum", seconds)
+  for _, b in ipairs({ 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }) do
+    if seconds <= b then R.count(R.metrics.latency, b) end
+  end
+end
+
+local function request(o)
+  if type(o) ~= "table" then error("hw.http.request expects a table", 2) end
+  local run = current_run()
+  if not run then error("hw.http: only inside a cycle run", 2) end
+  local conn = run.connector or {}
+  local method = tostring(o.method or "GET"):upper()
+  if type(o.url) ~= "string" then error("hw.http: 'url' must be a string", 2) end
+  local url, same_origin = resolve_url(o.url, conn)
+  if o.query and next(o.query) then
+    url = url .. (url:find("?", 1, true) and "&" or "?") .. U.encode_query(o.query)
+  end
+  local byname, order = build_headers(conn, same_origin, o.headers, o.auth)
+  local body = o.body
+  if o.json ~= nil then
+    body = U.encode(o.json)
+    if not byname["content-type"] then
+      order[#order + 1] = "content-type"
+      byname["content-type"] = "Content-Type: application/json"
+    end
+  end
+  local list = {}
+  for i, k in ipairs(order) do list[i] = byname[k] end
+  local req = { method = method, url = url, headers = list,
+                body = body ~= nil and tostring(body) or nil,
+                timeout = tonumber(o.timeout) or 30, retries = tonumber(o.retries) or 0,
+                follow = o.follow and true or false, insecure = o.insecure,
+                max_response = o.max_response }
+  run:checkpoint()
+  local res = (R.transport or core.http)(req)
+  run:note_attempts(method, url, res.attempts)
+  record_metrics(run, method, res.status or 0, res.seconds or 0)
+  if res.error then error(res.error, 0) end
+  local ct = res.headers and res.headers["content-type"] or ""
+  local out = { status = res.status, headers = res.headers or {}, body = res.body or "" }
+  if ct:find("json", 1, true) and out.body ~= "" then out.json = U.decode(out.body) end
+  if o.fail_on_status and out.status >= 400 then
+    error(string.format("%s %s: status %d", method, url, out.status), 0)
+  end
+  return out
+end
+
+return function(hw)
+  local http = { request = request }
+  for _, m in ipairs({ "get", "post", "put", "patch", "delete" }) do
+    http[m] = function(url, opts)
+      local o = {}
+      for k, v in pairs(opts or {}) do o[k] = v end
+      o.method, o.url = m:upper(), url
+      return request(o)
+    end
+  end
+  return http
+end

@@ -1,0 +1,240 @@
+-- loader: reads cycle and connector files into sandboxes and keeps the
+-- registry (R.cycles, R.connectors, R.tokens) in step with the directory.
+-- A file that fails to load keeps its previous version serving; its error
+-- is the cycle's load_error until the file is fixed.
+local R = require "hookwork.runtime"
+local U = require "hookwork.util"
+local core = R.core
+local L = { files = {}, hook_tokens = {}, states = {}, overrides = {} }
+
+local SAFE_GLOBALS = { "assert", "error", "ipairs", "next", "pairs", "pcall",
+  "xpcall", "select", "tonumber", "tostring", "type", "rawequal", "rawget",
+  "rawlen", "rawset", "setmetatable", "_VERSION" }
+local SAFE_LIBS = { "string", "table", "math", "utf8", "coroutine", "os" }
+
+-- A fresh environment per file: copies of the safe libraries (so one file
+-- cannot change what another sees), `require` for hookwork only, `load`
+-- for text chunks only, no io, debug, package or os.execute/exit.
+function L.sandbox(path, allow_test)
+  local env = {}
+  for _, k in ipairs(SAFE_GLOBALS) do env[k] = _G[k] end
+  for _, lib in ipairs(SAFE_LIBS) do
+    local copy = {}
+    for k, v in pairs(_G[lib]) do copy[k] = v end
+    env[lib] = copy
+  end
+  env._G = env
+  -- Strings share one metatable whose __index is the engine's own string
+  -- library: cycle code must not reach it.
+  env.getmetatable = function(v)
+    if type(v) == "string" then return nil end
+    return getmetatable(v)
+  end
+  env.print = function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    core.log(path, table.concat(parts, "\t"))
+  end
+  env.require = function(name)
+    if name == "hookwork" then return require "hookwork" end
+    if name == "hookwork.test" and allow_test then return require "hookwork.test" end
+    if name == "cjson" then return require "hookwork.jsonlib" end
+    error("module '" .. tostring(name) .. "' is not available to cycles", 2)
+  end
+  env.load = function(chunk, name, mode, e)
+    if mode ~= nil and mode ~= "t" then error("load: only text chunks are allowed", 2) end
+    if type(chunk) == "string" and chunk:byte(1) == 27 then
+      return nil, "load: binary chunks are not allowed"
+    end
+    return load(chunk, name, "t", e or env)
+  end
+  return env
+end
+
+-- Runs a file; returns its object (a cycle or connector) or nil, message.
+function L.load_file(path, text, allow_test)
+  local env = L.sandbox(path, allow_test)
+  local chunk, err = load(text, "@" .. path, "t", env)
+  if not chunk then return nil, err end
+  core.budget_reset()
+  local ok, obj = pcall(chunk)
+  if not ok then return nil, tostring(obj) end
+  if type(obj) ~= "table" or (obj.__kind ~= "cycle" and obj.__kind ~= "connector") then
+    return nil, path .. ":1: the file must return hw.cycle{...} or hw.connector{...}"
+  end
+  if obj.__kind == "cycle" and obj.name == nil then
+    obj.name = path:match("([^/]+)%.lua$")
+  end
+  obj.file = path
+  obj.where = obj.where or (path .. ":1")
+  return obj
+end
+
+local function is_cycle_file(name)
+  return name:match("%.lua$") and not name:match("_test%.lua$") and not name:match("^%.")
+end
+
+-- Reads the directory; returns true when any file changed.
+function L.scan(dir)
+  local list = core.listdir(dir) or {}
+  local seen, changed = {}, false
+  table.sort(list, function(a, b) return a.name < b.name end)
+  for _, ent in ipairs(list) do
+    if is_cycle_file(ent.name) then
+      local path = dir .. "/" .. ent.name
+      seen[path] = true
+      local f = L.files[path]
+      local sig = string.format("%.6f:%d", ent.mtime, ent.size)
+      if not f or f.sig ~= sig then
+        local text = core.readfile(path) or ""
+        if not f or f.text ~= text or f.err then
+          local obj, err = L.load_file(path, text)
+          f = { path = path, text = text, obj = obj or (f and f.obj), err = err,
+                order = ent.name, prev_sig = f and f.sig }
+          if err then core.log("loader", err) end
+          changed = true
+        end
+        f.sig = sig
+        f.saved = true  -- saved since start: a connector file edit beats a PUT
+        L.files[path] = f
+      end
+    end
+  end
+  for path in pairs(L.files) do
+    if not seen[path] then L.files[path] = nil; changed = true end
+  end
+  return changed
+end
+
+local function token_for(cycle, step)
+  local key = cycle .. "\0" .. step
+  local tok = L.hook_tokens[key]
+  if not tok then
+    tok = core.token()
+    L.hook_tokens[key] = tok
+    if R.cfg.mode ~= 2 then core.write("hook_insert", cycle, step, tok) end
+  end
+  return tok
+end
+
+local function build_connectors(sorted)
+  local conns = { default = { name = "default", headers = {}, allowed_ips = {},
+                              filter = core.ipfilter({}) } }
+  for _, f in ipairs(sorted) do
+    local o = f.obj
+    if o and o.__kind == "connector" then
+      if conns[o.name] and o.name ~= "default" then
+        f.err = f.err or string.format("%s: connector '%s' is already defined", o.where, o.name)
+      else
+        local c = { name = o.name, file = f.path, base_url = o.base_url,
+                    headers = o.headers, secrets = o.secrets,
+                    file_ips = o.allowed_ips, allowed_ips = o.allowed_ips,
+                    filter = o.filter, load_error = f.err, sig = f.sig }
+        local ov = L.overrides[o.name]
+        if ov and f.saved and ov.file_sig ~= f.sig then
+          -- the file was saved after the PUT: the file's list wins again
+          L.overrides[o.name] = nil
+          if R.cfg.mode ~= 2 then core.write("connector_delete", o.name) end
+        elseif ov then
+          c.allowed_ips, c.filter, c.override = ov.list, ov.filter, true
+        end
+        conns[o.name] = c
+      end
+    end
+  end
+  return conns
+end
+
+local function make_hooks(cy)
+  local hooks = {}
+  for _, s in ipairs(cy.def.steps) do
+    if s.kind == "webhook" then
+      hooks[s.name] = { token = token_for(cy.name, s.name), cycle = cy.name,
+                        step = s.name, trigger = s.index == 1 }
+    end
+  end
+  return hooks
+end
+
+local function cycle_state(name, autostart)
+  local st = L.states[name]
+  if not st then
+    st = autostart and "running" or "stopped"
+    L.states[name] = st
+    if R.cfg.mode ~= 2 then core.write("cycle_state", name, st) end
+  end
+  return st
+end
+
+-- Rebuilds connectors, cycles and tokens from the loaded files.
+function L.rebuild()
+  local sorted = {}
+  for _, f in pairs(L.files) do sorted[#sorted + 1] = f end
+  table.sort(sorted, function(a, b) return a.order < b.order end)
+  R.connectors = build_connectors(sorted)
+  local cycles, tokens = {}, {}
+  for _, f in ipairs(sorted) do
+    local o = f.obj
+    local err = f.err
+    if o and o.__kind == "cycle" then
+      if not R.connectors[o.connector] then
+        err = err or string.format("%s: unknown connector '%s'", o.where, o.connector)
+        o = f.good_cycle -- keep the last version that had its connector
+      else
+        f.good_cycle = o
+      end
+    end
+    if o and o.__kind == "cycle" then
+      if cycles[o.name] then
+        err = string.format("%s: cycle '%s' is already defined in %s", o.where, o.name, cycles[o.name].file)
+        cycles[f.path] = { name = f.path, file = f.path, state = "stopped", load_error = err, hooks = {} }
+      else
+        local cy = { name = o.name, file = f.path, def = o, load_error = err,
+                     connector = o.connector }
+        cy.state = cycle_state(o.name, o.autostart)
+        cy.hooks = make_hooks(cy)
+        for _, h in pairs(cy.hooks) do tokens[h.token] = h end
+        cycles[o.name] = cy
+      end
+    elseif not o then
+      local name = f.path:match("([^/]+)%.lua$")
+      cycles[name] = cycles[name] or { name = name, file = f.path, state = "stopped",
+                                       load_error = err, hooks = {} }
+    end
+  end
+  R.cycles, R.tokens = cycles, tokens
+end
+
+-- Start-up: tokens, cycle states and connector overrides from the store.
+function L.restore()
+  for _, r in ipairs(core.query("hooks_all")) do
+    L.hook_tokens[r.cycle .. "\0" .. r.step] = r.token
+  end
+  for _, r in ipairs(core.query("cycles_all")) do L.states[r.name] = r.state end
+  for _, r in ipairs(core.query("connectors_all")) do
+    local list = U.decode(r.allowed_ips) or {}
+    local filter = core.ipfilter(list)
+    if filter then
+      L.overrides[r.name] = { list = list, filter = filter, file_sig = r.file_sig }
+    end
+  end
+end
+
+function L.set_state(name, state)
+  L.states[name] = state
+  R.cycles[name].state = state
+  core.write("cycle_state", name, state)
+end
+
+-- PUT /api/connectors/NAME: returns nil or an error message.
+function L.put_connector(name, list)
+  local c = R.connectors[name]
+  local filter, err = core.ipfilter(list)
+  if not filter then return err end
+  L.overrides[name] = { list = list, filter = filter, file_sig = c.sig }
+  c.allowed_ips, c.filter, c.override = list, filter, true
+  core.write("connector_set", name, U.encode(list), c.sig)
+  return nil
+end
+
+return L

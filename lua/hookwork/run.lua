@@ -1,0 +1,276 @@
+-- run: one run of a transaction, as a coroutine.  Executes steps from the
+-- job's entry (or checkpoint), records history, parks at mid-cycle
+-- webhooks, answers the waiting caller, and writes the outcome.  Runs of
+-- one transaction never overlap: a job for a busy transaction queues.
+local R = require "hookwork.runtime"
+local U = require "hookwork.util"
+local F = require "hookwork.fields"
+local C = require "hookwork.callers"
+local core = R.core
+
+local M = {}
+local Run = {}
+Run.__index = Run
+R.active, R.queued = {}, {}
+
+local function errmsg(e)
+  if type(e) == "table" and e.message then return tostring(e.message) end
+  return tostring(e)
+end
+
+local null = U.null
+
+function Run:hist(step, status, started, err, note)
+  self.history[#self.history + 1] = { step, started, R.now(), status, err or null, note or null }
+end
+
+-- History goes to the store one row per flush (a JSON array of entries).
+function Run:flush_hist()
+  local n = #self.history
+  if n == self.written then return end
+  local part = self.history
+  if self.written > 0 then part = table.move(self.history, self.written + 1, n, 1, {}) end
+  core.write("hist_insert", self.job.tx, self.job.run, U.encode(part))
+  self.written = n
+end
+
+-- Before I/O: after a crash the run goes on from the start of this step
+-- with the data it had then (at-least-once per step).
+function Run:checkpoint()
+  if self.step_json then
+    if self.job.id then
+      core.write("job_ckpt", self.job.id, self.cur.name, self.step_json)
+    else
+      core.write("tx_ckpt", self.job.tx, self.cur.name, self.step_json)
+    end
+  end
+  self:flush_hist()
+end
+
+function Run:note_attempts(method, url, attempts)
+  if not attempts or #attempts < 2 then return end
+  for i = 1, #attempts - 1 do
+    local a = attempts[i]
+    self:hist(self.cur.name, "failed", self.t0, a.error or ("status " .. a.status),
+              string.format("attempt %d of %s %s", i, method, url))
+  end
+end
+
+local KIND = {}
+
+function KIND.step(run, s) s.run(run.tx) end
+
+function KIND.decision(run, s)
+  if s.test(run.tx) then return nil end
+  if s.on_false == nil or s.on_false == "stop" then return "stop" end
+  return run.def.index[s.on_false], "ok", "false: on to '" .. s.on_false .. "'"
+end
+
+function KIND.map(run, s)
+  local vals = {}
+  for target, src in pairs(s.fields) do
+    local v
+    if type(src) == "function" then v = src(run.tx) else v = U.get(run.tx.data, src) end
+    vals[#vals + 1] = { target, v }
+  end
+  for _, tv in ipairs(vals) do U.set(run.tx.data, tv[1], U.copy(tv[2])) end
+end
+
+local function value(v, tx) if type(v) == "function" then return v(tx) end return v end
+
+function KIND.respond(run, s)
+  local tx = run.tx
+  local status = value(s.status, tx) or 200
+  local headers = value(s.headers, tx) or {}
+  local body = value(s.body, tx)
+  local ctype
+  for k, v in pairs(headers) do
+    if tostring(k):lower() == "content-type" then ctype = tostring(v) end
+  end
+  if type(body) == "table" then
+    body, ctype = U.encode(body), ctype or "application/json"
+  elseif body == nil then
+    body = ""
+  else
+    body, ctype = tostring(body), ctype or "text/plain; charset=utf-8"
+  end
+  local list = {}
+  for k, v in pairs(headers) do
+    if tostring(k):lower() ~= "content-type" then list[#list + 1] = tostring(k) .. ": " .. tostring(v) end
+  end
+  if run.caller and C.pending(run.caller) then
+    C.answer(run.caller, math.tointeger(status) or 200, ctype, list, body)
+    return nil, "responded"
+  end
+  return nil, "ok", "no waiting caller"
+end
+
+function KIND.request(run, s)
+  local tx = run.tx
+  local o = {}
+  for _, k in ipairs({ "method", "url", "headers", "query", "json", "body", "timeout",
+                       "retries", "auth", "follow", "fail_on_status", "max_response",
+                       "insecure" }) do
+    o[k] = value(s[k], tx)
+  end
+  o.method = o.method or "GET"
+  local res = require("hookwork").http.request(o)
+  tx.data[s.save_as or s.name] = res
+end
+
+function KIND.link(run, s)
+  local target = R.cycles[s.cycle]
+  if not target or not target.def then error(string.format("link: no cycle '%s'", s.cycle), 0) end
+  if target.state ~= "running" then error(string.format("cycle '%s' is stopped", s.cycle), 0) end
+  local idx = target.def.index[s.hook]
+  local st = idx and target.def.steps[idx]
+  if not st or st.kind ~= "webhook" then
+    error(string.format("link: no webhook '%s' in cycle '%s'", s.hook, s.cycle), 0)
+  end
+  local body = value(s.body, run.tx) or run.tx.data
+  local text = U.encode(body)
+  local obj = U.decode(text)
+  local data, err = F.extract(st.spec, obj, false)
+  if not data then error(string.format("link to %s: %s", s.cycle, err), 0) end
+  local request = { method = "POST", path = "/hooks/" .. target.hooks[st.name].token,
+                    headers = { ["content-type"] = "application/json" }, query = {},
+                    body = text, json = obj, ip = "127.0.0.1" }
+  local job, status = M.accept(target, st, data, obj, request, nil,
+                               { cycle = run.cycle, id = run.job.tx })
+  if not job then error(string.format("link to %s: %s", s.cycle, status), 0) end
+  run:checkpoint()
+  local ok, cerr = core.commit()
+  if not ok then error("link: " .. cerr, 0) end
+  core.spawn(M.run_job, job)
+  return nil, "ok", string.format("linked to %s transaction %d", s.cycle, job.tx)
+end
+
+local function park(run, s, t0)
+  local tx = run.tx
+  local v = U.get(tx.data, s.match.transaction)
+  if v == nil then
+    local msg = string.format("webhook '%s': tx.data.%s is missing, so no request could match",
+                              s.name, s.match.transaction)
+    run:hist(s.name, "failed", t0, msg)
+    return "failed", s.name, msg
+  end
+  local mv, now = U.scalar_string(v), R.now()
+  local exp = s.expires and now + s.expires or nil
+  local snap = U.encode(tx.data)
+  core.write("tx_park", run.job.tx, s.name, mv, now, exp, snap, run.job.run)
+  M.note_park(run.cycle, s.name, mv, run.job.tx, snap, exp, run.job.run)
+  run:hist(s.name, "parked", t0)
+  return "parked", s.name
+end
+
+-- Runs steps from run.start; returns outcome, step name, error.
+local function exec(run)
+  local steps = run.def.steps
+  local i = run.start
+  while i <= #steps do
+    local s = steps[i]
+    local t0 = R.now()
+    run.cur, run.t0 = s, t0
+    if s.kind == "webhook" then return park(run, s, t0) end
+    if s.kind == "step" or s.kind == "request" or s.kind == "link" then
+      run.step_json = U.encode(run.tx.data)
+    end
+    R.count(R.metrics.tasks, run.cycle)
+    core.budget_reset()
+    local ok, ctl, status, note = pcall(KIND[s.kind], run, s)
+    core.budget_reset()
+    if not ok then
+      local msg = errmsg(ctl)
+      run:hist(s.name, "failed", t0, msg)
+      return "failed", s.name, msg
+    end
+    if ctl == "stop" then
+      run:hist(s.name, "stopped", t0)
+      return "completed", s.name
+    end
+    run:hist(s.name, status or "ok", t0, nil, note)
+    i = type(ctl) == "number" and ctl or i + 1
+  end
+  return "completed", steps[#steps].name
+end
+
+local function setup(job)
+  local cy = R.cycles[job.cycle]
+  if not cy or not cy.def then return nil, string.format("cycle '%s' is not loaded", job.cycle) end
+  local def = cy.def
+  local tx = { id = tostring(job.tx), data = job.data, cycle = job.cycle,
+               request = job.request, run = job.run }
+  tx.log = function(msg) core.log("tx " .. tx.id, tostring(msg)) end
+  local run = setmetatable({ job = job, tx = tx, def = def, cycle = job.cycle,
+                             connector = R.connectors[def.connector] or {},
+                             history = {}, written = 0, caller = job.caller }, Run)
+  if job.ckpt_step then
+    run.start = def.index[job.ckpt_step]
+    if not run.start then
+      return run, string.format("step '%s' no longer exists in cycle '%s'", job.ckpt_step, job.cycle)
+    end
+  else
+    local idx = def.index[job.entry]
+    if not idx then
+      return run, string.format("webhook '%s' no longer exists in cycle '%s'", job.entry, job.cycle)
+    end
+    run:hist(job.entry, "ok", job.accepted or R.now())
+    run.start = idx + 1
+  end
+  return run
+end
+
+local function finish(run, job, outcome, step, err)
+  local now = R.now()
+  if outcome ~= "parked" then
+    local state = outcome
+    if job.run > 1 then state, step = "waiting", job.entry end
+    core.write("tx_update", job.tx, state, step, U.encode(run and run.tx.data or job.data),
+               now, job.run, err)
+  end
+  if run then run:flush_hist() end
+  if job.id then core.write("job_delete", job.id) end
+  local caller = job.caller
+  if caller and C.pending(caller) then
+    local id = tostring(job.tx)
+    if outcome == "failed" then
+      C.json(caller, 500, { error = err, transaction = id })
+    else
+      local st = (outcome == "parked" or job.run > 1) and "waiting" or "completed"
+      C.json(caller, 200, { transaction = id, state = st })
+    end
+  end
+  if job.on_end then job.on_end(outcome) end
+end
+
+-- The body of a run's coroutine.
+function M.run_job(job)
+  local id = job.tx
+  if R.active[id] then
+    local q = R.queued[id] or {}
+    q[#q + 1] = job
+    R.queued[id] = q
+    return
+  end
+  R.active[id] = true
+  local co = coroutine.running()
+  local run, err = setup(job)
+  local outcome, step = "failed", job.entry
+  if run then R.runs[co] = run end
+  if run and not err then
+    local ok, o, s, e = pcall(exec, run)
+    if ok then outcome, step, err = o, s, e else err = errmsg(o) end
+  end
+  R.runs[co] = nil
+  local ok, ferr = pcall(finish, run, job, outcome, step, err)
+  if not ok then core.log("run", "finishing transaction " .. id .. ": " .. tostring(ferr)) end
+  R.active[id] = nil
+  local q = R.queued[id]
+  if q then
+    local nxt = table.remove(q, 1)
+    if #q == 0 then R.queued[id] = nil end
+    core.spawn(M.run_job, nxt)
+  end
+end
+
+return M

@@ -1,0 +1,210 @@
+-- hookwork.test: the API of *_test.lua files (t.case, t.post, t.mock,
+-- t.requests, t.transaction, t.eq, t.ok, t.fails, t.advance).
+-- Outbound HTTP is answered by mocks; an unmocked call fails the case.
+local R = require "hookwork.runtime"
+local U = require "hookwork.util"
+local C = require "hookwork.callers"
+local core = R.core
+local t = {}
+local S = { cases = {}, mocks = {}, requests = {}, unmocked = {} }
+local req_name
+
+local function fmt(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  if type(v) == "table" then
+    local ok, s = pcall(U.encode, v)
+    if ok then return s end
+  end
+  return tostring(v)
+end
+
+-- Deep equality for tables (JSON-like values).
+local function equal(a, b)
+  if a == b then return true end
+  if type(a) ~= "table" or type(b) ~= "table" then
+    return type(a) == "number" and type(b) == "number" and a == b
+  end
+  for k, v in pairs(a) do if not equal(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+function t._begin() S.cases = {} end
+function t._cases() return S.cases end
+
+-- After the case body: it fails if any outbound call had no mock.
+function t._verdict()
+  if #S.unmocked > 0 then return false, "unmocked outbound request: " .. S.unmocked[1] end
+  return true
+end
+
+function t.case(name, fn)
+  if type(name) ~= "string" or type(fn) ~= "function" then
+    error("t.case(name, function) expected", 2)
+  end
+  S.cases[#S.cases + 1] = { name = name, fn = function()
+    S.mocks, S.requests, S.unmocked = {}, {}, {}
+    R.transport = t._transport
+    fn()
+  end }
+end
+
+function t.eq(a, b, msg)
+  if not equal(a, b) then
+    error(string.format("%sexpected %s, got %s", msg and (msg .. ": ") or "", fmt(b), fmt(a)), 2)
+  end
+end
+
+function t.ok(v, msg)
+  if not v then error(msg or "expected a true value", 2) end
+  return v
+end
+
+function t.fails(fn, pattern)
+  local ok, err = pcall(fn)
+  if ok then error("expected an error", 2) end
+  if pattern and not tostring(err):find(pattern) then
+    error(string.format("error %s does not match %q", fmt(tostring(err)), pattern), 2)
+  end
+  return err
+end
+
+local function split(url)
+  local path = url:match("^https?://[^/]+(/[^?#]*)") or url:match("^([^?#]*)")
+  local query = url:match("%?([^#]*)")
+  return path ~= "" and path or "/", query
+end
+
+local function matches(pattern, req)
+  if pattern:match("^https?://") then
+    return pattern == req.url or pattern == req.url:match("^[^?]*")
+  end
+  return pattern == req.path or pattern == req.path .. (req.raw_query and ("?" .. req.raw_query) or "")
+end
+
+function t.mock(method, url, response)
+  table.insert(S.mocks, 1, { method = method:upper(), url = url, response = response or {} })
+end
+
+local function mock_answer(m, rec)
+  local r = m.response
+  if r[1] ~= nil then  -- a sequence: answered in turn, the last repeating
+    m.next = (m.next or 0) + 1
+    r = r[math.min(m.next, #r)]
+  end
+  if type(r) == "function" then r = r(rec) or {} end
+  local h = {}
+  for k, v in pairs(r.headers or {}) do h[k:lower()] = tostring(v) end
+  local body = r.body or ""
+  if r.json ~= nil then
+    body = U.encode(r.json)
+    h["content-type"] = h["content-type"] or "application/json"
+  end
+  if r.error then return { error = req_name(rec) .. ": " .. r.error } end
+  return { status = r.status or 200, headers = h, body = body }
+end
+
+req_name = function(rec) return rec.method .. " " .. rec.url end
+
+local function record(req)
+  local path, query = split(req.url)
+  local headers = {}
+  for _, h in ipairs(req.headers or {}) do
+    local k, v = h:match("^([^:]+):%s*(.*)$")
+    if k then headers[k:lower()] = v end
+  end
+  local rec = { method = req.method, url = req.url, path = path, raw_query = query,
+                query = U.parse_query(query), headers = headers, body = req.body,
+                json = req.body and U.decode(req.body) or nil }
+  S.requests[#S.requests + 1] = rec
+  return rec
+end
+
+-- Answers outbound calls from the mocks, with the engine's retry rule
+-- (connection errors, 429 and 5xx) but no real waiting.
+function t._transport(req)
+  local attempts, res = {}, nil
+  for _ = 0, math.max(0, req.retries or 0) do
+    local rec = record(req)
+    local m
+    for _, x in ipairs(S.mocks) do
+      if x.method == req.method and matches(x.url, rec) then m = x break end
+    end
+    if not m then
+      S.unmocked[#S.unmocked + 1] = req_name(rec)
+      return { error = "unmocked outbound request: " .. req_name(rec), attempts = attempts, seconds = 0 }
+    end
+    res = mock_answer(m, rec)
+    attempts[#attempts + 1] = { status = res.status or 0, seconds = 0, error = res.error }
+    local s = res.status or 0
+    if not (res.error or s == 429 or s >= 500) then break end
+  end
+  res.attempts, res.seconds = attempts, 0
+  return res
+end
+
+function t.requests(method, url)
+  local out = {}
+  for _, r in ipairs(S.requests) do
+    if (not method or r.method == method:upper()) and (not url or matches(url, r)) then
+      out[#out + 1] = r
+    end
+  end
+  return out
+end
+
+local function parse_headers(list)
+  local h = {}
+  for _, line in ipairs(list or {}) do
+    local k, v = line:match("^([^:]+):%s*(.*)$")
+    if k then h[k:lower()] = v end
+  end
+  return h
+end
+
+-- Sends a request to a webhook in-process and returns once the run it
+-- started has ended or parked: {status, headers, body, json}.
+function t.post(cycle, hook, body, opts)
+  opts = opts or {}
+  local cy = R.cycles[cycle]
+  local h = cy and cy.hooks and cy.hooks[hook]
+  if not h then error(string.format("t.post: no webhook '%s' in cycle '%s'", tostring(hook), tostring(cycle)), 2) end
+  local headers = { ["content-type"] = "application/json" }
+  for k, v in pairs(opts.headers or {}) do headers[k:lower()] = v end
+  local text = type(body) == "string" and body or U.encode(body or {})
+  local r = { method = (opts.method or "POST"):upper(), path = "/hooks/" .. h.token, query = opts.query or "",
+              headers = headers, body = text, ip = opts.ip or "127.0.0.1" }
+  local me, waiting, ended = coroutine.running(), false, false
+  local res
+  local caller = C.new(nil, cycle, hook, function(status, ctype, hs, b)
+    local hh = parse_headers(hs)
+    if ctype then hh["content-type"] = ctype end
+    res = { status = status, headers = hh, body = b,
+            json = (ctype or ""):find("json", 1, true) and U.decode(b) or nil }
+  end)
+  caller.on_end = function()
+    ended = true
+    if waiting then waiting = false; core.wake(me) end
+  end
+  local status, msg = require("hookwork.engine").submit(h, r, caller)
+  if status then C.json(caller, status, { error = msg }) return res end
+  if not ended then waiting = true; core.wait() end
+  return res
+end
+
+function t.transaction(id)
+  core.commit()
+  local row = core.query("tx_get_json", math.tointeger(tonumber(id)) or -1)[1]
+  local text
+  for _, v in pairs(row or {}) do text = v end
+  return text and U.decode(text) or nil
+end
+
+function t.advance(seconds)
+  R.clock_offset = R.clock_offset + seconds
+  core.commit()
+  require("hookwork.engine").expire_now()
+  core.commit()
+end
+
+return t

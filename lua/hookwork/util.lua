@@ -1,0 +1,150 @@
+-- util: small pure helpers shared by the engine modules (paths into nested
+-- tables, URL encoding, JSON with the engine's conventions).
+local cjson = require "cjson"
+local U = {}
+
+cjson.encode_sparse_array(true)
+cjson.decode_max_depth(200)
+cjson.encode_max_depth(200)
+cjson.encode_number_precision(14)
+U.null = cjson.null
+
+function U.split_path(name)
+  local parts = {}
+  for p in tostring(name):gmatch("[^%.]+") do parts[#parts + 1] = p end
+  return parts
+end
+
+function U.get(t, path)
+  if type(path) == "string" then path = U.split_path(path) end
+  for i = 1, #path do
+    if type(t) ~= "table" then return nil end
+    t = t[path[i]]
+  end
+  return t
+end
+
+function U.set(t, path, v)
+  if type(path) == "string" then path = U.split_path(path) end
+  for i = 1, #path - 1 do
+    local k = path[i]
+    if type(t[k]) ~= "table" then t[k] = {} end
+    t = t[k]
+  end
+  t[path[#path]] = v
+end
+
+function U.is_array(t)
+  if type(t) ~= "table" then return false end
+  local mt = getmetatable(t)
+  if mt and mt.__jsontype then return mt.__jsontype == "array" end
+  local n = #t
+  if n == 0 then return next(t) == nil and false end
+  local count = 0
+  for _ in pairs(t) do count = count + 1 end
+  return count == n
+end
+
+-- Deep copy (tables only; no metatables but the JSON array marker).
+function U.copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = U.copy(x) end
+  return c
+end
+
+-- Merges src into dst: objects merge recursively, anything else replaces.
+function U.merge(dst, src)
+  for k, v in pairs(src) do
+    if type(v) == "table" and type(dst[k]) == "table" and not U.is_array(v)
+       and not U.is_array(dst[k]) then
+      U.merge(dst[k], v)
+    else
+      dst[k] = U.copy(v)
+    end
+  end
+  return dst
+end
+
+-- lua-cjson 2.1.0 cannot tell an empty array from an empty object, so
+-- U.EMPTY_ARRAY stands in for [] and is put right after encoding; and it
+-- escapes "/" as "\/", which is valid JSON but unkind to URLs.
+U.EMPTY_ARRAY = "\1hookwork-empty-array\1"
+
+function U.encode(v)
+  local s = cjson.encode(v)
+  if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end
+  if s:find("hookwork-empty-array", 1, true) then
+    s = s:gsub('"\\u0001hookwork%-empty%-array\\u0001"', "[]")
+  end
+  return s
+end
+
+-- lua-cjson reads every JSON number as a float; a user expects 5, not
+-- 5.0, when an integer goes into a string, so integral values become
+-- Lua integers.
+local function integers(v)
+  for k, x in pairs(v) do
+    if type(x) == "table" then
+      integers(x)
+    elseif math.type(x) == "float" then
+      local i = math.tointeger(x)
+      if i then v[k] = i end
+    end
+  end
+  return v
+end
+
+function U.decode(s)
+  local ok, v = pcall(cjson.decode, s)
+  if not ok then return nil, v end
+  if type(v) == "table" then return integers(v) end
+  if math.type(v) == "float" then return math.tointeger(v) or v end
+  return v
+end
+
+-- Numbers that hold integers print without ".0" (match values, URLs).
+function U.scalar_string(v)
+  if math.type(v) == "float" and v == math.floor(v) and v > -2^53 and v < 2^53 then
+    return string.format("%d", v)
+  end
+  return tostring(v)
+end
+
+function U.url_decode(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+function U.url_encode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c)
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
+function U.parse_query(q)
+  local t = {}
+  for pair in (q or ""):gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    if k and k ~= "" then t[U.url_decode(k)] = U.url_decode(v) end
+  end
+  return t
+end
+
+function U.encode_query(q)
+  local keys = {}
+  for k in pairs(q) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    local v = q[k]
+    if type(v) == "table" then
+      for _, x in ipairs(v) do out[#out + 1] = U.url_encode(k) .. "=" .. U.url_encode(U.scalar_string(x)) end
+    else
+      out[#out + 1] = U.url_encode(k) .. "=" .. U.url_encode(U.scalar_string(v))
+    end
+  end
+  return table.concat(out, "&")
+end
+
+return U
