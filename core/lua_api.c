@@ -2,7 +2,7 @@
  * (no io, no package, no debug, os cut down to getenv/time/date/clock/
  * difftime); `require` is ours and loads the engine's modules as text from
  * the lua/ directory.  The sandbox that cycle files run in is built on top
- * of this by lua/hookwork/sandbox.lua. */
+ * of this by L.sandbox in lua/hookwork/loader.lua. */
 #include "lua_api.h"
 #include "log.h"
 #include "scheduler.h"

@@ -115,6 +115,12 @@ static int l_core_sleep(lua_State *L) {
   return lua_yield(L, 0);
 }
 
+static int l_core_seal(lua_State *L) {
+  if (ENGINE(L)->store != NULL)
+    hw_store_seal(ENGINE(L)->store);
+  return 0;
+}
+
 static int l_core_budget_reset(lua_State *L) {
   hw_engine_t *e = ENGINE(L);
   if (e->current != NULL) {
@@ -530,7 +536,7 @@ static int l_core_errout(lua_State *L) {
 }
 
 static const luaL_Reg core_fns[] = {
-  {"out", l_core_out}, {"errout", l_core_errout},
+  {"out", l_core_out}, {"errout", l_core_errout}, {"seal", l_core_seal},
   {"spawn", l_core_spawn}, {"wait", l_core_wait}, {"wake", l_core_wake},
   {"commit", l_core_commit}, {"sleep", l_core_sleep},
   {"budget_reset", l_core_budget_reset}, {"write", l_core_write},

@@ -60,8 +60,8 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   *budget += HW_HOOK_EVERY;
   if (*killed || *budget > e->cfg.step_budget) {
     *killed = 1;
-    luaL_error(L, "step stopped: it ran past its budget of %ld instructions",
-               e->cfg.step_budget);
+    luaL_error(L, "step stopped: it ran past its budget of %I instructions",
+               (lua_Integer) e->cfg.step_budget);
   }
 }
 

@@ -357,6 +357,11 @@ static void on_linger(uv_timer_t *t) {
     seal(st);
 }
 
+void hw_store_seal(hw_store_t *st) {
+  if (st->head != NULL)
+    seal(st);
+}
+
 /* Writes someone waits for (an acknowledgement) are sealed at once.  Writes
  * nobody waits for (a run's outcome, history) linger up to 5 ms so they
  * ride with the next acknowledgement's commit instead of delaying it. */

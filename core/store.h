@@ -62,6 +62,9 @@ int hw_store_flush(hw_store_t *st, hw_store_cb cb, void *arg);
 /* Starts a batch if writes wait and none is in flight (called once per loop
  * iteration by the engine, so one iteration's writes share a commit). */
 void hw_store_kick(hw_store_t *st);
+/* Hands everything written so far to the writer now, mid-iteration (a
+ * checkpoint that must not wait for a long step to end). */
+void hw_store_seal(hw_store_t *st);
 /* Number of writes queued or in flight (0 when everything is durable). */
 size_t hw_store_pending(const hw_store_t *st);
 

@@ -193,6 +193,11 @@ function hw.connector(o)
   local where = core.where(2)
   if not where and type(o) == "table" then where = o.__file end
   if type(o) ~= "table" then fail(where, "hw.connector expects a table") end
+  local allowed = { name = true, allowed_ips = true, base_url = true, headers = true,
+                    secrets = true, description = true }
+  for k in pairs(o) do
+    if not allowed[k] then fail(where, string.format("hw.connector: unknown option '%s'", tostring(k))) end
+  end
   if type(o.name) ~= "string" or o.name == "" then fail(where, "hw.connector: 'name' is required") end
   local c = { __kind = "connector", where = where, name = o.name,
               base_url = o.base_url, headers = o.headers or {},

@@ -64,11 +64,16 @@ end
 function H.main(paths, E)
   if #paths == 0 then paths = { R.cfg.cycles_dir } end
   local files = {}
+  local missing = 0
   for _, p in ipairs(paths) do
+    if not core.listdir(p) and not core.readfile(p) then
+      core.out(string.format("FAIL %s: no such file or directory\n", p))
+      missing = missing + 1
+    end
     for _, f in ipairs(core.find(p, "_test.lua")) do files[#files + 1] = f end
   end
   table.sort(files)
-  local passed, failed, tmps = 0, 0, {}
+  local passed, failed, tmps = 0, missing, {}
   for _, file in ipairs(files) do
     local cases, err = load_cases(file)
     if not cases then

@@ -6,8 +6,8 @@ local U = require "hookwork.util"
 local core = R.core
 
 local function origin(u)
-  local o = u:match("^(https?://[^/?#]+)")
-  return o and o:lower()
+  local o = u:lower():match("^(https?://[^/?#]+)")
+  return o
 end
 
 local function current_run()
@@ -38,7 +38,7 @@ local function build_headers(conn, use_conn, own, auth)
 end
 
 local function resolve_url(url, conn)
-  if url:match("^https?://") then
+  if url:lower():match("^https?://") then
     return url, conn.base_url ~= nil and origin(url) == origin(conn.base_url)
   end
   if not conn.base_url then
@@ -89,6 +89,7 @@ local function request(o)
                 max_response = o.max_response }
   run:checkpoint()
   local res = (R.transport or core.http)(req)
+  run.dirty = true
   run:note_attempts(method, url, res.attempts)
   record_metrics(run, method, res.status or 0, res.seconds or 0)
   if res.error then error(res.error, 0) end

@@ -24,6 +24,15 @@ function L.sandbox(path, allow_test)
     env[lib] = copy
   end
   env._G = env
+  -- A bare coroutine.yield in a step would suspend the run itself, with
+  -- nothing to wake it: only coroutines the step created may yield.
+  local yield = coroutine.yield
+  env.coroutine.yield = function(...)
+    if R.runs[coroutine.running()] then
+      error("coroutine.yield: a step can only yield inside a coroutine it created", 2)
+    end
+    return yield(...)
+  end
   -- Strings share one metatable whose __index is the engine's own string
   -- library: cycle code must not reach it.
   env.getmetatable = function(v)
@@ -119,7 +128,8 @@ end
 
 local function build_connectors(sorted)
   local conns = { default = { name = "default", headers = {}, allowed_ips = {},
-                              filter = core.ipfilter({}) } }
+                              filter = core.ipfilter({}),
+                              view = { name = "default", secrets = {} } } }
   for _, f in ipairs(sorted) do
     local o = f.obj
     if o and o.__kind == "connector" then
@@ -129,7 +139,9 @@ local function build_connectors(sorted)
         local c = { name = o.name, file = f.path, base_url = o.base_url,
                     headers = o.headers, secrets = o.secrets,
                     file_ips = o.allowed_ips, allowed_ips = o.allowed_ips,
-                    filter = o.filter, load_error = f.err, sig = f.sig }
+                    filter = o.filter, load_error = f.err, sig = f.sig,
+                    view = { name = o.name, base_url = o.base_url,
+                             secrets = U.copy(o.secrets) } }
         local ov = L.overrides[o.name]
         if ov and f.saved and ov.file_sig ~= f.sig then
           -- the file was saved after the PUT: the file's list wins again

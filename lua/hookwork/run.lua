@@ -37,12 +37,13 @@ end
 -- Before I/O: after a crash the run goes on from the start of this step
 -- with the data it had then (at-least-once per step).
 function Run:checkpoint()
-  if self.step_json then
-    if self.job.id then
-      core.write("job_ckpt", self.job.id, self.cur.name, self.step_json)
-    else
-      core.write("tx_ckpt", self.job.tx, self.cur.name, self.step_json)
-    end
+  -- I/O from a decision, map or respond function: best effort, the data
+  -- as it is now.
+  self.step_json = self.step_json or U.encode(self.tx.data)
+  if self.job.id then
+    core.write("job_ckpt", self.job.id, self.cur.name, self.step_json)
+  else
+    core.write("tx_ckpt", self.job.tx, self.cur.name, self.step_json)
   end
   self:flush_hist()
 end
@@ -135,12 +136,13 @@ function KIND.link(run, s)
   local request = { method = "POST", path = "/hooks/" .. target.hooks[st.name].token,
                     headers = { ["content-type"] = "application/json" }, query = {},
                     body = text, json = obj, ip = "127.0.0.1" }
-  local job, status = M.accept(target, st, data, obj, request, nil,
+  local job, _, msg = M.accept(target, st, data, obj, request, nil,
                                { cycle = run.cycle, id = run.job.tx })
-  if not job then error(string.format("link to %s: %s", s.cycle, status), 0) end
+  if not job then error(string.format("link to %s: %s", s.cycle, msg), 0) end
   run:checkpoint()
   local ok, cerr = core.commit()
   if not ok then error("link: " .. cerr, 0) end
+  run.dirty = true
   core.spawn(M.run_job, job)
   return nil, "ok", string.format("linked to %s transaction %d", s.cycle, job.tx)
 end
@@ -172,8 +174,18 @@ local function exec(run)
     local t0 = R.now()
     run.cur, run.t0 = s, t0
     if s.kind == "webhook" then return park(run, s, t0) end
-    if s.kind == "step" or s.kind == "request" or s.kind == "link" then
+    -- The data this step starts from: where a crash during its I/O
+    -- resumes.  After a step that did I/O, that point is also written
+    -- down, so a crash later does not repeat the finished call.
+    if s.kind == "step" or s.kind == "request" or s.kind == "link" or run.dirty then
       run.step_json = U.encode(run.tx.data)
+    else
+      run.step_json = nil
+    end
+    if run.dirty then
+      run:checkpoint()
+      core.seal() -- on its way to disk even if this step runs long
+      run.dirty = false
     end
     R.count(R.metrics.tasks, run.cycle)
     core.budget_reset()
@@ -198,8 +210,9 @@ local function setup(job)
   local cy = R.cycles[job.cycle]
   if not cy or not cy.def then return nil, string.format("cycle '%s' is not loaded", job.cycle) end
   local def = cy.def
+  local conn = R.connectors[def.connector] or {}
   local tx = { id = tostring(job.tx), data = job.data, cycle = job.cycle,
-               request = job.request, run = job.run }
+               request = job.request, run = job.run, connector = conn.view }
   tx.log = function(msg) core.log("tx " .. tx.id, tostring(msg)) end
   local run = setmetatable({ job = job, tx = tx, def = def, cycle = job.cycle,
                              connector = R.connectors[def.connector] or {},

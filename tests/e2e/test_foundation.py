@@ -1086,3 +1086,52 @@ def sandbox_cannot_reach_engine_tables():
         # the engine itself still answers JSON correctly
         r = e.post(e.hook_url("good", "in"), json={"x": 1})
         accepted(r)
+
+
+@test
+def crash_after_a_finished_call_does_not_repeat_it():
+    """kill -9 during a long pure step that follows a completed outbound
+    call: after restart the run goes on from that step, so the call is not
+    sent again, and the step after it is sent once."""
+    rec = Recorder()
+    src = cycle("chain", """
+    hw.webhook { name = "in" },
+    hw.request { name = "a", method = "POST", url = %s .. "/a", json = { step = "a" } },
+    hw.step { name = "b", run = function(tx)
+      local t0 = os.time()
+      while os.time() - t0 < 2 do end
+      tx.data.b = true
+    end },
+    hw.request { name = "c", method = "POST", url = %s .. "/c", json = { step = "c" } },
+""" % (lua_str(rec.url), lua_str(rec.url)))
+    with rec, Engine({"chain.lua": src}, env={"HOOKWORK_STEP_BUDGET": "100000000000"}) as e:
+        e.start()
+        txid = accepted(e.post(e.hook_url("chain", "in"), json={"k": 1}))
+        rec.wait_for("POST", "/a", count=1, timeout=10)
+        time.sleep(0.5)  # inside step b, which keeps the loop busy
+        e.kill()
+        eq(len(rec.find("POST", "/c")), 0, "c had not run before the kill")
+        e.start()
+        t = e.wait_tx(txid, "completed", timeout=15)
+        eq(t["data"].get("b"), True)
+        eq(len(rec.find("POST", "/a")), 1, "the finished call a is not repeated")
+        eq(len(rec.find("POST", "/c")), 1, "c runs once after the restart")
+
+
+@test
+def bare_yield_in_a_step_fails_only_that_transaction():
+    src = cycle("y", """
+    hw.webhook { name = "in" },
+    hw.step { name = "yielder", run = function(tx)
+      local co = coroutine.wrap(function() coroutine.yield(1); return 2 end)
+      tx.data.inner = co()          -- a coroutine the step made may yield
+      coroutine.yield()             -- the run's own coroutine may not
+    end },
+""")
+    with Engine({"y.lua": src}) as e:
+        e.start()
+        t = e.wait_tx(accepted(e.post(e.hook_url("y", "in"), json={})), {"failed", "completed"}, timeout=5)
+        eq(t["state"], "failed")
+        contains(t["history"][-1]["error"], "coroutine.yield")
+        t = e.wait_tx(accepted(e.post(e.hook_url("y", "in"), json={})), {"failed", "completed"}, timeout=5)
+        eq(t["state"], "failed", "the engine keeps serving")
