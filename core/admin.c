@@ -5,6 +5,7 @@
 #include "lua_api.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Constant-time comparison: the token must not leak through timing. */
@@ -23,6 +24,19 @@ static int token_ok(const char *want, const char *got) {
 static void answer(hw_http_req_t *req, int status, const char *ctype,
                    const char *body, size_t len) {
   hw_http_respond(req, status, ctype, NULL, body, len);
+}
+
+/* A 405 names the methods the route takes. */
+static void answer_allow(hw_http_req_t *req, int status, const char *ctype,
+                         const char *body, size_t len, const char *allow) {
+  char line[64];
+  const char *headers[2] = {line, NULL};
+  if (allow == NULL) {
+    answer(req, status, ctype, body, len);
+    return;
+  }
+  snprintf(line, sizeof line, "Allow: %s", allow);
+  hw_http_respond(req, status, ctype, headers, body, len);
 }
 
 void hw_admin_handle(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
@@ -47,14 +61,15 @@ void hw_admin_handle(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
   lua_pushstring(L, req->path);
   lua_pushstring(L, req->query);
   lua_pushlstring(L, req->body ? req->body : "", req->body_len);
-  if (hw_lua_call(e, "admin", 4, 3) != 0) {
+  if (hw_lua_call(e, "admin", 4, 4) != 0) {
     const char *msg = "{\"error\":\"internal error\"}";
     answer(req, 500, "application/json", msg, strlen(msg));
     return;
   }
-  status = (int) lua_tointeger(L, -3);
-  ctype = lua_tostring(L, -2);
-  body = lua_tolstring(L, -1, &len);
-  answer(req, status ? status : 500, ctype, body ? body : "", body ? len : 0);
-  lua_pop(L, 3);
+  status = (int) lua_tointeger(L, -4);
+  ctype = lua_tostring(L, -3);
+  body = lua_tolstring(L, -2, &len);
+  answer_allow(req, status ? status : 500, ctype, body ? body : "",
+               body ? len : 0, lua_tostring(L, -1));
+  lua_pop(L, 4);
 }

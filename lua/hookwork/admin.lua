@@ -12,7 +12,8 @@ local STATES = { running = true, waiting = true, completed = true, failed = true
 local ARRAY = { __jsontype = "array" }
 
 local function json(status, v) return status, JSON, U.encode(v) end
-local function err(status, msg) return json(status, { error = msg }) end
+-- allow: the Allow header of a 405
+local function err(status, msg, allow) return status, JSON, U.encode({ error = msg }), allow end
 
 local function array(t)
   if #t == 0 then return U.EMPTY_ARRAY end
@@ -171,6 +172,8 @@ local function metrics()
   line(string.format('hookwork_outbound_seconds_bucket{le="+Inf"} %d', m.latency.count or 0))
   line(string.format("hookwork_outbound_seconds_sum %.6f", m.latency.sum or 0))
   line(string.format("hookwork_outbound_seconds_count %d", m.latency.count or 0))
+  line("# HELP hookwork_runs_in_flight Run coroutines alive now.")
+  line("# TYPE hookwork_runs_in_flight gauge")
   line(string.format("hookwork_runs_in_flight %d", core.config().runs))
   return 200, "text/plain; version=0.0.4", table.concat(out, "\n") .. "\n"
 end
@@ -178,21 +181,21 @@ end
 function A.route(method, path, query, body)
   local name, action = path:match("^/api/cycles/([^/]+)/(%a+)$")
   if path == "/api/cycles" then
-    if method ~= "GET" then return err(405, "use GET") end
+    if method ~= "GET" then return err(405, "use GET", "GET") end
     return cycles()
   elseif name then
-    if method ~= "POST" then return err(405, "use POST") end
+    if method ~= "POST" then return err(405, "use POST", "POST") end
     if action == "start" then return set_state(U.url_decode(name), "running") end
     if action == "stop" then return set_state(U.url_decode(name), "stopped") end
     return err(404, "not found")
   elseif path == "/api/transactions" then
-    if method ~= "GET" then return err(405, "use GET") end
+    if method ~= "GET" then return err(405, "use GET", "GET") end
     return transactions(query)
   elseif path:match("^/api/transactions/[^/]+$") then
-    if method ~= "GET" then return err(405, "use GET") end
+    if method ~= "GET" then return err(405, "use GET", "GET") end
     return transaction(path:match("([^/]+)$"))
   elseif path == "/api/connectors" then
-    if method ~= "GET" then return err(405, "use GET") end
+    if method ~= "GET" then return err(405, "use GET", "GET") end
     return connectors()
   elseif path:match("^/api/connectors/[^/]+$") then
     local n = U.url_decode(path:match("([^/]+)$"))
@@ -202,7 +205,7 @@ function A.route(method, path, query, body)
     elseif method == "PUT" then
       return put_connector(n, body)
     end
-    return err(405, "use GET or PUT")
+    return err(405, "use GET or PUT", "GET, PUT")
   elseif path == "/metrics" then
     return metrics()
   end
