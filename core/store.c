@@ -63,10 +63,19 @@ struct hw_store_s {
   /* writer thread only */
   uv_thread_t thread;
   int thread_started;
+  /* checkpointer thread: copies the WAL into the database file four times
+   * a second with its own connection (PASSIVE: it never blocks the
+   * writer), so the writer's own automatic checkpoint, which keeps the WAL
+   * bounded, finds little left to copy and stalls commits only briefly */
+  sqlite3 *ck;
+  uv_cond_t ckcv;              /* wakes the checkpointer to stop */
+  uv_thread_t ckthread;
+  int ck_started;
   char errmsg[256];
 };
 
 static void writer_main(void *arg);
+static void checkpointer_main(void *arg);
 static void on_async(uv_async_t *h);
 
 static int open_conn(const char *path, sqlite3 **db, char *err, size_t len) {
@@ -116,7 +125,8 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
   st->tail = &st->head;
   st->wtail = &st->whead;
   st->stail = &st->shead;
-  if (uv_mutex_init(&st->mu) != 0 || uv_cond_init(&st->cv) != 0) {
+  if (uv_mutex_init(&st->mu) != 0 || uv_cond_init(&st->cv) != 0 ||
+      uv_cond_init(&st->ckcv) != 0) {
     free(st);
     return -ENOMEM;
   }
@@ -130,6 +140,9 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
   if (rc == 0)
     rc = open_conn(path, &st->rd, err, errlen);
   if (rc == 0)
+    rc = open_conn(path, &st->ck, err, errlen);
+
+  if (rc == 0)
     rc = prepare_all(st, err, errlen);
   if (rc == 0 && (st->async = malloc(sizeof *st->async)) == NULL)
     rc = -ENOMEM;
@@ -142,6 +155,10 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
     st->async->data = st;
     rc = uv_thread_create(&st->thread, writer_main, st);
     st->thread_started = rc == 0;
+  }
+  if (rc == 0) {
+    rc = uv_thread_create(&st->ckthread, checkpointer_main, st);
+    st->ck_started = rc == 0;
   }
   if (rc != 0) {
     hw_store_close(st);
@@ -311,6 +328,21 @@ static void writer_main(void *arg) {
   uv_mutex_unlock(&st->mu);
 }
 
+static void checkpointer_main(void *arg) {
+  hw_store_t *st = arg;
+  uv_mutex_lock(&st->mu);
+  while (!st->stop) {
+    uv_cond_timedwait(&st->ckcv, &st->mu, (uint64_t) 250e6);
+    if (st->stop)
+      break;
+    uv_mutex_unlock(&st->mu);
+    sqlite3_wal_checkpoint_v2(st->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                              NULL);
+    uv_mutex_lock(&st->mu);
+  }
+  uv_mutex_unlock(&st->mu);
+}
+
 /* Loop thread: tell waiters whose writes the writer has finished. */
 static void notify_waiters(hw_store_t *st) {
   uint64_t done, lo, hi;
@@ -462,9 +494,12 @@ int hw_store_close(hw_store_t *st) {
     uv_mutex_lock(&st->mu);
     st->stop = 1;
     uv_cond_signal(&st->cv);
+    uv_cond_signal(&st->ckcv);
     uv_mutex_unlock(&st->mu);
     uv_thread_join(&st->thread);
   }
+  if (st->ck_started)
+    uv_thread_join(&st->ckthread);
   notify_waiters(st);
   hw_store_detach(st);
   for (i = 0; i < HW_NSTMTS; i++) {
@@ -475,7 +510,10 @@ int hw_store_close(hw_store_t *st) {
     rc = -EBUSY;
   if (st->wr != NULL && sqlite3_close(st->wr) != SQLITE_OK)
     rc = -EBUSY;
+  if (st->ck != NULL && sqlite3_close(st->ck) != SQLITE_OK)
+    rc = -EBUSY;
   uv_cond_destroy(&st->cv);
+  uv_cond_destroy(&st->ckcv);
   uv_mutex_destroy(&st->mu);
   free(st);
   return rc;
