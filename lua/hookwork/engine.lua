@@ -7,99 +7,9 @@ local F = require "hookwork.fields"
 local C = require "hookwork.callers"
 local L = require "hookwork.loader"
 local M = require "hookwork.run"
+local A = require "hookwork.accept"
 local core = R.core
 local E = {}
-
-R.ids = { tx = 0, job = 0 }
--- Parks and run numbers not yet committed, in two generations dropped every
--- few seconds (commits take milliseconds), so memory stays flat.
-R.pend = { cur = {}, prev = {}, pos = {}, pos_prev = {}, at = 0 }
-R.lastrun = { cur = {}, prev = {} }
-
-local function rotate(now)
-  if now - R.pend.at < 5 then return end
-  R.pend.prev, R.pend.cur = R.pend.cur, {}
-  R.pend.pos_prev, R.pend.pos = R.pend.pos, {}
-  R.lastrun.prev, R.lastrun.cur = R.lastrun.cur, {}
-  R.pend.at = now
-end
-
-function M.note_park(cycle, step, mv, tx, snap, exp, run)
-  local key = cycle .. "\0" .. step .. "\0" .. mv
-  R.pend.cur[key] = { tx = tx, snapshot = snap, expires_at = exp, runs = run }
-  R.pend.pos[tx] = key
-end
-
-local function pos_of(tx) return R.pend.pos[tx] or R.pend.pos_prev[tx] end
-
-local function find_waiting(cycle, step, mv)
-  local key = cycle .. "\0" .. step .. "\0" .. mv
-  local now = R.now()
-  local p = R.pend.cur[key] or R.pend.prev[key]
-  if p and pos_of(p.tx) == key and (not p.expires_at or p.expires_at > now) and not p.expired then
-    return { id = p.tx, snapshot = p.snapshot, runs = p.runs }
-  end
-  local row = core.query("find_waiting", cycle, step, mv, now)[1]
-  if row and pos_of(row.id) and pos_of(row.id) ~= key then return nil end
-  return row
-end
-
-local function next_run(id, stored)
-  local last = R.lastrun.cur[id] or R.lastrun.prev[id] or 0
-  if stored and stored > last then last = stored end
-  R.lastrun.cur[id] = last + 1
-  return last + 1
-end
-
--- Accepts a validated request for webhook step `st` of cycle `cy`: queues
--- the writes that make it durable and returns the job to run, or nil,
--- status, message.  The caller commits before acknowledging.
--- What the store keeps of a request (tx.request, rebuilt after a restart:
--- json is parsed again from the body).
-local function stored_request(r)
-  return U.encode({ method = r.method, path = r.path, headers = r.headers,
-                    query = r.query, body = r.body, ip = r.ip })
-end
-
-function M.accept(cy, st, data, obj, request, caller, linked)
-  local now = R.now()
-  local job
-  if st.index == 1 then
-    R.ids.tx = R.ids.tx + 1
-    local id = R.ids.tx
-    job = { tx = id, run = 1, data = data }
-    core.write("tx_insert", id, cy.name, "running", st.name, U.encode(data), now, now, 1,
-               linked and linked.cycle, linked and linked.id, stored_request(request))
-  else
-    local m = st.match
-    local v = U.get(data, m.request)
-    if v == nil then v = U.get(obj, m.request) end
-    if v == nil or type(v) == "table" then
-      return nil, 400, string.format("field '%s': missing (it finds the waiting transaction)", m.request)
-    end
-    local mv = U.scalar_string(v)
-    local found = find_waiting(cy.name, st.name, mv)
-    if not found then
-      return nil, 404, string.format("no waiting transaction with %s = %s", m.transaction, mv)
-    end
-    local snap = U.decode(found.snapshot or "{}") or {}
-    job = { tx = found.id, run = next_run(found.id, found.runs), data = U.merge(snap, data) }
-    R.ids.job = R.ids.job + 1
-    job.id = R.ids.job
-    core.write("job_insert", job.id, job.tx, job.run, st.name, U.encode(job.data),
-               stored_request(request))
-  end
-  job.cycle, job.entry, job.request, job.accepted = cy.name, st.name, request, now
-  if caller then
-    caller.tx = job.tx
-    job.caller, job.on_end = caller, caller.on_end
-    if st.sync then
-      caller.timeout = cy.def.sync_timeout
-      caller.deadline = now + cy.def.sync_timeout
-    end
-  end
-  return job
-end
 
 -- The start of a run for an accepted request: durable first, then 202
 -- (fire-and-forget) and the run itself.
@@ -140,7 +50,7 @@ function E.submit(hook, r, caller)
   local request = { method = r.method, path = r.path, headers = r.headers,
                     query = U.parse_query(r.query), body = r.body, ip = r.ip,
                     json = (not is_form) and obj or nil, form = is_form and obj or nil }
-  local job, status, msg = M.accept(cy, st, data, obj, request, caller)
+  local job, status, msg = A.accept(cy, st, data, obj, request, caller)
   if not job then return status, msg end
   core.spawn(start_job, job, st.sync)
   return nil
@@ -221,7 +131,7 @@ local function expire(now, force)
   last_expiry = now
   for _, row in ipairs(core.query("expired", now)) do
     core.write("tx_expire", row.id, now)
-    local key = pos_of(row.id)
+    local key = A.pos_of(row.id)
     local p = key and (R.pend.cur[key] or R.pend.prev[key])
     if p and p.tx == row.id then p.expired = true end
   end
@@ -231,7 +141,7 @@ function E.tick()
   local now = R.now()
   C.tick(now)
   if R.cfg.mode ~= 2 then expire(now) end
-  rotate(now)
+  A.rotate(now)
 end
 
 function E.shutdown() C.shutdown() end

@@ -6,6 +6,7 @@ local R = require "hookwork.runtime"
 local U = require "hookwork.util"
 local F = require "hookwork.fields"
 local C = require "hookwork.callers"
+local A = require "hookwork.accept"
 local core = R.core
 
 local M = {}
@@ -136,7 +137,7 @@ function KIND.link(run, s)
   local request = { method = "POST", path = "/hooks/" .. target.hooks[st.name].token,
                     headers = { ["content-type"] = "application/json" }, query = {},
                     body = text, json = obj, ip = "127.0.0.1" }
-  local job, _, msg = M.accept(target, st, data, obj, request, nil,
+  local job, _, msg = A.accept(target, st, data, obj, request, nil,
                                { cycle = run.cycle, id = run.job.tx })
   if not job then error(string.format("link to %s: %s", s.cycle, msg), 0) end
   run:checkpoint()
@@ -160,7 +161,7 @@ local function park(run, s, t0)
   local exp = s.expires and now + s.expires or nil
   local snap = U.encode(tx.data)
   core.write("tx_park", run.job.tx, s.name, mv, now, exp, snap, run.job.run)
-  M.note_park(run.cycle, s.name, mv, run.job.tx, snap, exp, run.job.run)
+  A.note_park(run.cycle, s.name, mv, run.job.tx, snap, exp, run.job.run)
   run:hist(s.name, "parked", t0)
   return "parked", s.name
 end
