@@ -123,9 +123,9 @@ static int cmd_run(hw_config_t *c, int argc, char **argv) {
   }
   uv_loop_init(&loop);
   rc = hw_engine_init(&e, &loop, c);
-  if (rc == 0)
-    rc = hw_engine_serve(&e);
   if (rc != 0) {
+    hw_engine_close_handles(&e); /* what init opened before it failed */
+  } else if ((rc = hw_engine_serve(&e)) != 0) {
     e.stop_deadline = 0;
     hw_engine_stop(&e);
   }

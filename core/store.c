@@ -112,6 +112,36 @@ static int prepare_all(hw_store_t *st, char *err, size_t len) {
   return 0;
 }
 
+/* A new file gets the schema and HW_SCHEMA_VERSION; a file made by another
+ * version is refused with a clear message rather than misread. */
+static int apply_schema(sqlite3 *db, const char *path, char *err,
+                        size_t len) {
+  sqlite3_stmt *s = NULL;
+  int version = -1, tables = 0;
+
+  if (sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM"
+                         " pragma_user_version), (SELECT count(*) FROM"
+                         " sqlite_master)", -1, &s, NULL) == SQLITE_OK &&
+      sqlite3_step(s) == SQLITE_ROW) {
+    version = sqlite3_column_int(s, 0);
+    tables = sqlite3_column_int(s, 1);
+  }
+  sqlite3_finalize(s);
+  if (tables > 0 && version != HW_SCHEMA_VERSION) {
+    snprintf(err, len, "%s was written by another hookwork version (schema "
+             "%d, this one reads %d); move it away or use another --data",
+             path, version, HW_SCHEMA_VERSION);
+    return -EINVAL;
+  }
+  if (sqlite3_exec(db, hw_schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+      sqlite3_exec(db, "PRAGMA user_version = " HW_STR(HW_SCHEMA_VERSION),
+                   NULL, NULL, NULL) != SQLITE_OK) {
+    snprintf(err, len, "%s: schema: %s", path, sqlite3_errmsg(db));
+    return -EIO;
+  }
+  return 0;
+}
+
 int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
                   char *err, size_t errlen) {
   char path[4096];
@@ -132,15 +162,14 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
   }
   snprintf(path, sizeof path, "%s/hookwork.db", dir);
   rc = open_conn(path, &st->wr, err, errlen);
-  if (rc == 0 && sqlite3_exec(st->wr, hw_schema_sql, NULL, NULL, NULL) !=
-                     SQLITE_OK) {
-    snprintf(err, errlen, "%s: schema: %s", path, sqlite3_errmsg(st->wr));
-    rc = -EIO;
-  }
+  if (rc == 0)
+    rc = apply_schema(st->wr, path, err, errlen);
   if (rc == 0)
     rc = open_conn(path, &st->rd, err, errlen);
   if (rc == 0)
     rc = open_conn(path, &st->ck, err, errlen);
+  if (rc == 0) /* lookups of parked transactions: keep more index in memory */
+    sqlite3_exec(st->rd, "PRAGMA cache_size=-32000", NULL, NULL, NULL);
 
   if (rc == 0)
     rc = prepare_all(st, err, errlen);

@@ -4,6 +4,10 @@
 #ifndef HW_STORE_SQL_H
 #define HW_STORE_SQL_H
 
+#define HW_SCHEMA_VERSION 1
+#define HW_STR_(x) #x
+#define HW_STR(x) HW_STR_(x)
+
 static const char hw_schema_sql[] =
   "CREATE TABLE IF NOT EXISTS hooks(cycle TEXT NOT NULL, step TEXT NOT NULL,"
   " token TEXT NOT NULL UNIQUE, PRIMARY KEY(cycle, step));"
@@ -22,10 +26,11 @@ static const char hw_schema_sql[] =
   "CREATE INDEX IF NOT EXISTS tx_cycle ON tx(cycle, state);"
   "DROP INDEX IF EXISTS tx_state;"
   /* one row per flush of a run's history: entries is a JSON array of
-   * [step, started, ended, status, error, note] */
-  "CREATE TABLE IF NOT EXISTS hist(tx INTEGER NOT NULL, run INTEGER,"
-  " entries TEXT NOT NULL);"
-  "CREATE INDEX IF NOT EXISTS hist_tx ON hist(tx);"
+   * [step, started, ended, status, error, note].  Clustered by transaction
+   * (WITHOUT ROWID), so a resume of an old transaction dirties one page of
+   * history, not a table page and an index page. */
+  "CREATE TABLE IF NOT EXISTS hist(tx INTEGER NOT NULL, seq INTEGER NOT NULL,"
+  " run INTEGER, entries TEXT NOT NULL, PRIMARY KEY(tx, seq)) WITHOUT ROWID;"
   "CREATE TABLE IF NOT EXISTS jobs(id INTEGER PRIMARY KEY, tx INTEGER NOT NULL,"
   " run INTEGER, entry TEXT, data TEXT, request TEXT, ckpt_step TEXT,"
   " ckpt_data TEXT);";
@@ -49,13 +54,18 @@ static const hw_stmt_def_t hw_stmts[] = {
   {"tx_update", 1, "UPDATE tx SET state = ?2, step = ?3, data = ?4,"
    " updated = ?5, runs = max(runs, ?6), error = ?7, ckpt_step = NULL,"
    " ckpt_data = NULL WHERE id = ?1"},
+  /* a later run of a waiting transaction ends: state and step stay, and
+   * are left out of SET so SQLite does not rewrite their index entries */
+  {"tx_run_end", 1, "UPDATE tx SET data = ?2, updated = ?3,"
+   " runs = max(runs, ?4), error = ?5 WHERE id = ?1"},
   {"tx_park", 1, "UPDATE tx SET state = 'waiting', step = ?2, wait_step = ?2,"
    " match_value = ?3, parked_at = ?4, expires_at = ?5, snapshot = ?6,"
    " data = ?6, updated = ?4, runs = max(runs, ?7), error = NULL,"
    " ckpt_step = NULL, ckpt_data = NULL WHERE id = ?1"},
   {"tx_expire", 1, "UPDATE tx SET state = 'expired', updated = ?2"
    " WHERE id = ?1 AND state = 'waiting'"},
-  {"hist_insert", 1, "INSERT INTO hist(tx, run, entries) VALUES(?,?,?)"},
+  {"hist_insert", 1, "INSERT INTO hist(tx, seq, run, entries)"
+   " VALUES(?,?,?,?)"},
   {"job_insert", 1, "INSERT INTO jobs(id, tx, run, entry, data, request)"
    " VALUES(?,?,?,?,?,?)"},
   {"job_ckpt", 1, "UPDATE jobs SET ckpt_step = ?2, ckpt_data = ?3"
@@ -75,7 +85,8 @@ static const hw_stmt_def_t hw_stmts[] = {
   {"cycles_all", 0, "SELECT name, state FROM cycles"},
   {"connectors_all", 0, "SELECT name, allowed_ips, file_sig FROM connectors"},
   {"max_ids", 0, "SELECT (SELECT coalesce(max(id), 0) FROM tx) AS tx,"
-   " (SELECT coalesce(max(id), 0) FROM jobs) AS job"},
+   " (SELECT coalesce(max(id), 0) FROM jobs) AS job,"
+   " (SELECT coalesce(max(seq), 0) FROM hist) AS hist"},
   {"jobs_all", 0, "SELECT j.id, j.tx, j.run, j.entry, j.data, j.request,"
    " j.ckpt_step, j.ckpt_data, t.cycle, t.state, t.wait_step"
    " FROM jobs j JOIN tx t ON t.id = j.tx ORDER BY j.id"},
@@ -111,7 +122,7 @@ static const hw_stmt_def_t hw_stmts[] = {
    " 'ended', " HW_ISO("v ->> 2") ", 'status', v ->> 3,"
    " 'error', v ->> 4, 'note', v ->> 5)), '[]') FROM (SELECT h.run,"
    " e.value AS v FROM hist h, json_each(h.entries) e WHERE h.tx = ?1"
-   " ORDER BY h.rowid, e.key))) FROM tx WHERE id = ?1"},
+   " ORDER BY h.seq, e.key))) FROM tx WHERE id = ?1"},
 };
 
 #define HW_NSTMTS ((int) (sizeof hw_stmts / sizeof hw_stmts[0]))

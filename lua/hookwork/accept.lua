@@ -8,7 +8,7 @@ local U = require "hookwork.util"
 local core = R.core
 local A = {}
 
-R.ids = { tx = 0, job = 0 }
+R.ids = { tx = 0, job = 0, hist = 0 }
 -- Parks and run numbers not yet committed, in two generations dropped every
 -- few seconds (commits take milliseconds), so memory stays flat.
 R.pend = { cur = {}, prev = {}, pos = {}, pos_prev = {}, at = 0 }

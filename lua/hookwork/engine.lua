@@ -106,7 +106,7 @@ function E.start()
   L.scan(R.cfg.cycles_dir)
   L.rebuild()
   local ids = core.query("max_ids")[1]
-  R.ids.tx, R.ids.job = ids.tx, ids.job
+  R.ids.tx, R.ids.job, R.ids.hist = ids.tx, ids.job, ids.hist
   local n = 0
   local function recover(j, run)
     local req = U.decode(j.request or "{}") or {}

@@ -16,7 +16,7 @@ local function reset(dir)
   R.callers, R.active, R.queued = {}, {}, {}
   R.pend.cur, R.pend.prev, R.pend.pos, R.pend.pos_prev = {}, {}, {}, {}
   R.lastrun.cur, R.lastrun.prev = {}, {}
-  R.ids.tx, R.ids.job = 0, 0
+  R.ids.tx, R.ids.job, R.ids.hist = 0, 0, 0
   R.clock_offset = 0
   R.metrics = { webhook = {}, tasks = {}, outbound = {}, rejected = {}, latency = {} }
   L.files, L.hook_tokens, L.states, L.overrides = {}, {}, {}, {}

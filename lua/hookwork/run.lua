@@ -31,7 +31,8 @@ function Run:flush_hist()
   if n == self.written then return end
   local part = self.history
   if self.written > 0 then part = table.move(self.history, self.written + 1, n, 1, {}) end
-  core.write("hist_insert", self.job.tx, self.job.run, U.encode(part))
+  R.ids.hist = R.ids.hist + 1
+  core.write("hist_insert", self.job.tx, R.ids.hist, self.job.run, U.encode(part))
   self.written = n
 end
 
@@ -236,11 +237,13 @@ end
 
 local function finish(run, job, outcome, step, err)
   local now = R.now()
-  if outcome ~= "parked" then
-    local state = outcome
-    if job.run > 1 then state, step = "waiting", job.entry end
-    core.write("tx_update", job.tx, state, step, U.encode(run and run.tx.data or job.data),
-               now, job.run, err)
+  local data = outcome ~= "parked" and U.encode(run and run.tx.data or job.data)
+  if outcome == "parked" then
+    -- tx_park wrote everything
+  elseif job.run > 1 then
+    core.write("tx_run_end", job.tx, data, now, job.run, err)
+  else
+    core.write("tx_update", job.tx, outcome, step, data, now, job.run, err)
   end
   if run then run:flush_hist() end
   if job.id then core.write("job_delete", job.id) end
