@@ -90,6 +90,10 @@ cp "$ROOT/hookwork" "$TMP/bin/hookwork"
 cp -r "$ROOT/lua" "$TMP/bin/lua"
 HW=$TMP/bin/hookwork
 export HOOKWORK_LUA_DIR=$TMP/bin/lua
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$ROOT" diff --quiet HEAD -- core lua 2>/dev/null || COMMIT="$COMMIT + uncommitted changes in core/ or lua/"
+cpu_stat() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6, $9}' /proc/stat; }  # total idle+iowait steal
+CPU0=$(cpu_stat)
 unset HOOKWORK_ADMIN_TOKEN
 
 free_port() {
@@ -273,6 +277,8 @@ bench_sync() {
       put "$key.rps" "$(field "$line" rps)"; put "$key.p50" "$(field "$line" p50)"
       put "$key.p99" "$(field "$line" p99)"; put "$key.rss" "$(field "$line" rss)"
       put "$key.errs" "$(field "$line" errs)"; put "$key.runs" "$(field "$line" runs)"
+      put "$key.runs_rps" "$(awk -v s="$sys" '$1==s{printf "%s%s", sep, $3; sep=", "}' "$out")"
+      put "$key.runs_p99" "$(awk -v s="$sys" '$1==s{printf "%s%s", sep, $5; sep=", "}' "$out")"
     fi
   done
   put sync.nodered.version "$(cat "$PEERS_DIR/nodered/node_modules/node-red/package.json" 2>/dev/null |
@@ -436,8 +442,7 @@ calc() { awk "BEGIN{printf \"$1\", $2}" 2>/dev/null; }
 ratio() { num "$1" && num "$2" && awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }' || echo "n/a"; }
 fmt() { [ "$1" = "n/a" ] || [ -z "$1" ] && echo "n/a" || echo "$1$2"; }
 
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$ROOT" diff --quiet HEAD -- core lua 2>/dev/null || COMMIT="$COMMIT (core/ or lua/ modified in the working tree)"
+STEAL=$(echo "$CPU0 $(cpu_stat)" | awk '{t=$4-$1; if (t>0) printf "%.0f%% idle, %.0f%% stolen by the hypervisor", 100*($5-$2)/t, 100*($6-$3)/t; else print "n/a"}')
 CPU=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
 NOW=$(date -u +%Y-%m-%dT%H:%MZ)
 MEM=$(awk '/MemTotal/{printf "%.0f GB", $2/1048576}' /proc/meminfo)
@@ -453,6 +458,7 @@ SECTION=$TMP/section.md
 echo "## Latest run: $NOW"
 echo
 echo "- machine: $(nproc) CPUs, $CPU, $MEM RAM; $(uname -sr); wrk and every server on the same machine, loopback only"
+echo "- CPU over the whole run: $STEAL"
 echo "- commit: $COMMIT; run took $(( $(date +%s) - T_START )) s (\`make bench\`, tests/bench/run.sh)"
 echo "- wrk: \`-t1 -c$CONNS -d${DUR}s --timeout $WRK_TIMEOUT\` after a ${WARM}s warm-up (fan-out: \`-c$OUT_CONNS\`); POST \`{\"order_id\":\"A1\",\"amount\":12.5}\`; p50/p99 are wrk's latency percentiles; RSS is the engine's VmHWM (peak) from /proc/PID/status"
 echo
@@ -461,8 +467,8 @@ echo "|---|---|---:|---:|---:|---:|---|"
 echo "| 1 | nginx \`return 200\` (ceiling, 1 worker) | $(get ff.nginx.rps) | $(get ff.nginx.p50) | $(get ff.nginx.p99) | | no store |"
 echo "| 1 | hookwork GET /healthz (admin) | $(get ff.healthz.rps) | $(get ff.healthz.p50) | $(get ff.healthz.p99) | | no store, no Lua |"
 echo "| 1 | **hookwork fire-and-forget** (202 after commit) | **$(get ff.rps)** | $(get ff.p50) | **$(get ff.p99)** | **$(get ff.rss)** | $ff_ratio × nginx; 202s $(get ff.accepted), stored $(get ff.stored), durable: $(get ff.durable); backlog done $(get ff.drain) s after wrk |"
-echo "| 2 | **hookwork synchronous** (Lua step + respond) | **$(get sync.hookwork.rps)** | $(get sync.hookwork.p50) | **$(get sync.hookwork.p99)** | $(get sync.hookwork.rss) | peer rig, mean of $(get sync.hookwork.runs) runs; $sync_ratio × Node-RED |"
-echo "| 2 | Node-RED $(get sync.nodered.version) (http in → function → http response) | $(get sync.nodered.rps) | $(get sync.nodered.p50) | $(get sync.nodered.p99) | $(get sync.nodered.rss) | same rig, same run |"
+echo "| 2 | **hookwork synchronous** (Lua step + respond) | **$(get sync.hookwork.rps)** | $(get sync.hookwork.p50) | **$(get sync.hookwork.p99)** | $(get sync.hookwork.rss) | peer rig, mean of $(get sync.hookwork.runs) runs (req/s $(get sync.hookwork.runs_rps); p99 $(get sync.hookwork.runs_p99)); peak RSS under load; $sync_ratio × Node-RED |"
+echo "| 2 | Node-RED $(get sync.nodered.version) (http in → function → http response) | $(get sync.nodered.rps) | $(get sync.nodered.p50) | $(get sync.nodered.p99) | $(get sync.nodered.rss) | same rig, same run (req/s $(get sync.nodered.runs_rps); p99 $(get sync.nodered.runs_p99)) |"
 echo "| 3 | **hookwork fan-out**: completed transactions/s (1 outbound POST each) | **$(get out.tps)** | $(get out.p50) | $(get out.p99) | **$(get out.rss)** | outbound latency from hookwork_outbound_seconds; in flight: median $(get out.inflight_med), max $(get out.inflight_max); $(get out.outbound) outbound calls, non-2xx/errors $(get out.nonok), failed tx $(get out.failed) |"
 echo "| 3 | accepts (202) while fanning out, wrk -c$OUT_CONNS | $(get out.accept_rps) | | $(get out.accept_p99) | | backlog done $(get out.drain) s after wrk |"
 echo "| 4 | parking $(get park.n) transactions (wrk -c$CONNS) | $(get park.rate) | | $(get park.p99) | $(get park.rss_parking) | rate from the store (parked_at − created); RSS after parking, once idle: $(get park.rss_parked) MB; store on disk $(get park.disk) MB |"
