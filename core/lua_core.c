@@ -80,41 +80,6 @@ static int l_core_commit(lua_State *L) {
   return lua_yield(L, 0);
 }
 
-typedef struct sleep_s {
-  uv_timer_t timer;
-  hw_run_t *run;
-} sleep_t;
-
-static void sleep_closed(uv_handle_t *h) { free(h->data); }
-
-static void sleep_fired(uv_timer_t *t) {
-  sleep_t *s = t->data;
-  hw_run_t *r = s->run;
-  uv_close((uv_handle_t *) t, sleep_closed);
-  hw_sched_ready(r, 0);
-}
-
-static void sleep_cancel(hw_run_t *r) {
-  sleep_t *s = r->wait;
-  uv_close((uv_handle_t *) &s->timer, sleep_closed);
-}
-
-static int l_core_sleep(lua_State *L) {
-  hw_run_t *r = need_run(L, "sleep");
-  double sec = luaL_checknumber(L, 1);
-  sleep_t *s = malloc(sizeof *s);
-  if (s == NULL)
-    return luaL_error(L, "sleep: out of memory");
-  uv_timer_init(ENGINE(L)->loop, &s->timer);
-  s->timer.data = s;
-  s->run = r;
-  uv_timer_start(&s->timer, sleep_fired, sec > 0 ? (uint64_t) (sec * 1000) : 0,
-                 0);
-  r->wait = s;
-  r->cancel = sleep_cancel;
-  return lua_yield(L, 0);
-}
-
 static int l_core_seal(lua_State *L) {
   if (ENGINE(L)->store != NULL)
     hw_store_seal(ENGINE(L)->store);
@@ -318,11 +283,6 @@ static int l_core_http(lua_State *L) {
   return lua_yield(L, 0);
 }
 
-static int l_core_http_active(lua_State *L) {
-  lua_pushinteger(L, hw_hc_active(ENGINE(L)->hc));
-  return 1;
-}
-
 /* --- callers -------------------------------------------------------- */
 
 static int l_core_answer(lua_State *L) {
@@ -513,12 +473,6 @@ static int l_core_config(lua_State *L) {
   return 1;
 }
 
-static int l_core_pending(lua_State *L) {
-  hw_engine_t *e = ENGINE(L);
-  lua_pushinteger(L, e->store ? (lua_Integer) hw_store_pending(e->store) : 0);
-  return 1;
-}
-
 /* core.out(s) / core.errout(s): raw stdout / stderr (check and test). */
 static int l_core_out(lua_State *L) {
   size_t n;
@@ -538,15 +492,15 @@ static int l_core_errout(lua_State *L) {
 static const luaL_Reg core_fns[] = {
   {"out", l_core_out}, {"errout", l_core_errout}, {"seal", l_core_seal},
   {"spawn", l_core_spawn}, {"wait", l_core_wait}, {"wake", l_core_wake},
-  {"commit", l_core_commit}, {"sleep", l_core_sleep},
+  {"commit", l_core_commit},
   {"budget_reset", l_core_budget_reset}, {"write", l_core_write},
   {"query", l_core_query}, {"http", l_core_http},
-  {"http_active", l_core_http_active}, {"answer", l_core_answer},
+  {"answer", l_core_answer},
   {"gone", l_core_gone}, {"now", l_core_now}, {"token", l_core_token},
   {"ipfilter", l_core_ipfilter}, {"ip_match", l_core_ip_match},
   {"log", l_core_log}, {"listdir", l_core_listdir},
   {"readfile", l_core_readfile}, {"where", l_core_where},
-  {"config", l_core_config}, {"pending", l_core_pending},
+  {"config", l_core_config},
   {NULL, NULL}
 };
 

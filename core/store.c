@@ -498,14 +498,6 @@ int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
   return 0;
 }
 
-int hw_store_exec(hw_store_t *st, const char *sql) {
-  if (sqlite3_exec(st->rd, sql, NULL, NULL, NULL) != SQLITE_OK) {
-    snprintf(st->errmsg, sizeof st->errmsg, "%s", sqlite3_errmsg(st->rd));
-    return -EIO;
-  }
-  return 0;
-}
-
 const char *hw_store_errmsg(hw_store_t *st) { return st->errmsg; }
 
 /* The writer commits everything written so far, then stops; waiters still

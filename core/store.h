@@ -71,9 +71,6 @@ size_t hw_store_pending(const hw_store_t *st);
 /* Runs a read statement on the reader connection; rows go to cb. */
 int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
                    hw_store_row_cb cb, void *arg);
-/* Runs one raw SQL text synchronously on the reader connection (used at
- * start-up for small maintenance statements). */
-int hw_store_exec(hw_store_t *st, const char *sql);
 const char *hw_store_errmsg(hw_store_t *st);
 
 #endif
