@@ -26,7 +26,7 @@ static const char hw_schema_sql[] =
   "CREATE INDEX IF NOT EXISTS tx_cycle ON tx(cycle, state);"
   "DROP INDEX IF EXISTS tx_state;"
   /* one row per flush of a run's history: entries is a JSON array of
-   * [step, started, ended, status, error, note].  Clustered by transaction
+   * [step, started ms, ended ms, status, error, note].  Clustered by transaction
    * (WITHOUT ROWID), so a resume of an old transaction dirties one page of
    * history, not a table page and an index page. */
   "CREATE TABLE IF NOT EXISTS hist(tx INTEGER NOT NULL, seq INTEGER NOT NULL,"
@@ -118,8 +118,8 @@ static const hw_stmt_def_t hw_stmts[] = {
    " json_object('cycle', linked_cycle, 'id', CAST(linked_id AS TEXT),"
    " 'transaction', CAST(linked_id AS TEXT)) END,"
    " 'history', (SELECT coalesce(json_group_array(json_object("
-   "'step', v ->> 0, 'run', run, 'started', " HW_ISO("v ->> 1") ","
-   " 'ended', " HW_ISO("v ->> 2") ", 'status', v ->> 3,"
+   "'step', v ->> 0, 'run', run, 'started', " HW_ISO("(v ->> 1) / 1000.0") ","
+   " 'ended', " HW_ISO("(v ->> 2) / 1000.0") ", 'status', v ->> 3,"
    " 'error', v ->> 4, 'note', v ->> 5)), '[]') FROM (SELECT h.run,"
    " e.value AS v FROM hist h, json_each(h.entries) e WHERE h.tx = ?1"
    " ORDER BY h.seq, e.key))) FROM tx WHERE id = ?1"},

@@ -88,6 +88,7 @@ function A.accept(cy, st, data, obj, request, caller, linked)
                stored_request(request))
   end
   job.cycle, job.entry, job.request, job.accepted = cy.name, st.name, request, now
+  job.def = cy.def -- if the file goes away before the run starts
   if caller then
     caller.tx = job.tx
     job.caller, job.on_end = caller, caller.on_end

@@ -11,7 +11,7 @@ local JSON = "application/json"
 local STATES = { running = true, waiting = true, completed = true, failed = true, expired = true }
 local ARRAY = { __jsontype = "array" }
 
-local function json(status, v) return status, JSON, U.encode(v) end
+local function json(status, v) return status, JSON, U.encode_lists(v) end
 -- allow: the Allow header of a 405
 local function err(status, msg, allow) return status, JSON, U.encode({ error = msg }), allow end
 

@@ -21,8 +21,13 @@ end
 
 local null = U.null
 
+-- Times in history are integer milliseconds: cheaper to encode than
+-- floating-point seconds, and precise enough.
+local function ms(t) return math.floor(t * 1000) end
+
 function Run:hist(step, status, started, err, note)
-  self.history[#self.history + 1] = { step, started, R.now(), status, err or null, note or null }
+  self.history[#self.history + 1] = { step, ms(started), ms(R.now()), status,
+                                      err or null, note or null }
 end
 
 -- History goes to the store one row per flush (a JSON array of entries).
@@ -58,6 +63,14 @@ function Run:note_attempts(method, url, attempts)
               string.format("attempt %d of %s %s", i, method, url))
   end
 end
+
+-- tx.log is made on first use: most runs never log.
+local TX = { __index = function(tx, k)
+  if k ~= "log" then return nil end
+  local f = function(msg) core.log("tx " .. rawget(tx, "id"), tostring(msg)) end
+  rawset(tx, "log", f)
+  return f
+end }
 
 local KIND = {}
 
@@ -208,14 +221,17 @@ local function exec(run)
   return "completed", steps[#steps].name
 end
 
+-- A run uses the cycle's current definition (a parked transaction resumes
+-- on the version saved since), or the one it was accepted under when the
+-- file has gone since.
 local function setup(job)
   local cy = R.cycles[job.cycle]
-  if not cy or not cy.def then return nil, string.format("cycle '%s' is not loaded", job.cycle) end
-  local def = cy.def
+  local def = cy and cy.def or job.def
+  if not def then return nil, string.format("cycle '%s' is not loaded", job.cycle) end
   local conn = R.connectors[def.connector] or {}
   local tx = { id = tostring(job.tx), data = job.data, cycle = job.cycle,
                request = job.request, run = job.run, connector = conn.view }
-  tx.log = function(msg) core.log("tx " .. tx.id, tostring(msg)) end
+  setmetatable(tx, TX)
   local run = setmetatable({ job = job, tx = tx, def = def, cycle = job.cycle,
                              connector = R.connectors[def.connector] or {},
                              history = {}, written = 0, caller = job.caller }, Run)

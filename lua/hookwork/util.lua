@@ -74,10 +74,12 @@ U.EMPTY_ARRAY = "\1hookwork-empty-array\1"
 function U.encode(v)
   local s = cjson.encode(v)
   if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end
-  if s:find("hookwork-empty-array", 1, true) then
-    s = s:gsub('"\\u0001hookwork%-empty%-array\\u0001"', "[]")
-  end
   return s
+end
+
+-- For the admin API, which marks empty lists with U.EMPTY_ARRAY.
+function U.encode_lists(v)
+  return (U.encode(v):gsub('"\\u0001hookwork%-empty%-array\\u0001"', "[]"))
 end
 
 -- lua-cjson reads every JSON number as a float; a user expects 5, not
