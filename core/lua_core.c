@@ -298,11 +298,6 @@ static int l_core_answer(lua_State *L) {
   return 0;
 }
 
-static int l_core_gone(lua_State *L) {
-  hw_http_req_t *req = lua_touserdata(L, 1);
-  lua_pushboolean(L, req == NULL || hw_http_req_gone(req));
-  return 1;
-}
 
 
 void hw_lua_core_test_fns(lua_State *L, hw_engine_t *e);
@@ -496,7 +491,7 @@ static const luaL_Reg core_fns[] = {
   {"budget_reset", l_core_budget_reset}, {"write", l_core_write},
   {"query", l_core_query}, {"http", l_core_http},
   {"answer", l_core_answer},
-  {"gone", l_core_gone}, {"now", l_core_now}, {"token", l_core_token},
+  {"now", l_core_now}, {"token", l_core_token},
   {"ipfilter", l_core_ipfilter}, {"ip_match", l_core_ip_match},
   {"log", l_core_log}, {"listdir", l_core_listdir},
   {"readfile", l_core_readfile}, {"where", l_core_where},

@@ -56,10 +56,10 @@ function E.submit(hook, r, caller)
   return nil
 end
 
-local function handle(r, h)
+local function handle(r, caller)
   local token = r.path:match("^/hooks/([%w_%-]+)/?$")
   local hook = token and R.tokens[token]
-  local caller = C.new(h, hook and hook.cycle, hook and hook.step)
+  caller.cycle, caller.step = hook and hook.cycle, hook and hook.step
   if not hook then return C.json(caller, 404, { error = "unknown webhook" }) end
   local status, msg = E.submit(hook, r, caller)
   if status then
@@ -78,16 +78,14 @@ function E.allow(hook)
   return table.concat(list, ", ")
 end
 
+-- Every request handed over is answered exactly once, through its caller,
+-- whatever happens in between.
 function E.webhook(r, h)
-  local ok, err = pcall(handle, r, h)
+  local caller = C.new(h)
+  local ok, err = pcall(handle, r, caller)
   if not ok then
     core.log("webhook", tostring(err))
-    if not core.gone(h) then
-      for c in pairs(R.callers) do
-        if c.h == h then return C.json(c, 500, { error = "internal error" }) end
-      end
-      core.answer(h, 500, "application/json", nil, '{"error":"internal error"}')
-    end
+    C.json(caller, 500, { error = "internal error" })
   end
 end
 
