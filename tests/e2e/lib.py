@@ -826,3 +826,15 @@ def http_bytes(method, path, body=b"", headers=None, host="127.0.0.1"):
 def lua_str(s):
     """A Lua string literal for s."""
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def cycle(name, steps, extra=""):
+    """A cycle file's text: `name`, optional extra options, the steps."""
+    return """local hw = require "hookwork"
+return hw.cycle {
+  name = %s,%s
+  steps = {
+%s
+  },
+}
+""" % (lua_str(name), extra, steps)

@@ -10,19 +10,8 @@ import threading
 import time
 import urllib.parse
 
-from lib import (Engine, Recorder, RawConn, test, eq, ne, ok, contains, fail, wait_until,
+from lib import (cycle, Engine, Recorder, RawConn, test, eq, ne, ok, contains, fail, wait_until,
                  raw_request, parse_responses, http_bytes, run_cli, lua_str)
-
-
-def cycle(name, steps, extra=""):
-    return """local hw = require "hookwork"
-return hw.cycle {
-  name = %s,%s
-  steps = {
-%s
-  },
-}
-""" % (lua_str(name), extra, steps)
 
 
 SIMPLE = cycle("simple", """

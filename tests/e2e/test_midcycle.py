@@ -4,19 +4,8 @@ durability across restarts, expiry, synchronous resume. Black-box."""
 import json
 import time
 
-from lib import (Engine, Recorder, RawConn, test, eq, ok, contains, wait_until, lua_str,
+from lib import (cycle, Engine, Recorder, RawConn, test, eq, ok, contains, wait_until, lua_str,
                  parse_responses)
-
-
-def cycle(name, steps, extra=""):
-    return """local hw = require "hookwork"
-return hw.cycle {
-  name = %s,%s
-  steps = {
-%s
-  },
-}
-""" % (lua_str(name), extra, steps)
 
 
 def orders(rec_url, status_extra=""):

@@ -3,18 +3,7 @@
 import json
 import time
 
-from lib import (Engine, Recorder, RawConn, test, eq, ok, contains, wait_until, lua_str)
-
-
-def cycle(name, steps, extra=""):
-    return """local hw = require "hookwork"
-return hw.cycle {
-  name = %s,%s
-  steps = {
-%s
-  },
-}
-""" % (lua_str(name), extra, steps)
+from lib import (cycle, Engine, Recorder, RawConn, test, eq, ok, contains, wait_until, lua_str)
 
 
 SIMPLE = cycle("simple", """
