@@ -47,6 +47,7 @@ struct hw_store_s {
   /* loop thread only */
   hw_op_t *head, **tail;       /* written this iteration, not yet sealed */
   hw_waiter_t *whead, **wtail; /* in sequence order */
+  uint64_t wlast;              /* seq of the newest waiter */
   uint64_t seq;                /* last op written */
   uint64_t sealed;             /* last op handed to the writer */
   uv_async_t *async;           /* writer -> loop: something committed */
@@ -272,6 +273,7 @@ int hw_store_flush(hw_store_t *st, hw_store_cb cb, void *arg) {
   w->arg = arg;
   *st->wtail = w;
   st->wtail = &w->next;
+  st->wlast = w->seq;
   uv_mutex_lock(&st->mu);
   if (st->async != NULL)
     uv_async_send(st->async); /* in case everything is already durable */
@@ -427,15 +429,12 @@ void hw_store_seal(hw_store_t *st) {
  * nobody waits for (a run's outcome, history) linger up to 5 ms so they
  * ride with the next acknowledgement's commit instead of delaying it. */
 void hw_store_kick(hw_store_t *st) {
-  hw_waiter_t *w;
   if (st->head == NULL)
     return;
-  for (w = st->whead; w != NULL; w = w->next)
-    if (w->seq > st->sealed) {
-      seal(st);
-      return;
-    }
-  if (st->unsealed >= 4096 || st->linger == NULL) {
+  /* waiters are in sequence order: the newest tells whether any waits on
+   * writes not yet sealed */
+  if ((st->whead != NULL && st->wlast > st->sealed) ||
+      st->unsealed >= 4096 || st->linger == NULL) {
     seal(st);
     return;
   }
