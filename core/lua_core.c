@@ -132,9 +132,20 @@ static int to_vals(lua_State *L, int from, hw_val_t *v, int max) {
   return n;
 }
 
+/* Statement ids by name, cached in a registry table: every write names its
+ * statement, and a hash lookup beats walking the statement list. */
 static int stmt_arg(lua_State *L, int write) {
   const char *name = luaL_checkstring(L, 1);
-  int id = hw_store_stmt_id(name);
+  int id;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, "hookwork.stmt_ids");
+  if (lua_getfield(L, -1, name) == LUA_TNUMBER) {
+    id = (int) lua_tointeger(L, -1);
+  } else {
+    id = hw_store_stmt_id(name);
+    lua_pushinteger(L, id);
+    lua_setfield(L, -3, name);
+  }
+  lua_pop(L, 2);
   if (id < 0 || hw_store_stmt_is_write(id) != write)
     return luaL_error(L, "store: no %s statement '%s'", write ? "write" : "query",
                       name);
