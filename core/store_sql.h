@@ -4,7 +4,7 @@
 #ifndef HW_STORE_SQL_H
 #define HW_STORE_SQL_H
 
-#define HW_SCHEMA_VERSION 1
+#define HW_SCHEMA_VERSION 2
 #define HW_STR_(x) #x
 #define HW_STR(x) HW_STR_(x)
 
