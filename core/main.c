@@ -2,6 +2,7 @@
 #include "engine.h"
 #include "lua_api.h"
 #include "log.h"
+#include "scaffold.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -23,6 +24,7 @@ static const char usage[] =
   "  hookwork test  [PATH ...]   run the *_test.lua files under PATH "
   "(default: the cycles directory)\n"
   "  hookwork check FILE ...     load and validate cycle files\n"
+  "  hookwork init  [DIR]        start a cycles directory (default ./cycles)\n"
   "  hookwork --version | --help\n"
   "environment: HOOKWORK_ADMIN_TOKEN (admin bearer token), "
   "HOOKWORK_READ_TIMEOUT (seconds),\n"
@@ -30,7 +32,7 @@ static const char usage[] =
   "(seconds to finish on SIGTERM)\n";
 
 static void default_config(hw_config_t *c, char *luadir, size_t len) {
-  char exe[PATH_MAX - 8];
+  char exe[PATH_MAX - 32];
   size_t n = sizeof exe;
   const char *env;
 
@@ -54,10 +56,14 @@ static void default_config(hw_config_t *c, char *luadir, size_t len) {
   if ((env = getenv("HOOKWORK_LUA_DIR")) != NULL) {
     snprintf(luadir, len, "%s", env);
   } else if (uv_exepath(exe, &n) == 0) {
+    struct stat sb;
     char *slash = strrchr(exe, '/');
     if (slash != NULL)
       *slash = '\0';
     snprintf(luadir, len, "%s/lua", exe);
+    /* installed: PREFIX/bin/hookwork and PREFIX/share/hookwork/lua */
+    if (stat(luadir, &sb) != 0)
+      snprintf(luadir, len, "%s/../share/hookwork/lua", exe);
   } else {
     snprintf(luadir, len, "lua");
   }
@@ -189,6 +195,18 @@ int main(int argc, char **argv) {
     c.mode = HW_MODE_CHECK;
     c.data_dir = NULL;
     return run_lua_mode(&c, "check_main", argc - 2, argv + 2);
+  }
+  if (strcmp(argv[1], "init") == 0) {
+    char types[PATH_MAX + 8], abs[PATH_MAX];
+    if (argc > 3) {
+      fprintf(stderr, "hookwork init: at most one DIR\n%s", usage);
+      return 2;
+    }
+    snprintf(types, sizeof types, "%s/types", c.lua_dir);
+    if (realpath(types, abs) != NULL)
+      snprintf(types, sizeof types, "%s", abs);
+    return hw_scaffold_init(argc == 3 ? argv[2] : "./cycles", types) == 0
+             ? 0 : 1;
   }
   if (strcmp(argv[1], "test") == 0) {
     c.mode = HW_MODE_TEST;
