@@ -4,7 +4,8 @@
 
 CC      ?= cc
 PKGS    := liblua5.4-dev libuv1-dev libcurl4-openssl-dev lua-cjson-dev \
-           libsqlite3-dev node-llhttp python3 curl
+           libsqlite3-dev node-llhttp python3 curl \
+           lua-check lintian binutils
 LLHTTP  := /usr/share/llhttp
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
            -I/usr/include/lua5.4 -I/usr/share/include/llhttp -Icore
@@ -22,7 +23,7 @@ LIBOBJS := $(patsubst core/%.c,$(BUILD)/%.o,$(LIBSRC))
 LLOBJS  := $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
 STAMP   := third_party/.deps-installed
 
-.PHONY: all deps run test asan debug unit e2e bench clean
+.PHONY: all deps run test asan debug unit e2e bench clean install deb
 all: hookwork
 
 # Install only what is missing; apt-get update once, and only then.
@@ -71,8 +72,9 @@ $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS) $(LLOBJS)
 unit: $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT))
 	@bash tests/run_unit.sh $(BUILD)/unit
 
+# make run ARGS="--listen 127.0.0.1:9090 --admin 127.0.0.1:9091"
 run: hookwork
-	./hookwork run
+	./hookwork run $(ARGS)
 
 test: hookwork
 	@bash tests/run_all.sh
@@ -82,3 +84,29 @@ bench: hookwork
 
 clean:
 	rm -rf build hookwork hookwork-asan
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the Lua side and
+# the editor type definitions, the man page, the docs and a systemd unit.
+PREFIX     ?= /usr/local
+SYSTEMDDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+install: hookwork
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/hookwork \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/doc/hookwork \
+	  $(DESTDIR)$(SYSTEMDDIR)
+	install -m 0755 -s hookwork $(DESTDIR)$(PREFIX)/bin/hookwork
+	cp -R lua $(DESTDIR)$(PREFIX)/share/hookwork/
+	find $(DESTDIR)$(PREFIX)/share/hookwork -type d -exec chmod 0755 {} +
+	find $(DESTDIR)$(PREFIX)/share/hookwork -type f -exec chmod 0644 {} +
+	cp -R cycles $(DESTDIR)$(PREFIX)/share/doc/hookwork/examples
+	chmod -R u=rwX,go=rX $(DESTDIR)$(PREFIX)/share/doc/hookwork/examples
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/hookwork/README.md
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/hookwork/
+	gzip -9n < packaging/hookwork.1 > $(DESTDIR)$(PREFIX)/share/man/man1/hookwork.1.gz
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man1/hookwork.1.gz
+	sed 's|@BINDIR@|$(PREFIX)/bin|' packaging/hookwork.service.in \
+	  > $(DESTDIR)$(SYSTEMDDIR)/hookwork.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/hookwork.service
+
+# make deb: build/hookwork_VERSION_ARCH.deb (dpkg-deb; see packaging/)
+deb: hookwork
+	@bash packaging/build-deb.sh

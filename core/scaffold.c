@@ -85,7 +85,6 @@ static const char cycle_test_lua[] =
 static int write_luarc(char *buf, size_t len, const char *types_dir) {
   int n = snprintf(buf, len,
                    "{\n"
-                   "LuaLS/vscode-lua/master/setting/schema.json\",\n"
                    "  \"runtime.version\": \"Lua 5.4\",\n"
                    "  \"workspace.library\": [\"%s\"],\n"
                    "  \"workspace.checkThirdParty\": false,\n"

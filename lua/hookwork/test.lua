@@ -75,11 +75,30 @@ local function split(url)
   return path ~= "" and path or "/", query
 end
 
-local function matches(pattern, req)
-  if pattern:match("^https?://") then
-    return pattern == req.url or pattern == req.url:match("^[^?]*")
+-- A query as a sorted list of decoded "key=value" pairs, so a mock's query
+-- matches whatever the order and percent-encoding of the real one.
+local function query_key(q)
+  local pairs_ = {}
+  for pair in (q or ""):gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    pairs_[#pairs_ + 1] = U.url_decode(k) .. "=" .. U.url_decode(v)
   end
-  return pattern == req.path or pattern == req.path .. (req.raw_query and ("?" .. req.raw_query) or "")
+  table.sort(pairs_)
+  return table.concat(pairs_, "&")
+end
+
+-- A mock URL matches a request on its path alone (any query), or on its
+-- path and query (decoded, in any order).  A full URL compares origins too.
+local function matches(pattern, req)
+  local origin, rest = pattern:match("^(https?://[^/?#]+)(.*)$")
+  if origin then
+    if origin ~= req.url:match("^https?://[^/?#]+") then return false end
+    pattern = rest ~= "" and rest or "/"
+  end
+  local path, query = pattern:match("^([^?#]*)%??([^#]*)")
+  if path ~= req.path then return false end
+  if not pattern:find("?", 1, true) then return true end
+  return query_key(query) == query_key(req.raw_query)
 end
 
 function t.mock(method, url, response)

@@ -1,0 +1,150 @@
+"""The authoring experience (issue 17): hookwork init, the editor type
+definitions and luacheck over the example cycles, make install and the
+Debian package, make run ARGS."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+from lib import REPO, test, eq, ok, contains, run_cli
+
+SANITIZED = bool(os.environ.get("HOOKWORK_SANITIZED"))
+
+
+def _tmp():
+    return tempfile.mkdtemp(prefix="hookwork-auth-")
+
+
+@test
+def init_scaffolds_a_project_that_checks_and_tests():
+    d = os.path.join(_tmp(), "new", "cycles")
+    r = run_cli(["init", d])
+    eq(r.returncode, 0, r.stderr)
+    names = sorted(os.listdir(d))
+    eq(names, [".luarc.json", "contacts.lua", "contacts_test.lua", "crm.lua"])
+    files = [os.path.join(d, n) for n in names if n.endswith(".lua")]
+    r = run_cli(["check"] + files)
+    eq(r.returncode, 0, r.stderr + r.stdout)
+    r = run_cli(["test", d], timeout=60)
+    eq(r.returncode, 0, r.stdout + r.stderr)
+    contains(r.stdout, "3 passed, 0 failed")
+
+
+@test
+def init_refuses_to_overwrite_and_writes_nothing():
+    d = _tmp()
+    with open(os.path.join(d, "contacts.lua"), "w") as f:
+        f.write("-- mine\n")
+    r = run_cli(["init", d])
+    eq(r.returncode, 1)
+    contains(r.stderr, "contacts.lua already exists")
+    eq(sorted(os.listdir(d)), ["contacts.lua"])
+    eq(open(os.path.join(d, "contacts.lua")).read(), "-- mine\n")
+
+
+@test
+def init_luarc_points_at_the_type_definitions():
+    d = _tmp()
+    eq(run_cli(["init", d]).returncode, 0)
+    import json
+    cfg = json.load(open(os.path.join(d, ".luarc.json")))
+    lib = cfg["workspace.library"][0]
+    ok(os.path.isfile(os.path.join(lib, "hookwork.lua")), "no hookwork.lua in %s" % lib)
+    ok(os.path.isfile(os.path.join(lib, "hookwork", "test.lua")))
+    text = open(os.path.join(lib, "hookwork.lua")).read()
+    for name in ("function hw.cycle", "function hw.webhook", "function hw.request",
+                 "function http.get", "function verify.github", "function hw.secret"):
+        contains(text, name)
+
+
+def _luacheck(*paths):
+    return subprocess.run(["luacheck", "--no-color", "--config", os.path.join(REPO, ".luacheckrc")]
+                          + list(paths), cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=60)
+
+
+@test
+def luacheck_passes_over_the_example_cycles():
+    r = _luacheck("cycles", "tests/bench/cycles")
+    eq(r.returncode, 0, r.stdout)
+
+
+@test
+def luacheck_flags_what_the_sandbox_does_not_have():
+    d = _tmp()
+    with open(os.path.join(d, "bad.lua"), "w") as f:
+        f.write('local hw = require "hookwork"\nlocal f = io.open("/etc/passwd")\n'
+                'os.execute("true")\nreturn hw.cycle { steps = { f } }\n')
+    r = _luacheck(os.path.join(d, "bad.lua"))
+    ok(r.returncode != 0, r.stdout)
+    contains(r.stdout, "undefined variable 'io'")
+    contains(r.stdout, "undefined field 'execute'")
+
+
+def _make(*args, timeout=300):
+    return subprocess.run(["make", "--no-print-directory"] + list(args), cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+
+
+@test
+def make_install_puts_everything_under_destdir():
+    if SANITIZED:
+        print("  (package tests run in the release pass only)")
+        return
+    dest = _tmp()
+    r = _make("install", "PREFIX=/opt/hw", "DESTDIR=" + dest)
+    eq(r.returncode, 0, r.stdout)
+    root = os.path.join(dest, "opt/hw")
+    for p in ("bin/hookwork", "share/hookwork/lua/hookwork.lua",
+              "share/hookwork/lua/types/hookwork.lua", "share/man/man1/hookwork.1.gz",
+              "share/doc/hookwork/cycles.md", "lib/systemd/system/hookwork.service"):
+        ok(os.path.exists(os.path.join(root, p)), "missing " + p)
+    unit = open(os.path.join(root, "lib/systemd/system/hookwork.service")).read()
+    contains(unit, "ExecStart=/opt/hw/bin/hookwork run")
+    for d in ("DynamicUser=yes", "StateDirectory=hookwork", "ProtectSystem=strict",
+              "NoNewPrivileges=yes"):
+        contains(unit, d)
+    # the installed binary finds its Lua side under PREFIX/share
+    r = subprocess.run([os.path.join(root, "bin/hookwork"), "check",
+                        os.path.join(REPO, "cycles/hello.lua")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    eq(r.returncode, 0, r.stderr)
+
+
+@test
+def make_deb_builds_a_clean_package_that_runs_when_unpacked():
+    if SANITIZED:
+        print("  (package tests run in the release pass only)")
+        return
+    r = _make("deb")
+    eq(r.returncode, 0, r.stdout)
+    deb = os.path.join(REPO, r.stdout.strip().splitlines()[-1])
+    ok(os.path.isfile(deb), deb)
+    listing = subprocess.run(["dpkg-deb", "-c", deb], stdout=subprocess.PIPE, text=True).stdout
+    for p in ("./usr/bin/hookwork", "./usr/share/hookwork/lua/hookwork.lua",
+              "./lib/systemd/system/hookwork.service", "./usr/share/man/man1/hookwork.1.gz",
+              "./usr/share/doc/hookwork/copyright", "./etc/hookwork/cycles/hello.lua"):
+        contains(listing, p)
+    info = subprocess.run(["dpkg-deb", "-I", deb], stdout=subprocess.PIPE, text=True).stdout
+    contains(info, "Package: hookwork")
+    contains(info, "liblua5.4-0")
+    if shutil.which("lintian"):
+        lint = subprocess.run(["lintian", deb], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=240).stdout
+        errors = [l for l in lint.splitlines() if l.startswith("E:")]
+        eq(errors, [], lint)
+    root = _tmp()
+    subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
+    r = subprocess.run([os.path.join(root, "usr/bin/hookwork"), "check",
+                        os.path.join(root, "etc/hookwork/cycles/hello.lua")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    eq(r.returncode, 0, r.stderr)
+
+
+@test
+def make_run_passes_args_through():
+    r = _make("-n", "run", "ARGS=--listen 127.0.0.1:9999 --admin 127.0.0.1:9998")
+    eq(r.returncode, 0, r.stdout)
+    contains(r.stdout, "./hookwork run --listen 127.0.0.1:9999 --admin 127.0.0.1:9998")
