@@ -278,8 +278,12 @@ int hw_engine_serve(hw_engine_t *e) {
   uv_signal_start(&e->sigint, on_signal, SIGINT);
   uv_signal_start(&e->sigterm, on_signal, SIGTERM);
   uv_timer_start(&e->tick, on_tick, HW_TICK_MS, HW_TICK_MS);
-  hw_log("engine", "serving webhooks on %s, admin on %s", e->public_base,
-         e->cfg.admin ? e->cfg.admin : "(none)");
+  /* the bound addresses and the public URL are different facts: a proxy
+   * in front makes the second differ from the first */
+  hw_log("engine", "listening on %s:%d (webhooks) and %s (admin); webhook "
+         "URLs start with %s/hooks/", e->listen_host,
+         hw_http_server_port(e->web), e->cfg.admin ? e->cfg.admin : "(none)",
+         e->public_base);
   return 0;
 }
 

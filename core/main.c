@@ -21,6 +21,7 @@ static const char usage[] =
   "[--admin HOST:PORT]\n"
   "                 [--public-url URL] [--max-body BYTES] "
   "[--trust-proxy CIDR ...]\n"
+  "                 [--log-format text|json]\n"
   "  hookwork test  [PATH ...]   run the *_test.lua files under PATH "
   "(default: the cycles directory)\n"
   "  hookwork check FILE ...     load and validate cycle files\n"
@@ -95,6 +96,15 @@ static int parse_run_args(hw_config_t *c, int argc, char **argv) {
     else if (strcmp(a, "--listen") == 0) c->listen = v;
     else if (strcmp(a, "--admin") == 0) c->admin = v;
     else if (strcmp(a, "--public-url") == 0) c->public_url = v;
+    else if (strcmp(a, "--log-format") == 0) {
+      int f = hw_log_parse_format(v);
+      if (f < 0) {
+        fprintf(stderr, "hookwork run: --log-format: expected text or json, "
+                "got '%s'\n", v);
+        return -1;
+      }
+      hw_log_set_format(f);
+    }
     else if (strcmp(a, "--max-body") == 0) {
       if (parse_size(v, &c->max_body) != 0) {
         fprintf(stderr, "hookwork run: --max-body: expected a positive "

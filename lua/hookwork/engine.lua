@@ -90,9 +90,15 @@ function E.webhook(r, h)
 end
 
 function E.rescan()
-  if L.scan(R.cfg.cycles_dir) then
+  local changed, changes = L.scan(R.cfg.cycles_dir)
+  if changed then
     L.rebuild()
-    core.log("loader", "cycles reloaded")
+    local parts = {}
+    for _, c in ipairs(changes) do
+      parts[#parts + 1] = c.file .. " " .. c.what
+        .. (c.kept and " (the previous version stays)" or "")
+    end
+    core.log("loader", "reloaded: " .. table.concat(parts, ", "))
   end
 end
 

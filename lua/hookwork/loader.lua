@@ -83,10 +83,12 @@ local function is_cycle_file(name)
   return name:match("%.lua$") and not name:match("_test%.lua$") and not name:match("^%.")
 end
 
--- Reads the directory; returns true when any file changed.
+-- Reads the directory; returns true when any file changed, and the list
+-- of what changed ({file, what}: added, changed, failed, removed) for the
+-- reload log line.
 function L.scan(dir)
   local list = core.listdir(dir) or {}
-  local seen, changed = {}, false
+  local seen, changed, changes = {}, false, {}
   table.sort(list, function(a, b) return a.name < b.name end)
   for _, ent in ipairs(list) do
     if is_cycle_file(ent.name) then
@@ -101,6 +103,9 @@ function L.scan(dir)
           f = { path = path, text = text, obj = obj or (f and f.obj), err = err,
                 order = ent.name, prev_sig = f and f.sig }
           if err then core.log("loader", err) end
+          local old = L.files[path]
+          changes[#changes + 1] = { file = ent.name, kept = err and old and old.obj ~= nil,
+                                    what = err and "failed" or (old and "changed" or "added") }
           changed = true
         end
         f.sig = sig
@@ -110,9 +115,13 @@ function L.scan(dir)
     end
   end
   for path in pairs(L.files) do
-    if not seen[path] then L.files[path] = nil; changed = true end
+    if not seen[path] then
+      L.files[path] = nil
+      changed = true
+      changes[#changes + 1] = { file = path:match("([^/]+)$"), what = "removed" }
+    end
   end
-  return changed
+  return changed, changes
 end
 
 local function token_for(cycle, step)

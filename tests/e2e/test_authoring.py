@@ -148,3 +148,65 @@ def make_run_passes_args_through():
     r = _make("-n", "run", "ARGS=--listen 127.0.0.1:9999 --admin 127.0.0.1:9998")
     eq(r.returncode, 0, r.stdout)
     contains(r.stdout, "./hookwork run --listen 127.0.0.1:9999 --admin 127.0.0.1:9998")
+
+
+# ---------------------------------------------------------------- logs
+
+import json as _json
+import time as _time
+
+from lib import Engine, wait_until
+
+HELLO = '''local hw = require "hookwork"
+return hw.cycle { name = "hello", steps = {
+  hw.webhook { name = "in" },
+  hw.respond { name = "r", body = { ok = true } } } }
+'''
+
+
+@test
+def start_line_names_bound_addresses_and_public_url_apart():
+    with Engine({"hello.lua": HELLO}, args=["--public-url", "https://hooks.example.com"]) as e:
+        e.start()
+        line = [l for l in e.log().splitlines() if "listening on" in l][0]
+        contains(line, "127.0.0.1:%d (webhooks)" % e.port)
+        contains(line, "127.0.0.1:%d (admin)" % e.admin_port)
+        contains(line, "https://hooks.example.com/hooks/")
+
+
+@test
+def reload_line_names_each_file_and_what_changed():
+    with Engine({"hello.lua": HELLO}) as e:
+        e.start()
+        e.write("hello.lua", HELLO.replace("ok = true", "ok = false"))
+        e.write("second.lua", HELLO.replace('"hello"', '"second"'))
+        wait_until(lambda: "second.lua added" in e.log(), msg="reload line naming second.lua")
+        e.write("hello.lua", "return {")
+        wait_until(lambda: "hello.lua failed (the previous version stays)" in e.log(),
+                   msg="reload line for a broken file")
+        e.remove("second.lua")
+        wait_until(lambda: "second.lua removed" in e.log(), msg="reload line for a removed file")
+        contains(e.log(), "hello.lua changed")
+        ok("cycles reloaded" not in e.log(), "the old anonymous reload line is gone")
+
+
+@test
+def log_format_json_writes_one_json_object_per_line():
+    with Engine({"hello.lua": HELLO}, args=["--log-format", "json"]) as e:
+        e.start()
+        e.write("hello.lua", HELLO.replace("ok = true", 'ok = "quote \\" and \\\\ backslash"'))
+        wait_until(lambda: "hello.lua changed" in e.log(), msg="reload line")
+        e.stop()
+        lines = [l for l in e.log().splitlines() if l and not l.startswith("--- e2e")]
+        ok(len(lines) >= 3, lines)
+        for l in lines:
+            obj = _json.loads(l)
+            ok(set(obj) >= {"time", "module", "msg"}, l)
+        ok(any("listening on" in _json.loads(l)["msg"] for l in lines))
+
+
+@test
+def log_format_refuses_an_unknown_name():
+    r = run_cli(["run", "--log-format", "xml", "--data", _tmp()])
+    eq(r.returncode, 2)
+    contains(r.stderr, "--log-format: expected text or json, got 'xml'")
