@@ -35,13 +35,13 @@ stage() {  # name, command...
 }
 
 stage "unit tests" make --no-print-directory unit
-stage "cycle tests" ./hookwork test cycles
+stage "cycle tests" ./hookwork test cycles tests/harness
 stage "black-box suite" python3 tests/e2e/run.py
 if make --no-print-directory asan >/dev/null 2>&1; then
   stage "unit tests (asan)" make --no-print-directory BUILD=build/asan \
     OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -DLUA_USE_APICHECK" \
     LDFLAGS="-fsanitize=address,undefined" unit
-  stage "cycle tests (asan)" ./hookwork-asan test cycles
+  stage "cycle tests (asan)" ./hookwork-asan test cycles tests/harness
   HOOKWORK_BIN=$PWD/hookwork-asan HOOKWORK_SANITIZED=1 \
     stage "black-box suite (asan)" python3 tests/e2e/run.py
 else

@@ -21,6 +21,7 @@ local function reset(dir)
   R.metrics = { webhook = {}, tasks = {}, outbound = {}, rejected = {}, latency = {} }
   L.files, L.hook_tokens, L.states, L.overrides = {}, {}, {}, {}
   R.cfg.cycles_dir = dir
+  R.cfg.public_base = T.ORIGIN -- hw.url: routed in-process by the mocks' transport
   L.scan(dir)
   L.rebuild()
 end

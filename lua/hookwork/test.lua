@@ -7,7 +7,16 @@ local C = require "hookwork.callers"
 local core = R.core
 local t = {}
 local S = { cases = {}, mocks = {}, requests = {}, unmocked = {} }
-local req_name
+local req_name, route
+
+local function parse_headers(list)
+  local h = {}
+  for _, line in ipairs(list or {}) do
+    local k, v = line:match("^([^:]+):%s*(.*)$")
+    if k then h[k:lower()] = v end
+  end
+  return h
+end
 
 local function fmt(v)
   if type(v) == "string" then return string.format("%q", v) end
@@ -142,6 +151,7 @@ end
 -- Answers outbound calls from the mocks, with the engine's retry rule
 -- (connection errors, 429 and 5xx) but no real waiting.
 function t._transport(req)
+  if req.url:find("^http://hookwork%.test/") then return route(req) end
   local attempts, res = {}, nil
   for _ = 0, math.max(0, req.retries or 0) do
     local rec = record(req)
@@ -172,44 +182,97 @@ function t.requests(method, url)
   return out
 end
 
-local function parse_headers(list)
-  local h = {}
-  for _, line in ipairs(list or {}) do
-    local k, v = line:match("^([^:]+):%s*(.*)$")
-    if k then h[k:lower()] = v end
+-- Submits request r to webhook `hook` in-process through the engine's own
+-- accept path; returns the answer {status, headers, body, json}.  With
+-- until_end, returns once the run it started has ended or parked;
+-- otherwise at the answer (202 at acknowledgement, or the sync answer).
+local function submit(hook, r, until_end)
+  local me, waiting, ended, res = coroutine.running(), false, false, nil
+  local function wake()
+    if waiting then waiting = false; core.wake(me) end
   end
-  return h
-end
-
--- Sends a request to a webhook in-process and returns once the run it
--- started has ended or parked: {status, headers, body, json}.
-function t.post(cycle, hook, body, opts)
-  opts = opts or {}
-  local cy = R.cycles[cycle]
-  local h = cy and cy.hooks and cy.hooks[hook]
-  if not h then error(string.format("t.post: no webhook '%s' in cycle '%s'", tostring(hook), tostring(cycle)), 2) end
-  local headers = { ["content-type"] = "application/json" }
-  for k, v in pairs(opts.headers or {}) do headers[k:lower()] = v end
-  local text = type(body) == "string" and body or U.encode(body or {})
-  local r = { method = (opts.method or "POST"):upper(), path = "/hooks/" .. h.token, query = opts.query or "",
-              headers = headers, body = text, ip = opts.ip or "127.0.0.1" }
-  local me, waiting, ended = coroutine.running(), false, false
-  local res
-  local caller = C.new(nil, cycle, hook, function(status, ctype, hs, b)
+  local caller = C.new(nil, hook.cycle, hook.step, function(status, ctype, hs, b)
     local hh = parse_headers(hs)
     if ctype then hh["content-type"] = ctype end
     res = { status = status, headers = hh, body = b,
             json = (ctype or ""):find("json", 1, true) and U.decode(b) or nil }
+    if not until_end then wake() end
   end)
   caller.on_end = function()
     ended = true
-    if waiting then waiting = false; core.wake(me) end
+    wake()
   end
-  local status, msg = require("hookwork.engine").submit(h, r, caller)
+  local status, msg = require("hookwork.engine").submit(hook, r, caller)
   if status then C.json(caller, status, { error = msg }) return res end
-  if not ended then waiting = true; core.wait() end
+  while not (until_end and ended or not until_end and res) do
+    waiting = true
+    core.wait()
+  end
   return res
 end
+
+local function hook_of(cycle, hook, fn)
+  local cy = R.cycles[cycle]
+  local h = cy and cy.hooks and cy.hooks[hook]
+  if not h then error(string.format("%s: no webhook '%s' in cycle '%s'", fn, tostring(hook), tostring(cycle)), 3) end
+  return h
+end
+
+-- Sends a request to a webhook in-process and returns once the run it
+-- started has ended or parked (opts.wait = false: at acknowledgement):
+-- {status, headers, body, json}.  opts: ip, method, headers, query,
+-- content_type, body (raw bytes instead of the JSON of `body`).
+function t.post(cycle, hook, body, opts)
+  opts = opts or {}
+  local h = hook_of(cycle, hook, "t.post")
+  local headers = { ["content-type"] = opts.content_type or "application/json" }
+  for k, v in pairs(opts.headers or {}) do headers[k:lower()] = v end
+  local text = opts.body or (type(body) == "string" and body or U.encode(body or {}))
+  local r = { method = (opts.method or "POST"):upper(), path = "/hooks/" .. h.token, query = opts.query or "",
+              headers = headers, body = text, ip = opts.ip or "127.0.0.1" }
+  return submit(h, r, opts.wait ~= false)
+end
+
+-- hw.url under the harness gives URLs on this origin; calls to them are
+-- routed in-process to the webhook, as a real HTTP call would be.
+t.ORIGIN = "http://hookwork.test"
+
+route = function(req)
+  local token, query = req.url:match("^http://hookwork%.test/hooks/([%w_%-]+)/?%??([^#]*)")
+  local hook = token and R.tokens[token]
+  local res
+  if not hook then
+    res = { status = 404, headers = { ["content-type"] = "application/json" },
+            body = '{"error":"unknown webhook"}' }
+  else
+    local headers = parse_headers(req.headers)
+    if req.body and not headers["content-type"] then headers["content-type"] = "application/json" end
+    res = submit(hook, { method = req.method, path = "/hooks/" .. token, query = query or "",
+                         headers = headers, body = req.body or "", ip = "127.0.0.1" }, false)
+  end
+  res.attempts = { { status = res.status, seconds = 0 } }
+  res.seconds = 0
+  return res
+end
+
+-- t.connector(name, {allowed_ips = {...}}): as PUT /api/connectors/NAME.
+function t.connector(name, o)
+  if not R.connectors[name] then error(string.format("t.connector: no connector '%s'", tostring(name)), 2) end
+  if type(o) ~= "table" or type(o.allowed_ips) ~= "table" then
+    error("t.connector: expected {allowed_ips = {...}}", 2)
+  end
+  local err = require("hookwork.loader").put_connector(name, o.allowed_ips)
+  if err then error("t.connector: allowed_ips: " .. err, 2) end
+end
+
+local function set_state(cycle, state, fn)
+  local cy = R.cycles[cycle]
+  if not cy or not cy.def then error(string.format("%s: no cycle '%s'", fn, tostring(cycle)), 3) end
+  require("hookwork.loader").set_state(cycle, state)
+end
+
+function t.start(cycle) set_state(cycle, "running", "t.start") end
+function t.stop(cycle) set_state(cycle, "stopped", "t.stop") end
 
 function t.transaction(id)
   core.commit()
