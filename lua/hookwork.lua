@@ -114,7 +114,11 @@ for kind, allowed in pairs(OPTIONS) do
     local s = {}
     for k, v in pairs(o) do
       if not allowed[k] and not COMMON[k] then
-        fail(where, string.format("hw.%s: unknown option '%s'", kind, tostring(k)))
+        local all = {}
+        for name in pairs(allowed) do all[#all + 1] = name end
+        for name in pairs(COMMON) do all[#all + 1] = name end
+        fail(where, string.format("hw.%s: unknown option '%s'%s", kind, tostring(k),
+                                  U.did_you_mean(k, all)))
       end
       s[k] = v
     end
@@ -172,7 +176,9 @@ function hw.cycle(o)
   local allowed = { name = true, connector = true, autostart = true,
                     sync_timeout = true, steps = true, description = true }
   for k in pairs(o) do
-    if not allowed[k] then fail(where, string.format("hw.cycle: unknown option '%s'", tostring(k))) end
+    if not allowed[k] then
+      fail(where, string.format("hw.cycle: unknown option '%s'%s", tostring(k), U.did_you_mean(k, allowed)))
+    end
   end
   local c = { __kind = "cycle", where = where, name = o.name,
               connector = o.connector or "default", steps = o.steps,
@@ -196,7 +202,9 @@ function hw.connector(o)
   local allowed = { name = true, allowed_ips = true, base_url = true, headers = true,
                     secrets = true, description = true }
   for k in pairs(o) do
-    if not allowed[k] then fail(where, string.format("hw.connector: unknown option '%s'", tostring(k))) end
+    if not allowed[k] then
+      fail(where, string.format("hw.connector: unknown option '%s'%s", tostring(k), U.did_you_mean(k, allowed)))
+    end
   end
   if type(o.name) ~= "string" or o.name == "" then fail(where, "hw.connector: 'name' is required") end
   local c = { __kind = "connector", where = where, name = o.name,

@@ -21,7 +21,9 @@ function F.compile(fields)
     end
     local t, opt = spec:match("^(%a+)(%??)$")
     if not t or not TYPES[t] then
-      return nil, string.format("field '%s': unknown type '%s'", name, spec)
+      return nil, string.format("field '%s': unknown type '%s'%s; the types are string, number, "
+        .. "integer, boolean, object, array and any (a trailing ? makes a field optional)",
+        name, spec, U.did_you_mean(spec:gsub("%?$", ""), TYPES))
     end
     list[#list + 1] = { name = name, path = U.split_path(name), type = t,
                         optional = opt == "?" }

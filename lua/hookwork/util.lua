@@ -149,4 +149,42 @@ function U.encode_query(q)
   return table.concat(out, "&")
 end
 
+-- Edit distance between two short strings (option and type names).
+local function distance(a, b)
+  local prev, cur = {}, {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    cur[0] = i
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev, cur = cur, prev
+  end
+  return prev[#b]
+end
+
+-- " (did you mean 'x'?)" for the candidate closest to word (a set or a
+-- list of names), or "" when none is close: a typo, a plural, a prefix.
+function U.did_you_mean(word, candidates)
+  word = tostring(word):lower()
+  local best, bestd
+  local names = {}
+  for k, v in pairs(candidates) do names[#names + 1] = type(k) == "string" and k or v end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local d = distance(word, name:lower())
+    local lname, common = name:lower(), 0
+    while common < #word and word:byte(common + 1) == lname:byte(common + 1) do common = common + 1 end
+    -- a shared stem counts as close: retry/retries, header/headers
+    if (common >= 4 and common >= 0.6 * math.min(#word, #lname))
+       or (common >= 3 and common == #word) then d = math.min(d, 1) end
+    if not bestd or d < bestd then best, bestd = name, d end
+  end
+  if best and bestd <= math.max(1, math.min(3, #word // 3)) then
+    return string.format(" (did you mean '%s'?)", best)
+  end
+  return ""
+end
+
 return U

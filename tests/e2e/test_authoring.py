@@ -210,3 +210,104 @@ def log_format_refuses_an_unknown_name():
     r = run_cli(["run", "--log-format", "xml", "--data", _tmp()])
     eq(r.returncode, 2)
     contains(r.stderr, "--log-format: expected text or json, got 'xml'")
+
+
+# ---------------------------------------------------------------- check
+
+def _check_files(files, *flags):
+    d = _tmp()
+    paths = []
+    for name, text in files.items():
+        p = os.path.join(d, name)
+        with open(p, "w") as f:
+            f.write(text)
+        paths.append(p)
+    return d, run_cli(["check"] + list(flags) + sorted(paths))
+
+
+SHOP = 'local hw = require "hookwork"\nreturn hw.connector { name = "shop" }\n'
+
+
+@test
+def check_names_the_valid_types_and_suggests_one():
+    d, r = _check_files({"a.lua": 'local hw = require "hookwork"\nreturn hw.cycle { steps = {\n'
+                                  '  hw.webhook { name = "in", fields = { a = "str" } } } }\n'})
+    eq(r.returncode, 1)
+    contains(r.stderr, d + "/a.lua:3: hw.webhook: field 'a': unknown type 'str' (did you mean 'string'?); "
+             "the types are string, number, integer, boolean, object, array and any")
+
+
+@test
+def check_suggests_the_option_meant():
+    d, r = _check_files({"b.lua": 'local hw = require "hookwork"\nreturn hw.cycle { steps = {\n'
+                                  '  hw.webhook { name = "in" },\n'
+                                  '  hw.request { name = "r", url = "/x", retris = 3 } } }\n',
+                         "c.lua": 'local hw = require "hookwork"\nreturn hw.cycle { sync_timout = 3, steps = {\n'
+                                  '  hw.webhook { name = "in" } } }\n'})
+    eq(r.returncode, 1)
+    contains(r.stderr, d + "/b.lua:4: hw.request: unknown option 'retris' (did you mean 'retries'?)")
+    contains(r.stderr, "/c.lua:3: hw.cycle: unknown option 'sync_timout' (did you mean 'sync_timeout'?)")
+
+
+@test
+def check_finds_a_match_field_the_transaction_never_has():
+    cyc = ('local hw = require "hookwork"\nreturn hw.cycle { connector = "shop", steps = {\n'
+           '  hw.webhook { name = "in", fields = { order_id = "string", amount = "number" } },\n'
+           '  hw.map { name = "m", fields = { total = "amount" } },\n'
+           '  hw.webhook { name = "status", match = "orderId" } } }\n')
+    d, r = _check_files({"d.lua": cyc, "shop.lua": SHOP})
+    eq(r.returncode, 1)
+    contains(r.stderr, d + "/d.lua:5: webhook 'status': match field 'orderId' is never in the "
+             "transaction's data (it has amount, order_id, total) (did you mean 'order_id'?)")
+    # a step (any Lua) may set it: no complaint then
+    d, r = _check_files({"d.lua": cyc.replace('  hw.map', '  hw.step { name = "s", run = function(tx) '
+                                                 'tx.data.orderId = 1 end },\n  hw.map'),
+                         "shop.lua": SHOP})
+    eq(r.returncode, 0, r.stderr)
+
+
+@test
+def check_finds_jumps_to_unknown_or_earlier_steps_and_duplicates():
+    d, r = _check_files({"e.lua": 'local hw = require "hookwork"\nreturn hw.cycle { steps = {\n'
+                                  '  hw.webhook { name = "in" },\n'
+                                  '  hw.step { name = "work", run = function() end },\n'
+                                  '  hw.decision { name = "d", test = function() end, on_false = "wrok" } } }\n',
+                         "f.lua": 'local hw = require "hookwork"\nreturn hw.cycle { steps = {\n'
+                                  '  hw.webhook { name = "in" },\n'
+                                  '  hw.step { name = "work", run = function() end },\n'
+                                  '  hw.decision { name = "d", test = function() end, on_false = "work" } } }\n',
+                         "g.lua": 'local hw = require "hookwork"\nreturn hw.cycle { steps = {\n'
+                                  '  hw.webhook { name = "in" },\n'
+                                  '  hw.step { name = "in", run = function() end } } }\n'})
+    eq(r.returncode, 1)
+    contains(r.stderr, d + "/e.lua:5: decision 'd': on_false names no step 'wrok'")
+    contains(r.stderr, d + "/f.lua:5: decision 'd': on_false step 'work' must come later")
+    contains(r.stderr, d + "/g.lua:4: duplicate step name 'in'")
+
+
+@test
+def check_unknown_connector_is_suggested():
+    d, r = _check_files({"h.lua": 'local hw = require "hookwork"\nreturn hw.cycle { connector = "shopp",\n'
+                                  '  steps = { hw.webhook { name = "in" } } }\n', "shop.lua": SHOP})
+    eq(r.returncode, 1)
+    contains(r.stderr, d + "/h.lua:3: unknown connector 'shopp' (did you mean 'shop'?)")
+
+
+@test
+def check_json_output_for_editors():
+    d, r = _check_files({"a.lua": 'local hw = require "hookwork"\nreturn hw.cycle { steps = {\n'
+                                  '  hw.webhook { name = "in", fields = { a = "strnig" } } } }\n',
+                         "shop.lua": SHOP}, "--json")
+    eq(r.returncode, 1)
+    doc = _json.loads(r.stdout)
+    eq(len(doc["diagnostics"]), 1)
+    diag = doc["diagnostics"][0]
+    eq(diag["file"], d + "/a.lua")
+    eq(diag["line"], 3)
+    eq(diag["severity"], "error")
+    contains(diag["message"], "unknown type 'strnig' (did you mean 'string'?)")
+    eq(sorted((f["file"].rsplit("/", 1)[1], f["ok"]) for f in doc["files"]),
+       [("a.lua", False), ("shop.lua", True)])
+    d, r = _check_files({"shop.lua": SHOP}, "--json")
+    eq(r.returncode, 0)
+    eq(_json.loads(r.stdout)["diagnostics"], [])
