@@ -8,7 +8,8 @@ PKGS    := liblua5.4-dev libuv1-dev libcurl4-openssl-dev lua-cjson-dev \
            lua-check lintian binutils
 LLHTTP  := /usr/share/llhttp
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
-           -I/usr/include/lua5.4 -I/usr/share/include/llhttp -Icore
+           -I/usr/include/lua5.4 -I/usr/share/include/llhttp -Icore \
+           -DLLHTTP_STRICT_MODE=1
 OPT     ?= -O2 -g
 LIBS    := /usr/lib/x86_64-linux-gnu/liblua5.4-cjson.a -llua5.4 -luv -lcurl \
            -lsqlite3 -lpthread -lm -ldl
@@ -44,10 +45,11 @@ $(BUILD)/%.o: core/%.c core/*.h $(STAMP)
 	@echo "  CC   $<"
 	@$(CC) $(CFLAGS_BASE) $(OPT) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/llhttp/%.o: $(STAMP)
+$(BUILD)/llhttp/%.o: $(STAMP) Makefile
 	@mkdir -p $(dir $@)
 	@echo "  CC   $(LLHTTP)/$*.c"
-	@$(CC) -std=c11 -O2 -g -I/usr/share/include/llhttp $(CFLAGS) -c -o $@ $(LLHTTP)/$*.c
+	@$(CC) -std=c11 -O2 -g -I/usr/share/include/llhttp -DLLHTTP_STRICT_MODE=1 \
+	  $(CFLAGS) -c -o $@ $(LLHTTP)/$*.c
 
 # AddressSanitizer + UBSan build: ./hookwork-asan and unit tests under build/asan.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \

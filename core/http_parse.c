@@ -75,6 +75,7 @@ static hw_http_preq_t *req_new(hw_http_parse_t *p) {
   r->str_len = r->hdr_bytes = 0;
   r->hstate = H_NONE;
   r->in_trailers = 0;
+  r->nhost = 0;
   r->pub.nheaders = 0;
   r->pub.body_len = 0;
   r->pub.data = NULL;
@@ -110,6 +111,26 @@ static int str_nul(hw_http_preq_t *r) {
   return 0;
 }
 
+/* The path of an absolute-form target ("http://host:1/a?b" -> "/a?b"),
+ * in place: the scheme and authority are dropped (RFC 9112 3.2.2; the
+ * authority replaces Host, which only routing would use).  Returns url
+ * itself for origin-form. */
+static char *origin_form(char *url) {
+  char *a;
+
+  if (strncasecmp(url, "http://", 7) == 0)
+    a = url + 7;
+  else if (strncasecmp(url, "https://", 8) == 0)
+    a = url + 8;
+  else
+    return url;
+  a += strcspn(a, "/?#");
+  if (*a == '/')
+    return a;
+  a[-1] = '/'; /* no path: "/" (the byte before is authority or "//") */
+  return a - 1;
+}
+
 /* Turns the arena offsets into the public pointers; 0 or -1 (ENOMEM). */
 static int req_finish(hw_http_preq_t *r, llhttp_t *ll) {
   hw_http_req_t *p = &r->pub;
@@ -125,7 +146,7 @@ static int req_finish(hw_http_preq_t *r, llhttp_t *ll) {
     p->headers = h; /* sized once for the most a request may have */
     r->hdrs_cap = HW_HTTP_MAX_HEADERS;
   }
-  p->path = r->str; /* the URL comes first in the arena */
+  p->path = origin_form(r->str); /* the URL comes first in the arena */
   if ((q = strchr(p->path, '?')) != NULL)
     *q++ = '\0';
   p->query = q ? q : p->path + strlen(p->path);
@@ -181,6 +202,18 @@ static int on_span_complete(llhttp_t *ll) {
   return str_nul(p->cur) < 0 ? cb_fail(p, 500) : 0;
 }
 
+/* Ends a header name: an empty one (": v") is not a header. */
+static int on_field_complete(llhttp_t *ll) {
+  hw_http_parse_t *p = ll->data;
+  hw_http_preq_t *r = p->cur;
+
+  if (r->in_trailers)
+    return 0;
+  if (r->hstate != H_FIELD || r->str_len == r->spans[r->pub.nheaders].name)
+    return cb_fail(p, 400);
+  return on_span_complete(ll);
+}
+
 /* Starts a header: checks the count and makes room for its offsets. */
 static int header_start(hw_http_parse_t *p, hw_http_preq_t *r) {
   struct hw_http_span_s *sp;
@@ -221,9 +254,20 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t len) {
 static int on_header_value(llhttp_t *ll, const char *at, size_t len) {
   hw_http_parse_t *p = ll->data;
   hw_http_preq_t *r = p->cur;
+  const char *b = at;
+  char before;
 
+  while (b > p->feed && is_blank(b[-1]))
+    b--;
+  before = b > p->feed ? b[-1] : p->prev_last;
+  /* A value piece right after a line end (blanks aside) is obs-fold, which
+   * llhttp joins but a proxy may not: refused (RFC 9112 5.2 allows 400). */
+  if (before == '\n')
+    return cb_fail(p, 400);
   if (r->in_trailers)
     return 0;
+  if (r->hstate == H_NONE)
+    return cb_fail(p, 400); /* a value with no name */
   if (r->hstate != H_VALUE) {
     r->spans[r->pub.nheaders].value = r->str_len;
     r->hstate = H_VALUE;
@@ -239,6 +283,8 @@ static int on_header_value_complete(llhttp_t *ll) {
 
   if (r->in_trailers)
     return 0;
+  if (r->hstate == H_NONE)
+    return cb_fail(p, 400);
   s = &r->spans[r->pub.nheaders];
   if (r->hstate != H_VALUE) /* an empty value may come without on_value */
     s->value = r->str_len;
@@ -248,6 +294,8 @@ static int on_header_value_complete(llhttp_t *ll) {
     r->str_len--;
   if (str_nul(r) < 0)
     return cb_fail(p, 500);
+  if (strcmp(r->str + s->name, "host") == 0)
+    r->nhost++;
   r->pub.nheaders++;
   r->hstate = H_NONE;
   return 0;
@@ -272,6 +320,12 @@ static int on_headers_complete(llhttp_t *ll) {
   r->in_trailers = 1;
   r->http_minor = ll->http_minor;
   r->head = ll->method == HTTP_HEAD;
+  if (ll->http_major != 1 || ll->http_minor > 1)
+    return cb_fail(p, 505); /* HTTP/0.9 and HTTP/2.0 request lines too */
+  if (r->nhost > 1 || (ll->http_minor == 1 && r->nhost == 0))
+    return cb_fail(p, 400);
+  if (ll->http_minor == 0 && (ll->flags & F_TRANSFER_ENCODING))
+    return cb_fail(p, 400); /* RFC 9112 6.1: framing is faulty */
   if (has_cl && ll->content_length > p->max_body)
     return cb_fail(p, 413); /* before any 100 Continue or body bytes */
   cl = has_cl ? (size_t) ll->content_length : 0;
@@ -312,7 +366,7 @@ static const llhttp_settings_t settings = {
   .on_url = on_url,
   .on_url_complete = on_span_complete,
   .on_header_field = on_header_field,
-  .on_header_field_complete = on_span_complete,
+  .on_header_field_complete = on_field_complete,
   .on_header_value = on_header_value,
   .on_header_value_complete = on_header_value_complete,
   .on_headers_complete = on_headers_complete,
@@ -329,6 +383,14 @@ void hw_http_parse_init(hw_http_parse_t *p, size_t max_body) {
   p->max_body = max_body;
 }
 
+/* Remembers the last non-blank byte of what llhttp consumed. */
+static void note_last(hw_http_parse_t *p, const char *data, size_t n) {
+  while (n > 0 && is_blank(data[n - 1]))
+    n--;
+  if (n > 0)
+    p->prev_last = data[n - 1];
+}
+
 int hw_http_parse_feed(hw_http_parse_t *p, const char *data, size_t len,
                        size_t *used, hw_http_preq_t **out) {
   llhttp_errno_t err;
@@ -339,9 +401,11 @@ int hw_http_parse_feed(hw_http_parse_t *p, const char *data, size_t len,
     llhttp_resume(&p->parser);
     p->paused = 0;
   }
+  p->feed = data;
   err = llhttp_execute(&p->parser, data, len);
   if (err == HPE_OK) {
     *used = len;
+    note_last(p, data, len);
     return HW_HTTP_PARSE_MORE;
   }
   if (err != HPE_PAUSED || p->cur == NULL) {
@@ -350,6 +414,7 @@ int hw_http_parse_feed(hw_http_parse_t *p, const char *data, size_t len,
     return HW_HTTP_PARSE_ERROR;
   }
   *used = (size_t) (llhttp_get_error_pos(&p->parser) - data);
+  note_last(p, data, *used);
   p->paused = 1;
   *out = p->cur;
   p->cur = NULL;

@@ -10,6 +10,15 @@
  * HW_HTTP_MAX_HEADER_BYTES or more than HW_HTTP_MAX_HEADERS headers -> 431,
  * body over max_body (by Content-Length, or as chunks arrive) -> 413, ENOMEM
  * -> 500, any llhttp error -> 400.
+ *
+ * Strictness (RFC 9112; a request two parsers could frame differently is a
+ * smuggling risk behind a proxy, so it is refused rather than guessed at):
+ * llhttp is built with LLHTTP_STRICT_MODE (chunk data must end in CRLF, no
+ * space before a header's colon), and on top of it: a version other than
+ * HTTP/1.0 or HTTP/1.1 -> 505; an empty header name, obs-fold (a header line
+ * continued on the next line), HTTP/1.1 without exactly one Host, more than
+ * one Host, Transfer-Encoding on HTTP/1.0 -> 400.  An absolute-form target
+ * ("POST http://host/hooks/T HTTP/1.1") is accepted: pub.path is its path.
  */
 #ifndef HW_HTTP_PARSE_H
 #define HW_HTTP_PARSE_H
@@ -33,6 +42,7 @@ typedef struct hw_http_preq_s {
   size_t hdr_bytes;        /* against HW_HTTP_MAX_HEADER_BYTES */
   int hstate;              /* which header part llhttp is in */
   int in_trailers;         /* chunked trailers are parsed, then dropped */
+  int nhost;               /* Host headers seen */
   int http_minor;          /* 0: HTTP/1.0 wants "Connection: keep-alive" */
   int head;                /* HEAD: the answer carries no body */
 } hw_http_preq_t;
@@ -46,6 +56,8 @@ typedef struct hw_http_parse_s {
   int want_continue;       /* the client waits for 100 Continue; the caller
                               sends it and clears this */
   int paused;
+  const char *feed;        /* the buffer llhttp is executing, and the last */
+  char prev_last;          /* non-blank byte before it: obs-fold detection */
 } hw_http_parse_t;
 
 enum {

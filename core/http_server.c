@@ -291,6 +291,7 @@ static void conn_fail(conn_t *c, int status) {
                     : status == 408 ? "request timeout"
                     : status == 413 ? "request body too large"
                     : status == 431 ? "request headers too large"
+                    : status == 505 ? "HTTP version not supported"
                                     : "internal server error";
   int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", msg);
 
@@ -785,7 +786,7 @@ const char *hw_http_reason(int status) {
     {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
     {500, "Internal Server Error"}, {501, "Not Implemented"},
     {502, "Bad Gateway"}, {503, "Service Unavailable"},
-    {504, "Gateway Timeout"},
+    {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
   };
   size_t i;
 

@@ -320,9 +320,9 @@ static void c_keepalive(ctx_t *x) {
   cli_t *c = malloc(sizeof *c);
 
   cli_open(c, x);
-  cli_puts(c, "POST /1 HTTP/1.1\r\nContent-Length: 3\r\n\r\none");
+  cli_puts(c, "POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none");
   cli_resp(c, &x->resp[0]);
-  cli_puts(c, "GET /2?q HTTP/1.1\r\n\r\n");
+  cli_puts(c, "GET /2?q HTTP/1.1\r\nHost: x\r\n\r\n");
   cli_resp(c, &x->resp[1]);
   cli_close(c);
   free(c);
@@ -342,9 +342,9 @@ static void c_pipeline(ctx_t *x) {
   int i;
 
   cli_open(c, x);
-  cli_puts(c, "POST /a HTTP/1.1\r\nContent-Length: 1\r\n\r\na"
-              "POST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nbb"
-              "POST /c HTTP/1.1\r\nContent-Length: 3\r\n\r\nccc");
+  cli_puts(c, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na"
+              "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nbb"
+              "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nccc");
   for (i = 0; i < 3; i++)
     cli_resp(c, &x->resp[i]);
   cli_close(c);
@@ -376,7 +376,7 @@ static void c_chunked(ctx_t *x) {
   cli_t *c = malloc(sizeof *c);
 
   cli_open(c, x);
-  cli_puts(c, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+  cli_puts(c, "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
               "3\r\nhel\r\n");
   usleep(20000); /* the body arrives in two reads */
   cli_puts(c, "6\r\nlo wor\r\n2\r\nld\r\n0\r\nX-Trailer: t\r\n\r\n");
@@ -400,13 +400,13 @@ static void c_too_large(ctx_t *x) {
   memset(big, 'x', 100);
   big[100] = '\0';
   cli_open(c, x);
-  cli_puts(c, "POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n");
+  cli_puts(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
   cli_puts(c, big);
   cli_resp(c, &x->resp[0]);
   x->eof[0] = cli_eof(c);
   cli_close(c);
   cli_open(c, x);
-  cli_puts(c, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+  cli_puts(c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
               "a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n");
   cli_resp(c, &x->resp[1]);
   x->eof[1] = cli_eof(c);
@@ -434,7 +434,7 @@ static void send_headers(cli_t *c, int n, size_t vlen) {
   char line[64], *v = malloc(vlen + 1);
   int i;
 
-  cli_puts(c, "GET /h HTTP/1.1\r\n");
+  cli_puts(c, "GET /h HTTP/1.1\r\nHost: x\r\n");
   for (i = 0; i < n; i++) {
     snprintf(line, sizeof line, "X-H%d: v\r\n", i);
     cli_puts(c, line);
@@ -454,11 +454,11 @@ static void c_headers(ctx_t *x) {
   cli_t *c = malloc(sizeof *c);
 
   cli_open(c, x);
-  send_headers(c, 100, 0); /* exactly at the limit: fine */
+  send_headers(c, 99, 0); /* with Host, exactly at the limit: fine */
   cli_resp(c, &x->resp[0]);
   cli_close(c);
   cli_open(c, x);
-  send_headers(c, 101, 0);
+  send_headers(c, 100, 0);
   cli_resp(c, &x->resp[1]);
   x->eof[1] = cli_eof(c);
   cli_close(c);
@@ -537,8 +537,8 @@ static void c_disconnect(ctx_t *x) {
 
   cli_open(c, x);
   /* The second request waits behind the held first one when we leave. */
-  cli_puts(c, "POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"
-              "GET /next HTTP/1.1\r\n\r\n");
+  cli_puts(c, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+              "GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
   uv_sem_wait(&x->sem);
   cli_close(c);
   usleep(300000); /* the loop notices, then answers the gone request */
@@ -559,10 +559,10 @@ static void c_async(ctx_t *x) {
   long t0 = now_ms();
 
   cli_open(c, x);
-  cli_puts(c, "POST /async HTTP/1.1\r\nContent-Length: 4\r\n\r\nlate");
+  cli_puts(c, "POST /async HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nlate");
   cli_resp(c, &x->resp[0]);
   x->elapsed_ms = now_ms() - t0;
-  cli_puts(c, "GET /again HTTP/1.1\r\n\r\n");
+  cli_puts(c, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
   cli_resp(c, &x->resp[1]);
   cli_close(c);
   free(c);
@@ -583,7 +583,7 @@ static void c_idle(ctx_t *x) {
   long t0;
 
   cli_open(c, x);
-  cli_puts(c, "GET / HTTP/1.1\r\n\r\n");
+  cli_puts(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   cli_resp(c, &x->resp[0]);
   t0 = now_ms();
   x->eof[0] = cli_eof(c);
@@ -613,7 +613,7 @@ static void c_http10(ctx_t *x) {
   cli_open(c, x);
   cli_puts(c, "GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
   cli_resp(c, &x->resp[1]);
-  cli_puts(c, "GET /c HTTP/1.1\r\nConnection: close\r\n\r\n");
+  cli_puts(c, "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   cli_resp(c, &x->resp[2]);
   x->eof[2] = cli_eof(c);
   cli_close(c);
@@ -636,7 +636,7 @@ static void c_expect(ctx_t *x) {
   cli_t *c = malloc(sizeof *c);
 
   cli_open(c, x);
-  cli_puts(c, "POST /e HTTP/1.1\r\nExpect: 100-continue\r\n"
+  cli_puts(c, "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
               "Content-Length: 5\r\n\r\n");
   cli_resp(c, &x->resp[0]);
   cli_puts(c, "hello");
@@ -658,7 +658,7 @@ static void c_close_held(ctx_t *x) {
   cli_t *c = malloc(sizeof *c);
 
   cli_open(c, x);
-  cli_puts(c, "GET /held HTTP/1.1\r\n\r\n");
+  cli_puts(c, "GET /held HTTP/1.1\r\nHost: x\r\n\r\n");
   uv_sem_wait(&x->sem);
   x->stop_sent = 1;
   uv_async_send(&x->stop); /* the server closes with our request held */
@@ -682,7 +682,7 @@ static void c_bad_answer(ctx_t *x) {
   cli_t *c = malloc(sizeof *c);
 
   cli_open(c, x);
-  cli_puts(c, "GET / HTTP/1.1\r\n\r\n");
+  cli_puts(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   cli_resp(c, &x->resp[0]);
   x->eof[0] = cli_eof(c);
   cli_close(c);
@@ -703,11 +703,11 @@ static void c_ipv6(ctx_t *x) {
   cli_t *c = malloc(sizeof *c);
 
   cli_open(c, x); /* IPv4 onto a dual-stack socket: ::ffff:127.0.0.1 */
-  cli_puts(c, "GET / HTTP/1.1\r\n\r\n");
+  cli_puts(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   cli_resp(c, &x->resp[0]);
   cli_close(c);
   cli_open_at(c, "::1", x->port);
-  cli_puts(c, "GET / HTTP/1.1\r\n\r\n");
+  cli_puts(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   cli_resp(c, &x->resp[1]);
   cli_close(c);
   free(c);
@@ -726,11 +726,11 @@ TEST(ipv6_and_mapped_peer) {
  * must neither crash nor leak (ASan), whatever it answers. */
 static void c_fuzz(ctx_t *x) {
   static const char *seeds[] = {
-    "POST /a?b HTTP/1.1\r\nContent-Length: 4\r\nX: y\r\n\r\nbody",
-    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    "POST /a?b HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX: y\r\n\r\nbody",
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     "4\r\nbody\r\n0\r\n\r\n",
-    "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n",
-    "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+    "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
   };
   cli_t *c = malloc(sizeof *c);
   char buf[512];
