@@ -54,34 +54,26 @@ int hw_parse_hostport(const char *s, char *host, size_t hostlen, int *port) {
 }
 
 /* The client address: the peer, or with --trust-proxy the right-most
- * X-Forwarded-For address that is not a trusted proxy. */
-static void client_ip(hw_engine_t *e, hw_http_req_t *req, char *out,
-                      size_t len) {
-  const char *xff;
-  char buf[2048], *p, *tok;
-  unsigned char tmp[16];
+ * X-Forwarded-For address that is not a trusted proxy, read from every
+ * X-Forwarded-For field in order (hw_xff_client).  Returns 0, or -1 with
+ * msg set to the 400 to answer (list too long, or an entry that is not an
+ * address). */
+static int client_ip(hw_engine_t *e, hw_http_req_t *req, char *out,
+                     size_t len, char *msg, size_t msglen) {
+  const char *fields[HW_HTTP_MAX_HEADERS];
+  size_t n = 0;
+  int i, rc;
 
-  snprintf(out, len, "%s", req->peer_ip);
-  if (e->trusted == NULL || !hw_ipfilter_match(e->trusted, req->peer_ip))
-    return;
-  xff = hw_http_req_header(req, "x-forwarded-for");
-  if (xff == NULL)
-    return;
-  snprintf(buf, sizeof buf, "%s", xff);
-  while ((p = strrchr(buf, ',')) != NULL || buf[0] != '\0') {
-    tok = p ? p + 1 : buf;
-    while (*tok == ' ' || *tok == '\t')
-      tok++;
-    tok[strcspn(tok, " \t")] = '\0';
-    if (strlen(tok) >= len || hw_ip_parse(tok, tmp) != 0)
-      return; /* garbage: keep the last trustworthy address */
-    memcpy(out, tok, strlen(tok) + 1);
-    if (!hw_ipfilter_match(e->trusted, tok))
-      return;
-    if (p == NULL)
-      return;
-    *p = '\0';
-  }
+  for (i = 0; i < req->nheaders; i++)
+    if (strcmp(req->headers[i].name, "x-forwarded-for") == 0)
+      fields[n++] = req->headers[i].value;
+  rc = hw_xff_client(e->trusted, req->peer_ip, fields, n, out, len, msg,
+                     msglen);
+  if (rc == -E2BIG)
+    snprintf(msg, msglen, "X-Forwarded-For: list over %d bytes", HW_XFF_MAX);
+  else if (rc == -ENOSPC)
+    snprintf(msg, msglen, "X-Forwarded-For: entry too long");
+  return rc == 0 ? 0 : -1;
 }
 
 static void push_request(lua_State *L, hw_http_req_t *req, const char *ip) {
@@ -105,13 +97,31 @@ static void push_request(lua_State *L, hw_http_req_t *req, const char *ip) {
   lua_setfield(L, -2, "headers");
 }
 
+/* {"error":"MSG"} with MSG's quotes, backslashes and control bytes escaped
+ * (it may quote client bytes). */
+static void json_error(char *out, size_t cap, const char *msg) {
+  size_t o = 0;
+  const unsigned char *m = (const unsigned char *) msg;
+
+  o = (size_t) snprintf(out, cap, "{\"error\":\"");
+  for (; *m && o + 8 < cap; m++) {
+    if (*m == '"' || *m == '\\')
+      o += (size_t) snprintf(out + o, cap - o, "\\%c", *m);
+    else if (*m < 0x20 || *m >= 0x7f)
+      o += (size_t) snprintf(out + o, cap - o, "\\u%04x", *m);
+    else
+      out[o++] = (char) *m;
+  }
+  snprintf(out + o, cap - o, "\"}");
+}
+
 static void respond_json(hw_http_req_t *req, int status, const char *json) {
   hw_http_respond(req, status, "application/json", NULL, json, strlen(json));
 }
 
 static void web_request(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
   hw_engine_t *e = arg;
-  char ip[64];
+  char ip[64], msg[160];
   (void) srv;
 
   if (strncmp(req->path, "/hooks/", 7) != 0) {
@@ -122,7 +132,12 @@ static void web_request(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
     respond_json(req, 503, "{\"error\":\"shutting down\"}");
     return;
   }
-  client_ip(e, req, ip, sizeof ip);
+  if (client_ip(e, req, ip, sizeof ip, msg, sizeof msg) != 0) {
+    char body[256];
+    json_error(body, sizeof body, msg);
+    respond_json(req, 400, body);
+    return;
+  }
   push_request(e->L, req, ip);
   lua_pushlightuserdata(e->L, req);
   /* E.webhook answers every request it is given, errors included. */

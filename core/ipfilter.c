@@ -163,15 +163,110 @@ static int in_entry(const unsigned char a[16], const entry_t *e) {
   return (a[whole] & m) == e->addr[whole];
 }
 
+int hw_ipfilter_match_addr(const hw_ipfilter_t *f, const unsigned char a[16]) {
+  size_t i;
+
+  assert(f != NULL);
+  for (i = 0; i < f->n; i++)
+    if (in_entry(a, &f->e[i]))
+      return 1;
+  return 0;
+}
+
 int hw_ipfilter_match(const hw_ipfilter_t *f, const char *ip) {
   unsigned char a[16];
-  size_t i;
 
   assert(f != NULL);
   if (hw_ip_parse(ip, a) < 0)
     return 0;
-  for (i = 0; i < f->n; i++)
-    if (in_entry(a, &f->e[i]))
-      return 1;
+  return hw_ipfilter_match_addr(f, a);
+}
+
+/* ---- X-Forwarded-For ---- */
+
+static int is_ows(char c) { return c == ' ' || c == '\t'; }
+
+/* Copies one list element [s, e) into buf as a bare address: blanks
+ * trimmed, "[v6]" and "[v6]:port" unbracketed, "v4:port" without the port.
+ * Returns its length (0: an empty element), or -EINVAL when it cannot be an
+ * address at all (too long). */
+static int xff_entry(const char *s, const char *e, char *buf, size_t cap) {
+  const char *colon;
+  size_t n;
+
+  while (s < e && is_ows(*s))
+    s++;
+  while (e > s && is_ows(e[-1]))
+    e--;
+  if (s < e && *s == '[') {
+    const char *rb = memchr(s, ']', (size_t) (e - s));
+    if (rb == NULL)
+      return -EINVAL;
+    if (rb + 1 != e && rb[1] != ':')
+      return -EINVAL;
+    s++;
+    e = rb;
+  } else if ((colon = memchr(s, ':', (size_t) (e - s))) != NULL &&
+             memchr(colon + 1, ':', (size_t) (e - colon - 1)) == NULL) {
+    e = colon; /* one colon: v4:port (an IPv6 address has two or more) */
+  }
+  n = (size_t) (e - s);
+  if (n >= cap)
+    return -EINVAL;
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  return (int) n;
+}
+
+static int xff_bad(const char *s, const char *e, char *err, size_t errlen) {
+  while (s < e && is_ows(*s))
+    s++;
+  while (e > s && is_ows(e[-1]))
+    e--;
+  if (err != NULL && errlen > 0)
+    snprintf(err, errlen, "X-Forwarded-For: invalid entry '%.*s'",
+             (int) (e - s > 64 ? 64 : e - s), s);
+  return -EINVAL;
+}
+
+int hw_xff_client(const hw_ipfilter_t *trusted, const char *peer,
+                  const char *const *fields, size_t n, char *out,
+                  size_t outlen, char *err, size_t errlen) {
+  char buf[INET6_ADDRSTRLEN];
+  unsigned char a[16];
+  size_t i, total = 0;
+  int len;
+
+  if (strlen(peer) >= outlen)
+    return -ENOSPC;
+  strcpy(out, peer);
+  if (trusted == NULL || n == 0 || !hw_ipfilter_match(trusted, peer))
+    return 0;
+  for (i = 0; i < n; i++) {
+    total += strlen(fields[i]) + (i > 0 ? 2 : 0);
+    if (total > HW_XFF_MAX)
+      return -E2BIG;
+  }
+  /* Right to left over the fields, and over each field's elements. */
+  for (i = n; i-- > 0;) {
+    const char *f = fields[i], *end = f + strlen(f), *s;
+
+    for (;;) {
+      for (s = end; s > f && s[-1] != ','; s--) {}
+      len = xff_entry(s, end, buf, sizeof buf);
+      if (len < 0 || (len > 0 && hw_ip_parse(buf, a) < 0))
+        return xff_bad(s, end, err, errlen);
+      if (len > 0) {
+        if ((size_t) len >= outlen)
+          return -ENOSPC;
+        memcpy(out, buf, (size_t) len + 1);
+        if (!hw_ipfilter_match_addr(trusted, a))
+          return 0;
+      }
+      if (s == f)
+        break;
+      end = s - 1; /* before the comma */
+    }
+  }
   return 0;
 }

@@ -26,4 +26,24 @@ int hw_ipfilter_match(const hw_ipfilter_t *f, const char *ip);
  * Returns 0 or -EINVAL. */
 int hw_ip_parse(const char *ip, unsigned char out[16]);
 
+/* 1 when the 16-byte address (as hw_ip_parse gives it) is in the list. */
+int hw_ipfilter_match_addr(const hw_ipfilter_t *f, const unsigned char a[16]);
+
+/* The longest X-Forwarded-For list believed (fields joined with ", "). */
+#define HW_XFF_MAX 8192
+
+/* The client address of a request: the socket peer, or when the peer is in
+ * `trusted`, the right-most entry of the X-Forwarded-For list that is not in
+ * `trusted` (every entry trusted: the left-most).  The list is the n field
+ * values in arrival order, joined with ", " (RFC 9110 5.3); empty elements
+ * are skipped; an entry may carry a port ("192.0.2.1:443", "[2001:db8::1]:80")
+ * or brackets, which are dropped.  Nothing is truncated.
+ * Returns 0 with out filled (NUL-terminated); -E2BIG when the trusted
+ * peer's list is over HW_XFF_MAX bytes; -EINVAL when an entry that must be
+ * read is not an address (err: "X-Forwarded-For: invalid entry 'ENTRY'");
+ * -ENOSPC when out is too small. */
+int hw_xff_client(const hw_ipfilter_t *trusted, const char *peer,
+                  const char *const *fields, size_t n, char *out,
+                  size_t outlen, char *err, size_t errlen);
+
 #endif

@@ -156,3 +156,78 @@ def pipelined_requests_still_work_under_strict_parsing():
                "2;ext=1\r\n{}\r\n0\r\nX-Trailer: t\r\n\r\n" % path)
         resps, _ = answers(e.port, (one * 3).encode(), 3)
         eq([r.status for r in resps], [202, 202, 202])
+
+
+# ---------------------------------------------------------------- X-Forwarded-For
+
+GATE = 'local hw = require "hookwork"\nreturn hw.connector { name = "gate", allowed_ips = { "127.0.0.2" } }\n'
+GUARDED = cycle("guarded", """    hw.webhook { name = "in", ip_filtered = true },
+    hw.step { name = "ip", run = function(tx) tx.data.ip = tx.request.ip end },""",
+                extra='\n  connector = "gate",')
+
+
+def xff_post(e, fields, source="127.0.0.5"):
+    """POST with one X-Forwarded-For line per entry of fields, from source."""
+    path = e.hook_path("guarded", "in")
+    head = "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % path
+    head += "".join("X-Forwarded-For: %s\r\n" % f for f in fields)
+    data = (head + "Content-Length: 2\r\nConnection: close\r\n\r\n{}").encode()
+    s = socket.socket()
+    s.bind((source, 0))
+    s.settimeout(5)
+    s.connect(("127.0.0.1", e.port))
+    with RawConn.__new__(RawConn) as c:
+        c.sock, c.buf, c.closed_by_peer = s, b"", False
+        c.send(data)
+        c.read_until_closed(timeout=5)
+        resps = parse_responses(c.buf)[0]
+    ok(len(resps) == 1, "one answer", resps)
+    return resps[0]
+
+
+@test
+def xff_every_field_is_read():
+    # The client forges a first field; the trusted proxy appends the real
+    # address as a second field.  Reading only the first let it through.
+    with Engine({"gate.lua": GATE, "guarded.lua": GUARDED},
+                args=["--trust-proxy", "127.0.0.5/32"]) as e:
+        e.start()
+        eq(xff_post(e, ["127.0.0.2", "127.0.0.3"]).status, 403)
+        eq(xff_post(e, ["127.0.0.9, 127.0.0.2", "127.0.0.3"]).status, 403)
+        r = xff_post(e, ["127.0.0.3", "127.0.0.2"])
+        eq(r.status, 202)
+        t = e.wait_tx(r.json["transaction"], "completed")
+        eq(t["data"]["ip"], "127.0.0.2")
+
+
+@test
+def xff_long_list_is_not_cut():
+    # The proxy's entry sits after 2047 bytes: cutting there made the
+    # forged 127.0.0.2 the right-most entry.
+    with Engine({"gate.lua": GATE, "guarded.lua": GUARDED},
+                args=["--trust-proxy", "127.0.0.5/32"]) as e:
+        e.start()
+        forged = "1.1.1.1, " * 226 + "    127.0.0.2"
+        eq(len(forged), 2047)
+        eq(xff_post(e, [forged + ", 127.0.0.3"]).status, 403)
+        r = xff_post(e, ["127.0.0.3, " * 300 + "127.0.0.2"])
+        eq(r.status, 202)
+        eq(e.wait_tx(r.json["transaction"], "completed")["data"]["ip"], "127.0.0.2")
+
+
+@test
+def xff_over_8k_or_garbage_is_400():
+    with Engine({"gate.lua": GATE, "guarded.lua": GUARDED},
+                args=["--trust-proxy", "127.0.0.5/32"]) as e:
+        e.start()
+        big = ["127.0.0.9, " * 400, "127.0.0.9, " * 400 + "127.0.0.2"]   # 8,809 bytes joined
+        r = xff_post(e, big)
+        eq(r.status, 400)
+        contains(r.json["error"], "X-Forwarded-For")
+        contains(r.json["error"], "8192")
+        r = xff_post(e, ["127.0.0.2, bogus\"x"])
+        eq(r.status, 400)
+        contains(r.json["error"], "invalid entry 'bogus\"x'")
+        # from an untrusted peer the header is not read at all
+        eq(xff_post(e, big, source="127.0.0.2").status, 202)
+        eq(len(e.txs()), 1)

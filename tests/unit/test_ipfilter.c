@@ -123,6 +123,115 @@ TEST(ip_parse) {
   ASSERT_EQ(hw_ip_parse("192.0.2.1/32", a), -EINVAL);
 }
 
+/* hw_xff_client with trusted = list, fields as given; returns rc and the
+ * client in out. */
+static int xff(const char *list, const char *peer, const char *const *fields,
+               size_t n, char *out, size_t outlen) {
+  const char *ents[4];
+  char buf[256], err[128];
+  size_t k = 0;
+  hw_ipfilter_t *f = NULL;
+  int rc;
+
+  snprintf(buf, sizeof buf, "%s", list);
+  for (char *t = strtok(buf, " "); t != NULL && k < 4; t = strtok(NULL, " "))
+    ents[k++] = t;
+  if (hw_ipfilter_parse(ents, k, &f, err, sizeof err) != 0)
+    return -1000;
+  rc = hw_xff_client(f, peer, fields, n, out, outlen, err, sizeof err);
+  hw_ipfilter_free(f);
+  return rc;
+}
+
+TEST(xff_rightmost_untrusted) {
+  char out[64];
+  const char *one[] = {"192.0.2.1, 10.0.0.7"};
+  const char *two[] = {"192.0.2.66", "192.0.2.1"}; /* forged first field */
+  const char *chain[] = {"192.0.2.9, 192.0.2.1", "10.0.0.8, 10.0.0.7"};
+  const char *alltrusted[] = {"10.0.0.3, 10.0.0.2"};
+
+  ASSERT_EQ(xff("10.0.0.0/8", "10.0.0.1", one, 1, out, sizeof out), 0);
+  ASSERT_STREQ(out, "192.0.2.1");
+  ASSERT_EQ(xff("10.0.0.0/8", "10.0.0.1", two, 2, out, sizeof out), 0);
+  ASSERT_STREQ(out, "192.0.2.1");
+  ASSERT_EQ(xff("10.0.0.0/8", "10.0.0.1", chain, 2, out, sizeof out), 0);
+  ASSERT_STREQ(out, "192.0.2.1");
+  ASSERT_EQ(xff("10.0.0.0/8", "10.0.0.1", alltrusted, 1, out, sizeof out), 0);
+  ASSERT_STREQ(out, "10.0.0.3");
+  /* untrusted peer: the header is not read, even when it is garbage */
+  const char *junk[] = {"not an address"};
+  ASSERT_EQ(xff("10.0.0.0/8", "192.0.2.5", junk, 1, out, sizeof out), 0);
+  ASSERT_STREQ(out, "192.0.2.5");
+  /* no header: the peer */
+  ASSERT_EQ(xff("10.0.0.0/8", "10.0.0.1", NULL, 0, out, sizeof out), 0);
+  ASSERT_STREQ(out, "10.0.0.1");
+}
+
+TEST(xff_forms) {
+  char out[64];
+  const char *ports[] = {"[2001:db8::1]:443"};
+  const char *v4port[] = {"192.0.2.1:8080"};
+  const char *bracket[] = {"[2001:db8::2]"};
+  const char *v6[] = {" 2001:db8::3 ,, "};
+  const char *empty[] = {""};
+
+  ASSERT_EQ(xff("::1", "::1", ports, 1, out, sizeof out), 0);
+  ASSERT_STREQ(out, "2001:db8::1");
+  ASSERT_EQ(xff("::1", "::1", v4port, 1, out, sizeof out), 0);
+  ASSERT_STREQ(out, "192.0.2.1");
+  ASSERT_EQ(xff("::1", "::1", bracket, 1, out, sizeof out), 0);
+  ASSERT_STREQ(out, "2001:db8::2");
+  ASSERT_EQ(xff("::1", "::1", v6, 1, out, sizeof out), 0);
+  ASSERT_STREQ(out, "2001:db8::3");
+  ASSERT_EQ(xff("::1", "::1", empty, 1, out, sizeof out), 0);
+  ASSERT_STREQ(out, "::1");
+}
+
+TEST(xff_bad_entries) {
+  char out[64];
+  const char *bad[][1] = {{"192.0.2.1, evil"}, {"[::1"}, {"[::1]x"},
+                          {"1.2.3.4/8"}, {"1.2.3.4\x01"}, {"01.2.3.4"}};
+  const char *ok_left[] = {"garbage, 192.0.2.1"}; /* never reached */
+  size_t i;
+
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    ASSERT_EQ(xff("10.0.0.0/8", "10.0.0.1", bad[i], 1, out, sizeof out),
+              -EINVAL);
+  ASSERT_EQ(xff("10.0.0.0/8", "10.0.0.1", ok_left, 1, out, sizeof out), 0);
+  ASSERT_STREQ(out, "192.0.2.1");
+}
+
+TEST(xff_long_lists) {
+  static char big[HW_XFF_MAX + 64], pad[HW_XFF_MAX];
+  const char *fields[2];
+  char out[64];
+  size_t n = 0;
+
+  /* 8 KiB exactly is fine and the right-most entry is read, wherever it is */
+  while (n + 10 <= HW_XFF_MAX - 11)
+    n += (size_t) sprintf(big + n, "10.0.0.9, ");
+  memset(big + n, ' ', HW_XFF_MAX - 11 - n);
+  strcpy(big + HW_XFF_MAX - 11, "192.0.2.77,");
+  fields[0] = big;
+  ASSERT_EQ(strlen(big), HW_XFF_MAX);
+  ASSERT_EQ(xff("10.0.0.0/8", "10.0.0.1", fields, 1, out, sizeof out), 0);
+  ASSERT_STREQ(out, "192.0.2.77");
+  /* one byte more, counting the ", " that joins two fields */
+  memset(pad, ' ', sizeof pad); /* blank elements are skipped */
+  pad[HW_XFF_MAX - 9] = '\0';
+  fields[0] = pad;
+  fields[1] = "10.0.0.2";
+  ASSERT_EQ(xff("10.0.0.0/8", "10.0.0.1", fields, 2, out, sizeof out), -E2BIG);
+  pad[HW_XFF_MAX - 9] = ' ';
+  pad[HW_XFF_MAX - 10] = '\0';
+  ASSERT_EQ(strlen(pad) + 2 + strlen(fields[1]), HW_XFF_MAX);
+  ASSERT_EQ(xff("10.0.0.0/8", "10.0.0.1", fields, 2, out, sizeof out), 0);
+  ASSERT_STREQ(out, "10.0.0.2");   /* all trusted up to the left-most */
+  /* too small an output buffer is an error, never a cut address */
+  ASSERT_EQ(xff("10.0.0.0/8", "10.0.0.1", fields, 2, out, 4), -ENOSPC);
+}
+
 RUN_TESTS("ipfilter", T(v4_single), T(v4_cidr), T(v6), T(v4_mapped),
           T(list_and_empty), T(malformed), T(err_truncated), T(bad_client),
-          T(ip_parse))
+          T(ip_parse), T(xff_rightmost_untrusted), T(xff_forms),
+          T(xff_bad_entries), T(xff_long_lists))
