@@ -1,9 +1,9 @@
--- The connector the example cycles share: a local stand-in for a shop API.
+-- cycles/shop.lua
 local hw = require "hookwork"
 
 return hw.connector {
   name = "shop",
-  allowed_ips = { "127.0.0.1", "::1" },
-  base_url = "http://127.0.0.1:9000",
-  headers = { ["X-Api-Key"] = os.getenv("SHOP_KEY") or "demo-key" },
+  allowed_ips = { "127.0.0.1", "10.1.0.0/16", "::1" },  -- for ip_filtered webhooks
+  base_url = "http://127.0.0.1:9000/api",              -- for relative request URLs
+  headers = { ["X-Api-Key"] = os.getenv("SHOP_KEY") or "dev-key" },
 }

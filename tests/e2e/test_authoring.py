@@ -311,3 +311,58 @@ def check_json_output_for_editors():
     d, r = _check_files({"shop.lua": SHOP}, "--json")
     eq(r.returncode, 0)
     eq(_json.loads(r.stdout)["diagnostics"], [])
+
+
+# ---------------------------------------------------------------- docs
+
+import re as _re
+
+
+def _doc_blocks():
+    text = open(os.path.join(REPO, "docs", "cycles.md")).read()
+    out = []
+    for block in _re.findall(r"```lua\n(.*?)```", text, _re.S):
+        first = block.split("\n", 1)[0]
+        ok(first.startswith("-- "), "a lua block of docs/cycles.md does not name its file: " + first)
+        out.append((first[3:].strip(), block))
+    return out
+
+
+@test
+def docs_examples_are_the_repository_files_they_name():
+    same = 0
+    for path, block in _doc_blocks():
+        repo_file = os.path.join(REPO, path)
+        if os.path.exists(repo_file):
+            eq(open(repo_file).read(), block, "docs/cycles.md's %s differs from %s" % (path, path))
+            same += 1
+    ok(same >= 4, "the docs show the repository's example files (%d found)" % same)
+
+
+@test
+def docs_examples_check_and_test():
+    d = _tmp()
+    for path, block in _doc_blocks():
+        p = os.path.join(d, path)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(block)
+    cyc = os.path.join(d, "cycles")
+    files = sorted(os.path.join(cyc, n) for n in os.listdir(cyc) if n.endswith(".lua"))
+    r = run_cli(["check"] + files, cwd=d)
+    eq(r.returncode, 0, r.stderr)
+    r = run_cli(["test", cyc], cwd=d, timeout=120)
+    eq(r.returncode, 0, r.stdout + r.stderr)
+
+
+@test
+def readme_and_docs_link_only_inside_the_repository():
+    for name in ["README.md"] + ["docs/" + n for n in os.listdir(os.path.join(REPO, "docs"))
+                                 if n.endswith(".md")]:
+        text = open(os.path.join(REPO, name)).read()
+        ok("../shared" not in text and "/work/shared" not in text, name + " points outside the repository")
+        for target in _re.findall(r"\]\(([^)#]+)[^)]*\)", text):
+            if target.startswith("http"):
+                continue
+            base = os.path.dirname(os.path.join(REPO, name))
+            ok(os.path.exists(os.path.join(base, target)), "%s links to missing %s" % (name, target))
