@@ -366,3 +366,49 @@ def readme_and_docs_link_only_inside_the_repository():
                 continue
             base = os.path.dirname(os.path.join(REPO, name))
             ok(os.path.exists(os.path.join(base, target)), "%s links to missing %s" % (name, target))
+
+
+def _reference():
+    return open(os.path.join(REPO, "docs", "reference.md")).read()
+
+
+@test
+def reference_names_every_command_line_flag():
+    r = run_cli(["--help"])
+    eq(r.returncode, 0)
+    flags = set(_re.findall(r"--[a-z][a-z-]+", r.stdout))
+    ok(len(flags) >= 8, flags)
+    ref = _reference()
+    missing = sorted(f for f in flags if f not in ref)
+    eq(missing, [], "docs/reference.md does not mention these flags of hookwork --help")
+
+
+@test
+def reference_names_every_environment_variable_the_engine_reads():
+    names = set()
+    for top in ("core", "lua"):
+        for dirpath, _, files in os.walk(os.path.join(REPO, top)):
+            for n in files:
+                if n.endswith((".c", ".h", ".lua")):
+                    names |= set(_re.findall(r"HOOKWORK_[A-Z][A-Z_]*[A-Z]",
+                                             open(os.path.join(dirpath, n), errors="replace").read()))
+    ok("HOOKWORK_ADMIN_TOKEN" in names, names)
+    ref = _reference()
+    eq(sorted(n for n in names if n not in ref), [],
+       "docs/reference.md does not mention these environment variables")
+
+
+@test
+def reference_names_every_metric_and_admin_route():
+    src = ""
+    for dirpath, _, files in os.walk(os.path.join(REPO, "lua")):
+        for n in files:
+            if n.endswith(".lua") and "types" not in dirpath:
+                src += open(os.path.join(dirpath, n)).read()
+    metrics = set(_re.findall(r"hookwork_[a-z_]+(?:_total|_seconds|_in_flight)\b|hookwork_transactions\b", src))
+    ok("hookwork_webhook_requests_total" in metrics, metrics)
+    ref = _reference()
+    eq(sorted(m for m in metrics if m not in ref), [], "docs/reference.md does not mention these metrics")
+    routes = set(_re.findall(r'"(/api/[a-z]+)', src))
+    ok("/api/cycles" in routes, routes)
+    eq(sorted(r for r in routes if r not in ref), [], "docs/reference.md does not mention these admin routes")
