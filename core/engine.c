@@ -203,6 +203,10 @@ int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
   }
   if (cfg->data_dir != NULL) {
     rc = hw_store_open(loop, cfg->data_dir, &e->store, err, sizeof err);
+    if (rc == -EBUSY) { /* another engine holds --data */
+      fprintf(stderr, "hookwork: %s\n", err);
+      return rc;
+    }
     if (rc != 0) {
       fprintf(stderr, "hookwork: store: %s\n", err);
       return rc;
@@ -344,8 +348,18 @@ static void close_handles(hw_engine_t *e) {
   close_if((uv_handle_t *) &e->idle);
 }
 
+/* At the deadline no caller may be told 503 for a request that is then
+ * committed: first the writer decides every write queued (blocking; this is
+ * the end), then the runs waiting on their request's commit learn the
+ * outcome (they answer 202 or 503 and, stopping, do not run), and only then
+ * is whoever still waits answered. */
 static void finish(hw_engine_t *e) {
   e->stopping = 2;
+  if (e->store != NULL &&
+      hw_store_settle(e->store, 30000) != 0)
+    hw_log("engine", "the store did not settle within 30 s");
+  for (int i = 0; i < 100 && e->ready_head != NULL; i++)
+    hw_sched_drain(e);
   hw_lua_call(e, "shutdown", 0, 0); /* answers whoever still waits */
   if (e->admin != NULL) {
     hw_http_server_close(e->admin, NULL, NULL);

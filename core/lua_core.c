@@ -58,26 +58,49 @@ static int l_core_wake(lua_State *L) {
   return 0;
 }
 
-static void commit_done(int status, void *arg) {
+static void commit_done(int status, const char *reason, void *arg) {
   hw_run_t *r = arg;
   if (status == 0) {
     lua_pushboolean(r->co, 1);
     hw_sched_ready(r, 1);
   } else {
     lua_pushnil(r->co);
-    lua_pushstring(r->co, "the store could not commit");
+    lua_pushstring(r->co, reason ? reason : "the store could not commit");
     hw_sched_ready(r, 2);
   }
 }
 
+/* core.commit([seq]) -> true | nil, reason.  With seq (from
+ * core.write_req): waits for that request's write, which is committed or,
+ * when its batch failed, dropped.  Without: waits until every write so far
+ * is durable. */
 static int l_core_commit(lua_State *L) {
   hw_run_t *r = need_run(L, "commit");
-  if (ENGINE(L)->store == NULL)
+  hw_store_t *st = ENGINE(L)->store;
+  int rc;
+  if (st == NULL)
     return luaL_error(L, "store: not open");
-  if (hw_store_flush(ENGINE(L)->store, commit_done, r) != 0)
+  if (lua_isnoneornil(L, 1))
+    rc = hw_store_flush(st, commit_done, r);
+  else
+    rc = hw_store_await(st, (uint64_t) luaL_checkinteger(L, 1), commit_done, r);
+  if (rc == -EINVAL)
+    return luaL_error(L, "commit: no such write");
+  if (rc != 0)
     return luaL_error(L, "commit: out of memory");
   r->wait = r;
   return lua_yield(L, 0);
+}
+
+/* core.store_refusal() -> nil | reason: why a new request must be refused
+ * now (commits failing, or too many writes uncommitted). */
+static int l_core_store_refusal(lua_State *L) {
+  char why[256];
+  hw_store_t *st = ENGINE(L)->store;
+  if (st == NULL || !hw_store_refusal(st, why, sizeof why))
+    return 0;
+  lua_pushstring(L, why);
+  return 1;
 }
 
 static int l_core_seal(lua_State *L) {
@@ -152,15 +175,37 @@ static int stmt_arg(lua_State *L, int write) {
   return id;
 }
 
+static int store_args(lua_State *L, int id, hw_val_t *v) {
+  int n = to_vals(L, 2, v, 12);
+  if (ENGINE(L)->store == NULL)
+    return luaL_error(L, "store: not open");
+  if (n != hw_store_stmt_nparams(id))
+    return luaL_error(L, "store: statement '%s' takes %d values, got %d",
+                      lua_tostring(L, 1), hw_store_stmt_nparams(id), n);
+  return n;
+}
+
+/* core.write(stmt, ...): a write kept until it commits. */
 static int l_core_write(lua_State *L) {
   hw_val_t v[12];
   int id = stmt_arg(L, 1);
-  if (ENGINE(L)->store == NULL)
-    return luaL_error(L, "store: not open");
-  int n = to_vals(L, 2, v, 12);
+  int n = store_args(L, id, v);
   if (hw_store_write(ENGINE(L)->store, id, v, n) != 0)
     return luaL_error(L, "store: cannot queue write");
   return 0;
+}
+
+/* core.write_req(stmt, ...) -> seq: the write that makes a request durable;
+ * dropped if its batch fails (core.commit(seq) tells). */
+static int l_core_write_req(lua_State *L) {
+  hw_val_t v[12];
+  uint64_t seq;
+  int id = stmt_arg(L, 1);
+  int n = store_args(L, id, v);
+  if (hw_store_write_req(ENGINE(L)->store, id, v, n, &seq) != 0)
+    return luaL_error(L, "store: cannot queue write");
+  lua_pushinteger(L, (lua_Integer) seq);
+  return 1;
 }
 
 static int push_row(int nc, const hw_val_t *c, const char *const *names,
@@ -184,9 +229,7 @@ static int push_row(int nc, const hw_val_t *c, const char *const *names,
 static int l_core_query(lua_State *L) {
   hw_val_t v[12];
   int id = stmt_arg(L, 0);
-  int n = to_vals(L, 2, v, 12);
-  if (ENGINE(L)->store == NULL)
-    return luaL_error(L, "store: not open");
+  int n = store_args(L, id, v);
   lua_newtable(L);
   if (hw_store_query(ENGINE(L)->store, id, v, n, push_row, L) != 0) {
     lua_pushnil(L);
@@ -457,6 +500,12 @@ static int l_core_where(lua_State *L) {
   return 1;
 }
 
+/* core.stopping() -> 0 serving, 1 draining, 2 at the shutdown deadline */
+static int l_core_stopping(lua_State *L) {
+  lua_pushinteger(L, ENGINE(L)->stopping);
+  return 1;
+}
+
 static int l_core_config(lua_State *L) {
   hw_engine_t *e = ENGINE(L);
   lua_createtable(L, 0, 8);
@@ -498,7 +547,8 @@ static int l_core_errout(lua_State *L) {
 static const luaL_Reg core_fns[] = {
   {"out", l_core_out}, {"errout", l_core_errout}, {"seal", l_core_seal},
   {"spawn", l_core_spawn}, {"wait", l_core_wait}, {"wake", l_core_wake},
-  {"commit", l_core_commit},
+  {"commit", l_core_commit}, {"write_req", l_core_write_req},
+  {"store_refusal", l_core_store_refusal}, {"stopping", l_core_stopping},
   {"budget_reset", l_core_budget_reset}, {"write", l_core_write},
   {"query", l_core_query}, {"http", l_core_http},
   {"answer", l_core_answer},

@@ -126,6 +126,33 @@ static int parse_run_args(hw_config_t *c, int argc, char **argv) {
   return 0;
 }
 
+/* --data DIR: DIR and any missing parent. 0, or -1 with errno. */
+static int mkdir_p(const char *dir) {
+  char path[PATH_MAX];
+  size_t i, n = strlen(dir);
+  struct stat sb;
+  if (n == 0 || n >= sizeof path) {
+    errno = n ? ENAMETOOLONG : ENOENT;
+    return -1;
+  }
+  memcpy(path, dir, n + 1);
+  for (i = 1; i <= n; i++) {
+    if (path[i] != '/' && path[i] != '\0')
+      continue;
+    path[i] = '\0';
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+      return -1;
+    path[i] = i < n ? '/' : '\0';
+  }
+  if (stat(dir, &sb) != 0)
+    return -1;
+  if (!S_ISDIR(sb.st_mode)) {
+    errno = ENOTDIR;
+    return -1;
+  }
+  return 0;
+}
+
 static int cmd_run(hw_config_t *c, int argc, char **argv) {
   uv_loop_t loop;
   hw_engine_t e;
@@ -133,7 +160,7 @@ static int cmd_run(hw_config_t *c, int argc, char **argv) {
 
   if (parse_run_args(c, argc, argv) != 0)
     return 2;
-  if (mkdir(c->data_dir, 0755) != 0 && errno != EEXIST) {
+  if (mkdir_p(c->data_dir) != 0) {
     fprintf(stderr, "hookwork: --data %s: %s\n", c->data_dir, strerror(errno));
     return 1;
   }

@@ -5,65 +5,108 @@
  * and hands them to the writer thread, which commits everything handed over
  * since its last commit in one SQLite transaction and one fsync, back to
  * back with the loop's own work (so the loop never waits for a disk and the
- * disk never waits for the loop).  Every op has a sequence number; a flush
- * waiter is told once the writer has committed past its sequence, through a
- * uv_async handle.  Reads use a second connection on the loop thread.
- * Whole iterations are sealed together, so the writes one run makes at one
- * point always commit together.
+ * disk never waits for the loop).  Every op has a sequence number.
+ *
+ * A batch is all or nothing: any failing statement or a failing COMMIT
+ * rolls the whole batch back.  The writer then drops the batch's request
+ * writes (recording the batch's range as failed, so exactly their waiters
+ * are told), keeps the other writes, in order, at the head of the next
+ * batch, and retries after a pause (100 ms doubling to 1 s) while the
+ * failure is the disk's (I/O error, disk full, busy).  A statement that
+ * fails on its own data (a constraint, say) can never succeed: it is logged
+ * and dropped, and the rest is retried at once.  After a failure the next
+ * batch first rewrites a probe row, so the frames the failed commit left in
+ * the WAL are overwritten by a good commit (SQLite could otherwise read them
+ * back as committed when it recovers the WAL after a crash).
+ *
+ * Waiters: an awaiter waits for one request's write (told when the writer
+ * has decided it), a flusher for everything so far to be durable.  The
+ * writer reports through a uv_async; the loop thread tells them.  Reads use
+ * a second connection on the loop thread.  Whole iterations are sealed
+ * together, so the writes one run makes at one point commit together.
  */
 #include "store.h"
 #include "store_sql.h"
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #define HW_OP_MAXV 12
+#define HW_FAIL_KEEP_NS (60 * (uint64_t) 1000000000) /* failed ranges kept */
+#define HW_RETRY_MIN_NS (100 * (uint64_t) 1000000)
+#define HW_RETRY_MAX_NS (1000 * (uint64_t) 1000000)
+#define HW_MAX_PENDING_DEFAULT 100000
 
 typedef struct hw_op_s {
   struct hw_op_s *next;
+  uint64_t seq;
   int id;
   int n;
+  int req; /* a request's write: dropped when its batch fails */
   hw_val_t v[HW_OP_MAXV];
   char *buf; /* one allocation holding every text value */
 } hw_op_t;
 
 typedef struct hw_waiter_s {
   struct hw_waiter_s *next;
-  uint64_t seq;
+  uint64_t seq; /* the write waited for (awaiters) */
+  uint64_t thr; /* told once the writer's mark reaches it */
   hw_store_cb cb;
   void *arg;
 } hw_waiter_t;
+
+/* A failed batch: request writes with seq in (lo, hi] were dropped. */
+typedef struct hw_fail_s {
+  struct hw_fail_s *next;
+  uint64_t lo, hi;
+  uint64_t at; /* uv_hrtime when the loop learned of it */
+  char msg[200];
+} hw_fail_t;
 
 struct hw_store_s {
   uv_loop_t *loop;
   sqlite3 *wr, *rd;
   sqlite3_stmt *wstmt[HW_NSTMTS];
   sqlite3_stmt *rstmt[HW_NSTMTS];
+  int lockfd;
+  size_t max_pending;
   /* loop thread only */
   hw_op_t *head, **tail;       /* written this iteration, not yet sealed */
-  hw_waiter_t *whead, **wtail; /* in sequence order */
-  uint64_t wlast;              /* seq of the newest waiter */
+  hw_waiter_t *ahead, **atail; /* awaiters, by thr */
+  hw_waiter_t *fhead, **ftail; /* flushers, by thr */
+  uint64_t alast, flast;       /* thr of the newest awaiter / flusher */
   uint64_t seq;                /* last op written */
   uint64_t sealed;             /* last op handed to the writer */
-  uv_async_t *async;           /* writer -> loop: something committed */
+  hw_fail_t *fails;            /* failed ranges the loop knows, oldest first */
+  uv_async_t *async;           /* writer -> loop: a batch was decided */
   uv_timer_t *linger;          /* seals writes nobody waits for */
   size_t unsealed;             /* ops written since the last seal */
+  char errmsg[256];            /* last query error */
   /* shared, under mu */
   uv_mutex_t mu;
-  uv_cond_t cv;
+  uv_cond_t cv;                /* wakes the writer */
+  uv_cond_t donecv;            /* a batch was decided (settle waits) */
   hw_op_t *shead, **stail;     /* sealed, waiting for the writer */
   uint64_t shead_last;         /* seq of the last sealed op */
-  uint64_t committed;          /* writer has finished ops up to here */
-  uint64_t fail_lo, fail_hi;   /* ops in (lo, hi] failed to commit */
+  uint64_t done;               /* ops up to here decided */
+  uint64_t durable;            /* every kept op up to here is committed */
+  size_t ncarry;               /* ops kept for retry */
+  hw_fail_t *newfails, **newfails_tail; /* writer -> loop */
+  int failing;                 /* the last batch failed on the disk */
+  char reason[200];            /* why, while failing */
   int stop;
   /* writer thread only */
   uv_thread_t thread;
   int thread_started;
+  char wmsg[200];              /* the writer's own message buffer */
   /* checkpointer thread: copies the WAL into the database file four times
    * a second with its own connection (PASSIVE: it never blocks the
    * writer), so the writer's own automatic checkpoint, which keeps the WAL
@@ -72,7 +115,6 @@ struct hw_store_s {
   uv_cond_t ckcv;              /* wakes the checkpointer to stop */
   uv_thread_t ckthread;
   int ck_started;
-  char errmsg[256];
 };
 
 static void writer_main(void *arg);
@@ -98,8 +140,11 @@ static int open_conn(const char *path, sqlite3 **db, char *err, size_t len) {
   return 0;
 }
 
+/* Every statement is prepared once; its declared value count must be what
+ * SQLite counts in its text, so a statement and its callers cannot drift
+ * apart silently. */
 static int prepare_all(hw_store_t *st, char *err, size_t len) {
-  int i;
+  int i, have;
   for (i = 0; i < HW_NSTMTS; i++) {
     sqlite3 *db = hw_stmts[i].write ? st->wr : st->rd;
     sqlite3_stmt **slot = hw_stmts[i].write ? &st->wstmt[i] : &st->rstmt[i];
@@ -108,6 +153,13 @@ static int prepare_all(hw_store_t *st, char *err, size_t len) {
       snprintf(err, len, "statement %s: %s", hw_stmts[i].name,
                sqlite3_errmsg(db));
       return -EIO;
+    }
+    have = sqlite3_bind_parameter_count(*slot);
+    if (have != hw_stmts[i].nparams || have > HW_OP_MAXV) {
+      snprintf(err, len, "statement %s declares %d values but its SQL binds "
+               "%d (at most %d)", hw_stmts[i].name, hw_stmts[i].nparams, have,
+               HW_OP_MAXV);
+      return -EINVAL;
     }
   }
   return 0;
@@ -143,26 +195,93 @@ static int apply_schema(sqlite3 *db, const char *path, char *err,
   return 0;
 }
 
+/* One engine per store: an flock on DIR/lock, held until close (the OS
+ * drops it when the process dies, kill -9 included).  The holder's pid is
+ * the file's content.  A second engine writes nothing: the file already
+ * exists, and it reads the pid only. */
+static int lock_dir(const char *dir, int *fd_out, char *err, size_t len) {
+  char path[4096], buf[32];
+  ssize_t n = 0;
+  long pid = 0;
+  int fd, tries;
+
+  snprintf(path, sizeof path, "%s/lock", dir);
+  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    snprintf(err, len, "%s: %s", path, strerror(errno));
+    return -errno;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    if (e != EWOULDBLOCK) {
+      snprintf(err, len, "%s: %s", path, strerror(e));
+      close(fd);
+      return -e;
+    }
+    /* the holder writes its pid right after locking: give it a moment */
+    for (tries = 0; tries < 50 && pid <= 0; tries++) {
+      n = pread(fd, buf, sizeof buf - 1, 0);
+      buf[n > 0 ? n : 0] = '\0';
+      pid = atol(buf);
+      if (pid <= 0)
+        usleep(2000);
+    }
+    snprintf(err, len, "%s is in use by another engine (pid %ld)", dir, pid);
+    close(fd);
+    return -EBUSY;
+  }
+  n = snprintf(buf, sizeof buf, "%ld\n", (long) getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t) n, 0) != n) {
+    snprintf(err, len, "%s: %s", path, strerror(errno));
+    close(fd);
+    return -EIO;
+  }
+  *fd_out = fd;
+  return 0;
+}
+
+static void timer_closed(uv_handle_t *h) { free(h); }
+static void async_closed(uv_handle_t *h) { free(h); }
+
 int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
                   char *err, size_t errlen) {
   char path[4096];
+  const char *env;
   hw_store_t *st;
   int rc;
 
   st = calloc(1, sizeof *st);
-  if (st == NULL)
-    return -ENOMEM;
-  st->loop = loop;
-  st->tail = &st->head;
-  st->wtail = &st->whead;
-  st->stail = &st->shead;
-  if (uv_mutex_init(&st->mu) != 0 || uv_cond_init(&st->cv) != 0 ||
-      uv_cond_init(&st->ckcv) != 0) {
-    free(st);
+  if (st == NULL) {
+    snprintf(err, errlen, "out of memory");
     return -ENOMEM;
   }
+  st->loop = loop;
+  st->lockfd = -1;
+  st->tail = &st->head;
+  st->atail = &st->ahead;
+  st->ftail = &st->fhead;
+  st->stail = &st->shead;
+  st->newfails_tail = &st->newfails;
+  st->max_pending = HW_MAX_PENDING_DEFAULT;
+  if ((env = getenv("HOOKWORK_MAX_PENDING")) != NULL && atol(env) > 0)
+    st->max_pending = (size_t) atol(env);
+  if (uv_mutex_init(&st->mu) != 0) {
+    free(st);
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  if (uv_cond_init(&st->cv) != 0 || uv_cond_init(&st->donecv) != 0 ||
+      uv_cond_init(&st->ckcv) != 0) {
+    /* a condition that failed to initialise holds nothing to destroy */
+    uv_mutex_destroy(&st->mu);
+    free(st);
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  rc = lock_dir(dir, &st->lockfd, err, errlen);
   snprintf(path, sizeof path, "%s/hookwork.db", dir);
-  rc = open_conn(path, &st->wr, err, errlen);
+  if (rc == 0)
+    rc = open_conn(path, &st->wr, err, errlen);
   if (rc == 0)
     rc = apply_schema(st->wr, path, err, errlen);
   if (rc == 0)
@@ -171,18 +290,30 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
     rc = open_conn(path, &st->ck, err, errlen);
   if (rc == 0) /* lookups of parked transactions: keep more index in memory */
     sqlite3_exec(st->rd, "PRAGMA cache_size=-32000", NULL, NULL, NULL);
-
   if (rc == 0)
     rc = prepare_all(st, err, errlen);
-  if (rc == 0 && (st->async = malloc(sizeof *st->async)) == NULL)
-    rc = -ENOMEM;
-  if (rc == 0 && (st->linger = malloc(sizeof *st->linger)) == NULL)
-    rc = -ENOMEM;
+  /* each handle is initialised as soon as it is allocated, so the error
+   * path closes only what exists */
   if (rc == 0) {
-    uv_timer_init(loop, st->linger);
-    st->linger->data = st;
-    uv_async_init(loop, st->async, on_async);
-    st->async->data = st;
+    if ((st->linger = malloc(sizeof *st->linger)) == NULL) {
+      rc = -ENOMEM;
+    } else {
+      uv_timer_init(loop, st->linger);
+      st->linger->data = st;
+    }
+  }
+  if (rc == 0) {
+    uv_async_t *a = malloc(sizeof *a);
+    if (a == NULL) {
+      rc = -ENOMEM;
+    } else if ((rc = uv_async_init(loop, a, on_async)) != 0) {
+      free(a);
+    } else {
+      a->data = st;
+      st->async = a;
+    }
+  }
+  if (rc == 0) {
     rc = uv_thread_create(&st->thread, writer_main, st);
     st->thread_started = rc == 0;
   }
@@ -191,6 +322,8 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
     st->ck_started = rc == 0;
   }
   if (rc != 0) {
+    if (rc == -ENOMEM)
+      snprintf(err, errlen, "out of memory");
     hw_store_close(st);
     return rc;
   }
@@ -210,28 +343,35 @@ int hw_store_stmt_is_write(int id) {
   return id >= 0 && id < HW_NSTMTS && hw_stmts[id].write;
 }
 
-static void bind_vals(sqlite3_stmt *s, const hw_val_t *v, int n) {
-  int i;
-  sqlite3_reset(s);
-  sqlite3_clear_bindings(s);
-  for (i = 0; i < n; i++) {
-    switch (v[i].type) {
-    case HW_V_INT: sqlite3_bind_int64(s, i + 1, v[i].i); break;
-    case HW_V_REAL: sqlite3_bind_double(s, i + 1, v[i].d); break;
-    case HW_V_TEXT:
-      sqlite3_bind_text(s, i + 1, v[i].s, (int) v[i].n, SQLITE_STATIC);
-      break;
-    default: sqlite3_bind_null(s, i + 1); break;
-    }
-  }
+int hw_store_stmt_nparams(int id) {
+  return id >= 0 && id < HW_NSTMTS ? hw_stmts[id].nparams : -1;
 }
 
-int hw_store_write(hw_store_t *st, int id, const hw_val_t *vals, int n) {
+static int bind_vals(sqlite3_stmt *s, const hw_val_t *v, int n) {
+  int i, rc = SQLITE_OK;
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  for (i = 0; i < n && rc == SQLITE_OK; i++) {
+    switch (v[i].type) {
+    case HW_V_INT: rc = sqlite3_bind_int64(s, i + 1, v[i].i); break;
+    case HW_V_REAL: rc = sqlite3_bind_double(s, i + 1, v[i].d); break;
+    case HW_V_TEXT:
+      rc = sqlite3_bind_text64(s, i + 1, v[i].s, (sqlite3_uint64) v[i].n,
+                               SQLITE_STATIC, SQLITE_UTF8);
+      break;
+    default: rc = sqlite3_bind_null(s, i + 1); break;
+    }
+  }
+  return rc;
+}
+
+static int queue_write(hw_store_t *st, int id, const hw_val_t *vals, int n,
+                       int req) {
   hw_op_t *op;
   size_t total = 0, off = 0;
   int i;
 
-  if (!hw_store_stmt_is_write(id) || n > HW_OP_MAXV || n < 0)
+  if (!hw_store_stmt_is_write(id) || n != hw_stmts[id].nparams)
     return -EINVAL;
   for (i = 0; i < n; i++)
     if (vals[i].type == HW_V_TEXT)
@@ -247,6 +387,7 @@ int hw_store_write(hw_store_t *st, int id, const hw_val_t *vals, int n) {
   op->next = NULL;
   op->id = id;
   op->n = n;
+  op->req = req;
   for (i = 0; i < n; i++) {
     op->v[i] = vals[i];
     if (vals[i].type == HW_V_TEXT) {
@@ -256,29 +397,53 @@ int hw_store_write(hw_store_t *st, int id, const hw_val_t *vals, int n) {
       off += vals[i].n + 1;
     }
   }
+  op->seq = ++st->seq;
   *st->tail = op;
   st->tail = &op->next;
-  st->seq++;
   st->unsealed++;
   return 0;
 }
 
-int hw_store_flush(hw_store_t *st, hw_store_cb cb, void *arg) {
+int hw_store_write(hw_store_t *st, int id, const hw_val_t *vals, int n) {
+  return queue_write(st, id, vals, n, 0);
+}
+
+int hw_store_write_req(hw_store_t *st, int id, const hw_val_t *vals, int n,
+                       uint64_t *seq) {
+  int rc = queue_write(st, id, vals, n, 1);
+  if (rc == 0)
+    *seq = st->seq;
+  return rc;
+}
+
+static int add_waiter(hw_store_t *st, hw_waiter_t ***tail, uint64_t *last,
+                      uint64_t seq, uint64_t thr, hw_store_cb cb, void *arg) {
   hw_waiter_t *w = malloc(sizeof *w);
   if (w == NULL)
     return -ENOMEM;
   w->next = NULL;
-  w->seq = st->seq;
+  w->seq = seq;
+  w->thr = thr > *last ? thr : *last; /* kept in order; later is harmless */
   w->cb = cb;
   w->arg = arg;
-  *st->wtail = w;
-  st->wtail = &w->next;
-  st->wlast = w->seq;
+  **tail = w;
+  *tail = &w->next;
+  *last = w->thr;
   uv_mutex_lock(&st->mu);
   if (st->async != NULL)
-    uv_async_send(st->async); /* in case everything is already durable */
+    uv_async_send(st->async); /* in case it is decided already */
   uv_mutex_unlock(&st->mu);
   return 0;
+}
+
+int hw_store_await(hw_store_t *st, uint64_t seq, hw_store_cb cb, void *arg) {
+  if (seq == 0 || seq > st->seq)
+    return -EINVAL;
+  return add_waiter(st, &st->atail, &st->alast, seq, seq, cb, arg);
+}
+
+int hw_store_flush(hw_store_t *st, hw_store_cb cb, void *arg) {
+  return add_waiter(st, &st->ftail, &st->flast, st->seq, st->seq, cb, arg);
 }
 
 static void free_ops(hw_op_t *op) {
@@ -290,72 +455,194 @@ static void free_ops(hw_op_t *op) {
   }
 }
 
-/* Writer thread: one SQLite transaction for everything sealed.  A failing
- * op (a constraint, say) is logged and skipped so it cannot sink the
- * others; a failing COMMIT fails the batch. */
-static int run_batch(hw_store_t *st, hw_op_t *ops, size_t *nops) {
-  hw_op_t *op;
-  int rc = 0;
+/* Errors of the disk or the lock pass; errors of a statement's own data
+ * (a constraint, a type) never will. */
+static int transient(int code) {
+  switch (code & 0xff) {
+  case SQLITE_CONSTRAINT: case SQLITE_MISMATCH: case SQLITE_RANGE:
+  case SQLITE_TOOBIG: case SQLITE_ERROR:
+    return 0;
+  default:
+    return 1;
+  }
+}
 
-  *nops = 0;
+/* Writer thread: one SQLite transaction for the whole batch, all or
+ * nothing.  On failure *bad is the op whose own data failed (never
+ * transient), or NULL when the disk failed; st->wmsg says why. */
+static int run_batch(hw_store_t *st, hw_op_t *ops, int probe, hw_op_t **bad,
+                     int *retry) {
+  hw_op_t *op;
+  int rc;
+
+  *bad = NULL;
+  *retry = 1;
   if (sqlite3_exec(st->wr, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-    snprintf(st->errmsg, sizeof st->errmsg, "begin: %s", sqlite3_errmsg(st->wr));
+    snprintf(st->wmsg, sizeof st->wmsg, "begin: %s", sqlite3_errmsg(st->wr));
     return -EIO;
+  }
+  if (probe) {
+    int id = hw_store_stmt_id("store_probe");
+    hw_val_t v = {HW_V_INT, (int64_t) uv_hrtime(), 0, NULL, 0};
+    sqlite3_stmt *s = st->wstmt[id];
+    if (bind_vals(s, &v, 1) != SQLITE_OK || sqlite3_step(s) != SQLITE_DONE) {
+      snprintf(st->wmsg, sizeof st->wmsg, "%s", sqlite3_errmsg(st->wr));
+      sqlite3_reset(s);
+      goto fail;
+    }
+    sqlite3_reset(s);
   }
   for (op = ops; op != NULL; op = op->next) {
     sqlite3_stmt *s = st->wstmt[op->id];
-    bind_vals(s, op->v, op->n);
-    if (sqlite3_step(s) != SQLITE_DONE)
-      hw_log("store", "write %s failed: %s", hw_stmts[op->id].name,
-             sqlite3_errmsg(st->wr));
+    rc = bind_vals(s, op->v, op->n);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+      int code = sqlite3_extended_errcode(st->wr);
+      snprintf(st->wmsg, sizeof st->wmsg, "%s", sqlite3_errmsg(st->wr));
+      if (!transient(code)) {
+        *bad = op;
+        *retry = 0;
+        hw_log("store", "write %s failed, dropped: %s", hw_stmts[op->id].name,
+               st->wmsg);
+      }
+      sqlite3_reset(s);
+      sqlite3_clear_bindings(s);
+      goto fail;
+    }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    (*nops)++;
   }
-  if (sqlite3_exec(st->wr, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-    snprintf(st->errmsg, sizeof st->errmsg, "commit: %s",
-             sqlite3_errmsg(st->wr));
+  if (sqlite3_exec(st->wr, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+    return 0;
+  snprintf(st->wmsg, sizeof st->wmsg, "%s", sqlite3_errmsg(st->wr));
+fail:
+  if (!sqlite3_get_autocommit(st->wr))
     sqlite3_exec(st->wr, "ROLLBACK", NULL, NULL, NULL);
-    rc = -EIO;
+  return -EIO;
+}
+
+/* After a failed batch: request writes and the bad op go, the others stay
+ * (in order) for the next batch.  Returns the kept list. */
+static hw_op_t *keep_ops(hw_op_t *ops, hw_op_t *bad, size_t *nkept) {
+  hw_op_t *kept = NULL, **kt = &kept, *next;
+  *nkept = 0;
+  for (; ops != NULL; ops = next) {
+    next = ops->next;
+    ops->next = NULL;
+    if (ops->req || ops == bad) {
+      free(ops->buf);
+      free(ops);
+    } else {
+      *kt = ops;
+      kt = &ops->next;
+      (*nkept)++;
+    }
   }
-  return rc;
+  return kept;
 }
 
 static void writer_main(void *arg) {
   hw_store_t *st = arg;
-  hw_op_t *ops;
-  uint64_t last, first;
-  size_t n;
-  int rc;
+  hw_op_t *carry = NULL, *batch, *newops, *bad, **t;
+  uint64_t last = 0, lo, retry_at = 0, pause = HW_RETRY_MIN_NS;
+  uint64_t failed_since = 0, last_log = 0, nfailed = 0, now;
+  size_t nkept = 0;
+  int rc, retry, probe = 0, stop_tries = 0;
 
   uv_mutex_lock(&st->mu);
   for (;;) {
-    while (st->shead == NULL && !st->stop)
-      uv_cond_wait(&st->cv, &st->mu);
-    if (st->shead == NULL)
-      break; /* stopping, and everything is committed */
-    ops = st->shead;
-    last = st->shead_last;
-    first = st->committed;
+    /* wait for work; while the disk fails, retry on the pause only */
+    while (!st->stop) {
+      if (st->failing) {
+        now = uv_hrtime();
+        if (now >= retry_at)
+          break;
+        uv_cond_timedwait(&st->cv, &st->mu, retry_at - now);
+      } else if (st->shead != NULL || carry != NULL) {
+        break;
+      } else {
+        uv_cond_wait(&st->cv, &st->mu);
+      }
+    }
+    if (st->stop && st->shead == NULL && (carry == NULL || stop_tries > 0))
+      break; /* everything committed, or the last attempt at close failed */
+    newops = st->shead;
+    lo = st->done;
+    if (newops != NULL)
+      last = st->shead_last;
     st->shead = NULL;
     st->stail = &st->shead;
+    if (st->stop)
+      stop_tries++;
     uv_mutex_unlock(&st->mu);
-    double t0 = getenv("HW_STORE_TRACE") ? uv_hrtime() / 1e6 : 0;
-    rc = run_batch(st, ops, &n);
-    if (t0 > 0)
-      fprintf(stderr, "batch %zu ops %.3f ms (at %.3f)\n", n, uv_hrtime() / 1e6 - t0, t0);
-    if (rc < 0)
-      hw_log("store", "batch of %zu writes failed: %s", n, st->errmsg);
-    free_ops(ops);
+
+    for (t = &carry; *t != NULL; t = &(*t)->next)
+      ;
+    *t = newops; /* kept writes first: they were written first */
+    batch = carry;
+    carry = NULL;
+    rc = run_batch(st, batch, probe, &bad, &retry);
+    now = uv_hrtime();
+    if (rc == 0) {
+      free_ops(batch);
+      nkept = 0;
+      probe = 0;
+      if (failed_since != 0)
+        hw_log("store", "commits work again after %.1f s (%llu failed "
+               "attempts)", (now - failed_since) / 1e9,
+               (unsigned long long) nfailed);
+      failed_since = nfailed = 0;
+      pause = HW_RETRY_MIN_NS;
+    } else {
+      carry = keep_ops(batch, bad, &nkept);
+      probe = 1;
+      if (retry) {
+        nfailed++;
+        if (failed_since == 0)
+          failed_since = now;
+        if (nfailed == 1 || now - last_log > 5 * (uint64_t) 1000000000) {
+          hw_log("store", "commit failed (%llu attempts so far; %zu writes "
+                 "kept for retry): %s", (unsigned long long) nfailed, nkept,
+                 st->wmsg);
+          last_log = now;
+        }
+      }
+    }
+
     uv_mutex_lock(&st->mu);
-    st->committed = last;
-    if (rc < 0) {
-      st->fail_lo = first;
-      st->fail_hi = last;
+    if (newops != NULL && rc != 0) {
+      hw_fail_t *f = calloc(1, sizeof *f);
+      if (f != NULL) {
+        f->lo = lo;
+        f->hi = last;
+        snprintf(f->msg, sizeof f->msg, "%s", st->wmsg);
+        *st->newfails_tail = f;
+        st->newfails_tail = &f->next;
+      } else {
+        hw_log("store", "out of memory recording a failed batch");
+      }
+    }
+    if (newops != NULL)
+      st->done = last;
+    st->ncarry = nkept;
+    st->durable = carry != NULL ? carry->seq - 1 : st->done;
+    st->failing = rc != 0 && retry;
+    if (st->failing) {
+      snprintf(st->reason, sizeof st->reason, "%s", st->wmsg);
+      retry_at = now + pause;
+      pause = pause * 2 > HW_RETRY_MAX_NS ? HW_RETRY_MAX_NS : pause * 2;
     }
     if (st->async != NULL)
       uv_async_send(st->async);
+    uv_cond_broadcast(&st->donecv);
   }
+  if (carry != NULL)
+    hw_log("store", "%zu writes could not be stored before close: %s; what "
+           "they record runs again after restart", nkept, st->wmsg);
+  free_ops(carry);
+  st->ncarry = 0;
+  uv_cond_broadcast(&st->donecv);
   uv_mutex_unlock(&st->mu);
 }
 
@@ -374,32 +661,82 @@ static void checkpointer_main(void *arg) {
   uv_mutex_unlock(&st->mu);
 }
 
-/* Loop thread: tell waiters whose writes the writer has finished. */
-static void notify_waiters(hw_store_t *st) {
-  uint64_t done, lo, hi;
+static const hw_fail_t *failed(const hw_store_t *st, uint64_t seq) {
+  const hw_fail_t *f;
+  for (f = st->fails; f != NULL; f = f->next)
+    if (seq > f->lo && seq <= f->hi)
+      return f;
+  return NULL;
+}
+
+/* Failed ranges are kept while an awaiter may still ask about them (and at
+ * least a minute: a run asks right after its request was written). */
+static void prune_fails(hw_store_t *st) {
+  uint64_t now = uv_hrtime(), min = UINT64_MAX;
+  hw_fail_t **p = &st->fails, *f;
+  hw_waiter_t *w;
+  if (st->fails == NULL)
+    return;
+  for (w = st->ahead; w != NULL; w = w->next)
+    if (w->seq < min)
+      min = w->seq;
+  while ((f = *p) != NULL) {
+    if (now - f->at > HW_FAIL_KEEP_NS && f->hi < min) {
+      *p = f->next;
+      free(f);
+    } else {
+      p = &f->next;
+    }
+  }
+}
+
+/* Loop thread: tell the waiters whose writes the writer has decided.
+ * final: the writer is gone; flushes never committed are told -EIO. */
+static void notify_waiters(hw_store_t *st, int final) {
+  uint64_t done, durable, now = uv_hrtime();
+  hw_fail_t *nf, **ft;
+  char reason[200];
 
   uv_mutex_lock(&st->mu);
-  done = st->committed;
-  lo = st->fail_lo;
-  hi = st->fail_hi;
+  done = st->done;
+  durable = st->durable;
+  nf = st->newfails;
+  st->newfails = NULL;
+  st->newfails_tail = &st->newfails;
+  snprintf(reason, sizeof reason, "%s", st->failing ? st->reason : "");
   uv_mutex_unlock(&st->mu);
-  while (st->whead != NULL && st->whead->seq <= done) {
-    hw_waiter_t *w = st->whead;
-    st->whead = w->next;
-    if (st->whead == NULL)
-      st->wtail = &st->whead;
-    w->cb(w->seq > lo && w->seq <= hi ? -EIO : 0, w->arg);
+  for (ft = &st->fails; *ft != NULL; ft = &(*ft)->next)
+    ;
+  *ft = nf;
+  for (; nf != NULL; nf = nf->next)
+    nf->at = now;
+  while (st->ahead != NULL && st->ahead->thr <= done) {
+    hw_waiter_t *w = st->ahead;
+    const hw_fail_t *f = failed(st, w->seq);
+    st->ahead = w->next;
+    if (st->ahead == NULL)
+      st->atail = &st->ahead;
+    w->cb(f ? -EIO : 0, f ? f->msg : NULL, w->arg);
     free(w);
   }
+  while (st->fhead != NULL && (st->fhead->thr <= durable || final)) {
+    hw_waiter_t *w = st->fhead;
+    int ok = w->thr <= durable;
+    st->fhead = w->next;
+    if (st->fhead == NULL)
+      st->ftail = &st->fhead;
+    w->cb(ok ? 0 : -EIO, ok ? NULL : reason[0] ? reason : "not stored",
+          w->arg);
+    free(w);
+  }
+  prune_fails(st);
 }
 
 static void on_async(uv_async_t *h) {
   hw_store_t *st = h->data;
   if (st != NULL)
-    notify_waiters(st);
+    notify_waiters(st, 0);
 }
-
-static void async_closed(uv_handle_t *h) { free(h); }
 
 static void seal(hw_store_t *st) {
   uv_mutex_lock(&st->mu);
@@ -431,9 +768,10 @@ void hw_store_seal(hw_store_t *st) {
 void hw_store_kick(hw_store_t *st) {
   if (st->head == NULL)
     return;
-  /* waiters are in sequence order: the newest tells whether any waits on
-   * writes not yet sealed */
-  if ((st->whead != NULL && st->wlast > st->sealed) ||
+  /* waiters are in order: the newest tells whether any waits on writes not
+   * yet sealed */
+  if ((st->ahead != NULL && st->alast > st->sealed) ||
+      (st->fhead != NULL && st->flast > st->sealed) ||
       st->unsealed >= 4096 || st->linger == NULL) {
     seal(st);
     return;
@@ -442,12 +780,55 @@ void hw_store_kick(hw_store_t *st) {
     uv_timer_start(st->linger, on_linger, 5, 0);
 }
 
+int hw_store_settle(hw_store_t *st, unsigned timeout_ms) {
+  uint64_t until = uv_hrtime() + (uint64_t) timeout_ms * 1000000, now;
+  int rc = 0;
+  if (st->head != NULL)
+    seal(st);
+  uv_mutex_lock(&st->mu);
+  while (st->done < st->seq && st->thread_started) {
+    now = uv_hrtime();
+    if (now >= until) {
+      rc = -ETIMEDOUT;
+      break;
+    }
+    uv_cond_timedwait(&st->donecv, &st->mu, until - now);
+  }
+  uv_mutex_unlock(&st->mu);
+  notify_waiters(st, 0);
+  return rc;
+}
+
 size_t hw_store_pending(const hw_store_t *st) {
   uint64_t done;
+  size_t carried;
   uv_mutex_lock((uv_mutex_t *) &st->mu);
-  done = st->committed;
+  done = st->done;
+  carried = st->ncarry;
   uv_mutex_unlock((uv_mutex_t *) &st->mu);
-  return (size_t) (st->seq - done) + (st->whead != NULL);
+  return (size_t) (st->seq - done) + carried +
+         (st->ahead != NULL || st->fhead != NULL);
+}
+
+int hw_store_refusal(const hw_store_t *st, char *reason, size_t len) {
+  uint64_t done;
+  size_t carried;
+  int failing;
+  uv_mutex_lock((uv_mutex_t *) &st->mu);
+  done = st->done;
+  carried = st->ncarry;
+  failing = st->failing;
+  if (failing)
+    snprintf(reason, len, "%s", st->reason);
+  uv_mutex_unlock((uv_mutex_t *) &st->mu);
+  if (failing)
+    return 1;
+  if ((size_t) (st->seq - done) + carried >= st->max_pending) {
+    snprintf(reason, len, "too many writes waiting to be committed (%zu)",
+             st->max_pending);
+    return 1;
+  }
+  return 0;
 }
 
 int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
@@ -457,10 +838,21 @@ int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
   const char *names[32];
   int rc, nc, i;
 
-  if (id < 0 || id >= HW_NSTMTS || hw_stmts[id].write)
+  if (id < 0 || id >= HW_NSTMTS || hw_stmts[id].write) {
+    snprintf(st->errmsg, sizeof st->errmsg, "no query statement %d", id);
     return -EINVAL;
+  }
+  if (n != hw_stmts[id].nparams) {
+    snprintf(st->errmsg, sizeof st->errmsg, "%s takes %d values, got %d",
+             hw_stmts[id].name, hw_stmts[id].nparams, n);
+    return -EINVAL;
+  }
   s = st->rstmt[id];
-  bind_vals(s, vals, n);
+  if (bind_vals(s, vals, n) != SQLITE_OK) {
+    snprintf(st->errmsg, sizeof st->errmsg, "%s: %s", hw_stmts[id].name,
+             sqlite3_errmsg(st->rd));
+    return -EINVAL;
+  }
   nc = sqlite3_column_count(s);
   if (nc > 32)
     nc = 32;
@@ -499,29 +891,37 @@ int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
 
 const char *hw_store_errmsg(hw_store_t *st) { return st->errmsg; }
 
-/* The writer commits everything written so far, then stops; waiters still
- * queued are told here, synchronously.  The engine calls hw_store_detach
- * first when the loop is about to end; otherwise (the test harness swaps
- * stores between cases) the async handle closes on the next loop run. */
+/* The writer commits everything written so far (one attempt), then stops;
+ * waiters still queued are told here, synchronously.  The engine calls
+ * hw_store_detach first when the loop is about to end; otherwise (the test
+ * harness swaps stores between cases) the handles close on the next loop
+ * run.  Safe on a half-opened store (hw_store_open's error path). */
 int hw_store_close(hw_store_t *st) {
   int i, rc = 0;
+  hw_fail_t *f;
 
   if (st == NULL)
     return 0;
   if (st->head != NULL)
     seal(st);
-  if (st->thread_started) {
+  if (st->thread_started || st->ck_started) {
     uv_mutex_lock(&st->mu);
     st->stop = 1;
     uv_cond_signal(&st->cv);
     uv_cond_signal(&st->ckcv);
     uv_mutex_unlock(&st->mu);
-    uv_thread_join(&st->thread);
   }
+  if (st->thread_started)
+    uv_thread_join(&st->thread);
   if (st->ck_started)
     uv_thread_join(&st->ckthread);
-  notify_waiters(st);
+  notify_waiters(st, 1);
   hw_store_detach(st);
+  while ((f = st->fails) != NULL) {
+    st->fails = f->next;
+    free(f);
+  }
+  free_ops(st->shead);
   for (i = 0; i < HW_NSTMTS; i++) {
     sqlite3_finalize(st->wstmt[i]);
     sqlite3_finalize(st->rstmt[i]);
@@ -532,17 +932,18 @@ int hw_store_close(hw_store_t *st) {
     rc = -EBUSY;
   if (st->ck != NULL && sqlite3_close(st->ck) != SQLITE_OK)
     rc = -EBUSY;
+  if (st->lockfd >= 0)
+    close(st->lockfd); /* releases the lock */
   uv_cond_destroy(&st->cv);
+  uv_cond_destroy(&st->donecv);
   uv_cond_destroy(&st->ckcv);
   uv_mutex_destroy(&st->mu);
   free(st);
   return rc;
 }
 
-/* Closes the async handle while the loop still runs (engine stop), so the
+/* Closes the loop handles while the loop still runs (engine stop), so the
  * loop can end; later commits are reported by hw_store_close. */
-static void timer_closed(uv_handle_t *h) { free(h); }
-
 void hw_store_detach(hw_store_t *st) {
   uv_async_t *a;
   if (st->head != NULL)

@@ -33,13 +33,22 @@ static const char hw_schema_sql[] =
   " run INTEGER, entries TEXT NOT NULL, PRIMARY KEY(tx, seq)) WITHOUT ROWID;"
   "CREATE TABLE IF NOT EXISTS jobs(id INTEGER PRIMARY KEY, tx INTEGER NOT NULL,"
   " run INTEGER, entry TEXT, data TEXT, request TEXT, ckpt_step TEXT,"
-  " ckpt_data TEXT);";
+  " ckpt_data TEXT);"
+  /* the writer's probe row: after a failed commit it commits here first, so
+   * the WAL frames of the failed commit are overwritten (they could
+   * otherwise be read back as committed after a crash) and it learns that
+   * the disk works again */
+  "CREATE TABLE IF NOT EXISTS store_meta(k TEXT PRIMARY KEY, v);";
 
 #define HW_ISO(col) "strftime('%Y-%m-%dT%H:%M:%fZ', " col ", 'unixepoch')"
 
+/* Each statement declares how many values it binds: the store checks it
+ * against SQLite's own count when preparing (a mismatch refuses to open)
+ * and against the number given at every call (a mismatch is an error). */
 typedef struct hw_stmt_def_s {
   const char *name;
   int write;
+  int nparams;
   const char *sql;
 } hw_stmt_def_t;
 
@@ -47,67 +56,77 @@ static const hw_stmt_def_t hw_stmts[] = {
   /* writes: executed by the batch worker on the writer connection */
   /* a transaction's first run is the row itself while state = 'running':
    * its request and checkpoint live here, so a trigger costs no job row */
-  {"tx_insert", 1, "INSERT INTO tx(id, cycle, state, step, data, created,"
+  {"tx_insert", 1, 11, "INSERT INTO tx(id, cycle, state, step, data, created,"
    " updated, runs, linked_cycle, linked_id, request)"
    " VALUES(?,?,?,?,?,?,?,?,?,?,?)"},
-  {"tx_ckpt", 1, "UPDATE tx SET ckpt_step = ?2, ckpt_data = ?3 WHERE id = ?1"},
-  {"tx_update", 1, "UPDATE tx SET state = ?2, step = ?3, data = ?4,"
+  {"tx_ckpt", 1, 3, "UPDATE tx SET ckpt_step = ?2, ckpt_data = ?3 WHERE id = ?1"},
+  {"tx_update", 1, 7, "UPDATE tx SET state = ?2, step = ?3, data = ?4,"
    " updated = ?5, runs = max(runs, ?6), error = ?7, ckpt_step = NULL,"
    " ckpt_data = NULL WHERE id = ?1"},
   /* a later run of a waiting transaction ends: state and step stay, and
    * are left out of SET so SQLite does not rewrite their index entries */
-  {"tx_run_end", 1, "UPDATE tx SET data = ?2, updated = ?3,"
+  {"tx_run_end", 1, 5, "UPDATE tx SET data = ?2, updated = ?3,"
    " runs = max(runs, ?4), error = ?5 WHERE id = ?1"},
-  {"tx_park", 1, "UPDATE tx SET state = 'waiting', step = ?2, wait_step = ?2,"
+  {"tx_park", 1, 7, "UPDATE tx SET state = 'waiting', step = ?2, wait_step = ?2,"
    " match_value = ?3, parked_at = ?4, expires_at = ?5, snapshot = ?6,"
    " data = ?6, updated = ?4, runs = max(runs, ?7), error = NULL,"
    " ckpt_step = NULL, ckpt_data = NULL WHERE id = ?1"},
-  {"tx_expire", 1, "UPDATE tx SET state = 'expired', updated = ?2"
+  {"tx_expire", 1, 2, "UPDATE tx SET state = 'expired', updated = ?2"
    " WHERE id = ?1 AND state = 'waiting'"},
-  {"hist_insert", 1, "INSERT INTO hist(tx, seq, run, entries)"
+  {"hist_insert", 1, 4, "INSERT INTO hist(tx, seq, run, entries)"
    " VALUES(?,?,?,?)"},
-  {"job_insert", 1, "INSERT INTO jobs(id, tx, run, entry, data, request)"
+  {"job_insert", 1, 6, "INSERT INTO jobs(id, tx, run, entry, data, request)"
    " VALUES(?,?,?,?,?,?)"},
-  {"job_ckpt", 1, "UPDATE jobs SET ckpt_step = ?2, ckpt_data = ?3"
+  {"job_ckpt", 1, 3, "UPDATE jobs SET ckpt_step = ?2, ckpt_data = ?3"
    " WHERE id = ?1"},
-  {"job_delete", 1, "DELETE FROM jobs WHERE id = ?1"},
-  {"hook_insert", 1, "INSERT OR IGNORE INTO hooks(cycle, step, token)"
+  {"job_delete", 1, 1, "DELETE FROM jobs WHERE id = ?1"},
+  {"hook_insert", 1, 3, "INSERT OR IGNORE INTO hooks(cycle, step, token)"
    " VALUES(?,?,?)"},
-  {"cycle_state", 1, "INSERT INTO cycles(name, state) VALUES(?1, ?2)"
+  {"cycle_state", 1, 2, "INSERT INTO cycles(name, state) VALUES(?1, ?2)"
    " ON CONFLICT(name) DO UPDATE SET state = excluded.state"},
-  {"connector_set", 1, "INSERT INTO connectors(name, allowed_ips, file_sig)"
+  {"connector_set", 1, 3, "INSERT INTO connectors(name, allowed_ips, file_sig)"
    " VALUES(?1, ?2, ?3) ON CONFLICT(name) DO UPDATE SET"
    " allowed_ips = excluded.allowed_ips, file_sig = excluded.file_sig"},
-  {"connector_delete", 1, "DELETE FROM connectors WHERE name = ?1"},
+  {"connector_delete", 1, 1, "DELETE FROM connectors WHERE name = ?1"},
+  {"store_probe", 1, 1, "INSERT INTO store_meta(k, v) VALUES('probe', ?1)"
+   " ON CONFLICT(k) DO UPDATE SET v = excluded.v"},
 
   /* reads: the loop thread, reader connection */
-  {"hooks_all", 0, "SELECT cycle, step, token FROM hooks"},
-  {"cycles_all", 0, "SELECT name, state FROM cycles"},
-  {"connectors_all", 0, "SELECT name, allowed_ips, file_sig FROM connectors"},
-  {"max_ids", 0, "SELECT (SELECT coalesce(max(id), 0) FROM tx) AS tx,"
+  {"hooks_all", 0, 0, "SELECT cycle, step, token FROM hooks"},
+  {"cycles_all", 0, 0, "SELECT name, state FROM cycles"},
+  {"connectors_all", 0, 0, "SELECT name, allowed_ips, file_sig FROM connectors"},
+  {"max_ids", 0, 0, "SELECT (SELECT coalesce(max(id), 0) FROM tx) AS tx,"
    " (SELECT coalesce(max(id), 0) FROM jobs) AS job,"
    " (SELECT coalesce(max(seq), 0) FROM hist) AS hist"},
-  {"jobs_all", 0, "SELECT j.id, j.tx, j.run, j.entry, j.data, j.request,"
+  {"jobs_all", 0, 0, "SELECT j.id, j.tx, j.run, j.entry, j.data, j.request,"
    " j.ckpt_step, j.ckpt_data, t.cycle, t.state, t.wait_step"
    " FROM jobs j JOIN tx t ON t.id = j.tx ORDER BY j.id"},
-  {"tx_running", 0, "SELECT id, cycle, step AS entry, data, request,"
+  {"tx_running", 0, 0, "SELECT id, cycle, step AS entry, data, request,"
    " ckpt_step, ckpt_data FROM tx WHERE state = 'running' ORDER BY id"},
-  {"find_waiting", 0, "SELECT id, snapshot, runs, expires_at FROM tx"
+  /* recovery reads the backlog a page at a time (id > ?1, at most ?2) */
+  {"recover_tx", 0, 2, "SELECT id, cycle, step AS entry, data, request,"
+   " ckpt_step, ckpt_data FROM tx WHERE state = 'running' AND id > ?1"
+   " ORDER BY id LIMIT ?2"},
+  {"recover_jobs", 0, 2, "SELECT j.id, j.tx, j.run, j.entry, j.data,"
+   " j.request, j.ckpt_step, j.ckpt_data, t.cycle, t.state, t.wait_step"
+   " FROM jobs j JOIN tx t ON t.id = j.tx WHERE j.id > ?1 ORDER BY j.id"
+   " LIMIT ?2"},
+  {"find_waiting", 0, 4, "SELECT id, snapshot, runs, expires_at FROM tx"
    " WHERE cycle = ?1 AND wait_step = ?2 AND match_value = ?3"
    " AND state = 'waiting' AND (expires_at IS NULL OR expires_at > ?4)"
    " ORDER BY parked_at DESC, id DESC LIMIT 1"},
-  {"tx_runs", 0, "SELECT runs FROM tx WHERE id = ?1"},
-  {"expired", 0, "SELECT id FROM tx WHERE state = 'waiting'"
+  {"tx_runs", 0, 1, "SELECT runs FROM tx WHERE id = ?1"},
+  {"expired", 0, 1, "SELECT id FROM tx WHERE state = 'waiting'"
    " AND expires_at IS NOT NULL AND expires_at <= ?1 LIMIT 1000"},
-  {"counts", 0, "SELECT cycle, state, count(*) AS n FROM tx"
+  {"counts", 0, 0, "SELECT cycle, state, count(*) AS n FROM tx"
    " GROUP BY cycle, state"},
-  {"tx_list_json", 0, "SELECT coalesce(json_group_array(json_object("
+  {"tx_list_json", 0, 3, "SELECT coalesce(json_group_array(json_object("
    "'id', CAST(id AS TEXT), 'cycle', cycle, 'state', state, 'step', step,"
    " 'match', match_value, 'runs', runs,"
    " 'created', " HW_ISO("created") ", 'updated', " HW_ISO("updated") ")),"
    " '[]') FROM (SELECT * FROM tx WHERE (?1 IS NULL OR cycle = ?1)"
    " AND (?2 IS NULL OR state = ?2) ORDER BY id DESC LIMIT ?3)"},
-  {"tx_get_json", 0, "SELECT json_object('id', CAST(id AS TEXT),"
+  {"tx_get_json", 0, 1, "SELECT json_object('id', CAST(id AS TEXT),"
    " 'cycle', cycle, 'state', state, 'step', step,"
    " 'data', json(coalesce(data, '{}')), 'runs', runs, 'match', match_value,"
    " 'error', error, 'created', " HW_ISO("created") ","

@@ -16,6 +16,8 @@ R.lastrun = { cur = {}, prev = {} }
 
 function A.rotate(now)
   if now - R.pend.at < 5 then return end
+  -- while commits fail, parks may not be on disk yet: keep them in memory
+  if core.store_refusal() then return end
   R.pend.prev, R.pend.cur = R.pend.cur, {}
   R.pend.pos_prev, R.pend.pos = R.pend.pos, {}
   R.lastrun.prev, R.lastrun.cur = R.lastrun.cur, {}
@@ -49,6 +51,14 @@ local function next_run(id, stored)
   return last + 1
 end
 
+-- A job whose request write was dropped (its commit failed): the run number
+-- it took is given back unless a later one was handed out since.
+function A.forget(job)
+  if job.run and job.run > 1 and R.lastrun.cur[job.tx] == job.run then
+    R.lastrun.cur[job.tx] = job.run - 1
+  end
+end
+
 -- What the store keeps of a request (tx.request, rebuilt after a restart:
 -- json is parsed again from the body).
 local function stored_request(r)
@@ -66,8 +76,9 @@ function A.accept(cy, st, data, obj, request, caller, linked)
     R.ids.tx = R.ids.tx + 1
     local id = R.ids.tx
     job = { tx = id, run = 1, data = data }
-    core.write("tx_insert", id, cy.name, "running", st.name, U.encode(data), now, now, 1,
-               linked and linked.cycle, linked and linked.id, stored_request(request))
+    job.seq = core.write_req("tx_insert", id, cy.name, "running", st.name, U.encode(data), now,
+                             now, 1, linked and linked.cycle, linked and linked.id,
+                             stored_request(request))
   else
     local m = st.match
     local v = U.get(data, m.request)
@@ -84,8 +95,8 @@ function A.accept(cy, st, data, obj, request, caller, linked)
     job = { tx = found.id, run = next_run(found.id, found.runs), data = U.merge(snap, data) }
     R.ids.job = R.ids.job + 1
     job.id = R.ids.job
-    core.write("job_insert", job.id, job.tx, job.run, st.name, U.encode(job.data),
-               stored_request(request))
+    job.seq = core.write_req("job_insert", job.id, job.tx, job.run, st.name,
+                             U.encode(job.data), stored_request(request))
   end
   job.cycle, job.entry, job.request, job.accepted = cy.name, st.name, request, now
   job.def = cy.def -- if the file goes away before the run starts

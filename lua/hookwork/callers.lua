@@ -41,9 +41,16 @@ function C.tick(now)
   end
 end
 
+-- At the shutdown deadline: a caller whose request is stored is told so
+-- (202: its run goes on after the restart); 503 only for what was not.
 function C.shutdown()
   for c in pairs(R.callers) do
-    C.json(c, 503, { error = "shutting down", transaction = c.tx and tostring(c.tx) })
+    if c.stored then
+      C.json(c, 202, { accepted = true, transaction = c.tx and tostring(c.tx),
+                       note = "the engine is stopping; the run goes on after its restart" })
+    else
+      C.json(c, 503, { error = "shutting down" }, { "Retry-After: 1" })
+    end
   end
 end
 

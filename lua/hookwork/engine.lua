@@ -12,19 +12,26 @@ local core = R.core
 local E = {}
 
 -- The start of a run for an accepted request: durable first, then 202
--- (fire-and-forget) and the run itself.
+-- (fire-and-forget) and the run itself.  When the commit failed, the request
+-- was not stored: 503 (retry), and nothing runs.  At the shutdown deadline a
+-- stored request is acknowledged and runs after the restart.
 local function start_job(job, sync)
-  local ok, err = core.commit()
+  local ok, err = core.commit(job.seq)
   if not ok then
-    if job.caller then C.json(job.caller, 500, { error = "could not store the request: " .. tostring(err) }) end
+    A.forget(job)
+    if job.caller then
+      C.json(job.caller, 503, { error = "store unavailable: " .. tostring(err) }, { "Retry-After: 1" })
+    end
     if job.on_end then job.on_end("failed") end
     return
   end
-  if job.caller and not sync then
+  if job.caller then job.caller.stored = true end
+  if job.caller and (not sync or core.stopping() == 2) then
     C.answer(job.caller, 202, "application/json", nil,
              '{"accepted":true,"transaction":"' .. job.tx .. '"}')
     job.caller = nil
   end
+  if core.stopping() == 2 then return end -- recovered at the next start
   M.run_job(job)
 end
 
@@ -43,6 +50,8 @@ function E.submit(hook, r, caller)
       return 403, string.format("address %s is not allowed for this webhook", r.ip)
     end
   end
+  local busy = core.store_refusal()
+  if busy then return 503, "store unavailable: " .. busy, { "Retry-After: 1" } end
   local obj, is_form = F.parse_body(r)
   if not obj then return 400, is_form end
   local data, err = F.extract(st.spec, obj, is_form)
@@ -61,9 +70,8 @@ local function handle(r, caller)
   local hook = token and R.tokens[token]
   caller.cycle, caller.step = hook and hook.cycle, hook and hook.step
   if not hook then return C.json(caller, 404, { error = "unknown webhook" }) end
-  local status, msg = E.submit(hook, r, caller)
+  local status, msg, headers = E.submit(hook, r, caller)
   if status then
-    local headers
     if status == 405 then headers = { "Allow: " .. E.allow(hook) } end
     C.json(caller, status, { error = msg }, headers)
   end

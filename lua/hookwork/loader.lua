@@ -163,6 +163,11 @@ local function build_connectors(sorted)
       end
     end
   end
+  -- the built-in default connector has no file: a PUT's list is all it has
+  local d, ov = conns.default, L.overrides.default
+  if ov and not d.file then
+    d.allowed_ips, d.filter, d.override = ov.list, ov.filter, true
+  end
   return conns
 end
 

@@ -155,8 +155,11 @@ function KIND.link(run, s)
                                { cycle = run.cycle, id = run.job.tx })
   if not job then error(string.format("link to %s: %s", s.cycle, msg), 0) end
   run:checkpoint()
-  local ok, cerr = core.commit()
-  if not ok then error("link: " .. cerr, 0) end
+  local ok, cerr = core.commit(job.seq)
+  if not ok then
+    A.forget(job)
+    error("link: store unavailable: " .. cerr, 0)
+  end
   run.dirty = true
   core.spawn(M.run_job, job)
   return nil, "ok", string.format("linked to %s transaction %d", s.cycle, job.tx)

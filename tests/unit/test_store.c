@@ -3,6 +3,8 @@
 #include "unit.h"
 #include "store.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,8 +42,9 @@ static hw_val_t nil(void) {
 }
 
 static int flushed, flush_status;
-static void on_flush(int status, void *arg) {
+static void on_flush(int status, const char *reason, void *arg) {
   (void) arg;
+  (void) reason;
   flushed++;
   flush_status = status;
 }
@@ -186,5 +189,195 @@ TEST(bad_arguments_rejected) {
   rm_tmp();
 }
 
+/* --- failures: per batch, all or nothing, exact waiters ------------------ */
+
+static int told[16], told_status[16];
+static char told_reason[16][200];
+static void on_told(int status, const char *reason, void *arg) {
+  int k = (int) (intptr_t) arg;
+  told[k]++;
+  told_status[k] = status;
+  snprintf(told_reason[k], sizeof told_reason[k], "%s", reason ? reason : "");
+}
+
+static uint64_t insert_req(hw_store_t *st, long long id) {
+  hw_val_t v[11] = {i(id), t("c"), t("running"), t("in"), t("{}"),
+                    r(1.5), r(1.5), i(1), nil(), nil(), t("{}")};
+  uint64_t seq = 0;
+  if (hw_store_write_req(st, hw_store_stmt_id("tx_insert"), v, 11, &seq) != 0)
+    abort();
+  return seq;
+}
+
+static int tx_exists(hw_store_t *st, long long id) {
+  hw_val_t q = i(id);
+  first_text[0] = '\0';
+  hw_store_query(st, hw_store_stmt_id("tx_get_json"), &q, 1, grab, NULL);
+  return first_text[0] != '\0';
+}
+
+/* Two batches fail before the loop hears of either: the waiters of both
+ * are told (one failed range used to cover only the last). */
+TEST(two_failed_batches_both_told) {
+  uv_loop_t loop;
+  hw_store_t *st;
+  char err[256];
+  uint64_t s[4];
+  int k;
+
+  mkdir_tmp();
+  uv_loop_init(&loop);
+  memset(told, 0, sizeof told);
+  ASSERT_EQ(hw_store_open(&loop, dir, &st, err, sizeof err), 0);
+  s[0] = insert_req(st, 1);
+  s[1] = insert_req(st, 1); /* duplicate id: the batch fails */
+  hw_store_seal(st);
+  s[2] = insert_req(st, 2);
+  s[3] = insert_req(st, 2);
+  hw_store_seal(st);
+  for (k = 0; k < 4; k++)
+    ASSERT_EQ(hw_store_await(st, s[k], on_told, (void *) (intptr_t) k), 0);
+  ASSERT_EQ(told[0], 0); /* never synchronously */
+  ASSERT_EQ(hw_store_settle(st, 10000), 0); /* both batches decided */
+  for (k = 0; k < 4; k++) {
+    ASSERT_EQ(told[k], 1);
+    ASSERT_TRUE(told_status[k] < 0);
+    ASSERT_TRUE(strstr(told_reason[k], "UNIQUE") != NULL);
+  }
+  ASSERT_TRUE(!tx_exists(st, 1));
+  ASSERT_TRUE(!tx_exists(st, 2));
+  ASSERT_EQ(hw_store_close(st), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  rm_tmp();
+}
+
+/* One failing statement fails its whole batch: the request written with it
+ * is refused and not stored; the writes nobody waits for are kept and
+ * committed by the next batch; the failing statement alone is dropped. */
+TEST(batch_all_or_nothing) {
+  uv_loop_t loop;
+  hw_store_t *st;
+  char err[256];
+  uint64_t req;
+
+  mkdir_tmp();
+  uv_loop_init(&loop);
+  memset(told, 0, sizeof told);
+  ASSERT_EQ(hw_store_open(&loop, dir, &st, err, sizeof err), 0);
+  insert_tx(st, 5, "kept");           /* kept: nobody waits */
+  req = insert_req(st, 6);            /* a request's write */
+  insert_tx(st, 5, "dup");            /* fails on its own data */
+  ASSERT_EQ(hw_store_await(st, req, on_told, (void *) (intptr_t) 0), 0);
+  ASSERT_EQ(hw_store_flush(st, on_told, (void *) (intptr_t) 1), 0);
+  hw_store_kick(st);
+  while (told[1] == 0)
+    uv_run(&loop, UV_RUN_ONCE);
+  ASSERT_EQ(told[0], 1);
+  ASSERT_TRUE(told_status[0] < 0);
+  ASSERT_EQ(told_status[1], 0);   /* the kept write is durable */
+  ASSERT_TRUE(tx_exists(st, 5));
+  ASSERT_TRUE(strstr(first_text, "\"cycle\":\"kept\"") != NULL);
+  ASSERT_TRUE(!tx_exists(st, 6)); /* refused, so not stored */
+  /* the store works on: the next request commits */
+  req = insert_req(st, 7);
+  ASSERT_EQ(hw_store_await(st, req, on_told, (void *) (intptr_t) 2), 0);
+  hw_store_kick(st);
+  while (told[2] == 0)
+    uv_run(&loop, UV_RUN_ONCE);
+  ASSERT_EQ(told_status[2], 0);
+  ASSERT_TRUE(tx_exists(st, 7));
+  ASSERT_EQ(hw_store_close(st), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  rm_tmp();
+}
+
+/* Values are checked against each statement's declared count. */
+TEST(value_count_checked) {
+  uv_loop_t loop;
+  hw_store_t *st;
+  char err[256];
+  hw_val_t v[12];
+  int k;
+
+  for (k = 0; k < 12; k++)
+    v[k] = i(k);
+  mkdir_tmp();
+  uv_loop_init(&loop);
+  ASSERT_EQ(hw_store_open(&loop, dir, &st, err, sizeof err), 0);
+  ASSERT_EQ(hw_store_stmt_nparams(hw_store_stmt_id("tx_insert")), 11);
+  ASSERT_EQ(hw_store_stmt_nparams(hw_store_stmt_id("job_delete")), 1);
+  ASSERT_EQ(hw_store_stmt_nparams(-1), -1);
+  ASSERT_EQ(hw_store_write(st, hw_store_stmt_id("tx_insert"), v, 10), -EINVAL);
+  ASSERT_EQ(hw_store_write(st, hw_store_stmt_id("tx_insert"), v, 12), -EINVAL);
+  ASSERT_EQ(hw_store_write(st, hw_store_stmt_id("job_delete"), v, 0), -EINVAL);
+  ASSERT_EQ(hw_store_write(st, hw_store_stmt_id("job_delete"), v, 1), 0);
+  ASSERT_EQ(hw_store_query(st, hw_store_stmt_id("tx_get_json"), v, 2,
+                           count_rows, NULL), -EINVAL);
+  ASSERT_TRUE(strstr(hw_store_errmsg(st), "takes 1 values, got 2") != NULL);
+  ASSERT_EQ(hw_store_pending(st), 1);
+  ASSERT_EQ(hw_store_close(st), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  rm_tmp();
+}
+
+/* One engine per store: a second open of the same directory is refused,
+ * naming the holder; after close it opens again. */
+TEST(directory_locked) {
+  uv_loop_t loop;
+  hw_store_t *st, *st2 = NULL;
+  char err[256], want[128];
+
+  mkdir_tmp();
+  uv_loop_init(&loop);
+  ASSERT_EQ(hw_store_open(&loop, dir, &st, err, sizeof err), 0);
+  ASSERT_EQ(hw_store_open(&loop, dir, &st2, err, sizeof err), -EBUSY);
+  snprintf(want, sizeof want, "%s is in use by another engine (pid %ld)", dir,
+           (long) getpid());
+  ASSERT_STREQ(err, want);
+  ASSERT_EQ(hw_store_close(st), 0);
+  ASSERT_EQ(hw_store_open(&loop, dir, &st2, err, sizeof err), 0);
+  ASSERT_EQ(hw_store_close(st2), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  rm_tmp();
+}
+
+/* Back-pressure: past HOOKWORK_MAX_PENDING uncommitted writes the store
+ * asks for new requests to be refused, and takes them again once they
+ * commit. */
+TEST(back_pressure) {
+  uv_loop_t loop;
+  hw_store_t *st;
+  char err[256], why[256];
+  int k;
+
+  mkdir_tmp();
+  uv_loop_init(&loop);
+  setenv("HOOKWORK_MAX_PENDING", "3", 1);
+  ASSERT_EQ(hw_store_open(&loop, dir, &st, err, sizeof err), 0);
+  unsetenv("HOOKWORK_MAX_PENDING");
+  ASSERT_EQ(hw_store_refusal(st, why, sizeof why), 0);
+  for (k = 1; k <= 2; k++)
+    insert_tx(st, k, "bp");
+  ASSERT_EQ(hw_store_refusal(st, why, sizeof why), 0);
+  insert_tx(st, 3, "bp");
+  ASSERT_EQ(hw_store_refusal(st, why, sizeof why), 1);
+  ASSERT_STREQ(why, "too many writes waiting to be committed (3)");
+  flushed = 0;
+  hw_store_flush(st, on_flush, NULL);
+  hw_store_kick(st);
+  run_until_flushed(&loop, 1);
+  ASSERT_EQ(hw_store_refusal(st, why, sizeof why), 0);
+  ASSERT_EQ(hw_store_close(st), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  rm_tmp();
+}
+
 RUN_TESTS("store", T(open_write_flush_read), T(data_survives_reopen),
-          T(group_commit_many_flushes), T(bad_arguments_rejected))
+          T(group_commit_many_flushes), T(bad_arguments_rejected),
+          T(two_failed_batches_both_told), T(batch_all_or_nothing),
+          T(value_count_checked), T(directory_locked), T(back_pressure))
