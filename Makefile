@@ -3,7 +3,7 @@
 # into the repo); see third_party/README.md.
 
 CC      ?= cc
-PKGS    := liblua5.4-dev libuv1-dev libcurl4-openssl-dev lua-cjson-dev \
+PKGS    := liblua5.4-dev libuv1-dev libcurl4-openssl-dev \
            libsqlite3-dev node-llhttp python3 curl \
            lua-check lintian binutils
 LLHTTP  := /usr/share/llhttp
@@ -11,7 +11,7 @@ CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-paramete
            -I/usr/include/lua5.4 -I/usr/share/include/llhttp -Icore \
            -DLLHTTP_STRICT_MODE=1
 OPT     ?= -O2 -g
-LIBS    := /usr/lib/x86_64-linux-gnu/liblua5.4-cjson.a -llua5.4 -luv -lcurl \
+LIBS    := -llua5.4 -luv -lcurl \
            -lsqlite3 -lpthread -lm -ldl
 
 SRC     := $(sort $(wildcard core/*.c))

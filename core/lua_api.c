@@ -4,6 +4,7 @@
  * the lua/ directory.  The sandbox that cycle files run in is built on top
  * of this by L.sandbox in lua/hookwork/loader.lua. */
 #include "lua_api.h"
+#include "json.h"
 #include "log.h"
 #include "scheduler.h"
 
@@ -11,8 +12,6 @@
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
-
-int luaopen_cjson(lua_State *L);
 
 static void open_safe_libs(lua_State *L) {
   static const char *const os_keep[] = {"getenv", "time", "date", "clock",
@@ -41,8 +40,9 @@ static void open_safe_libs(lua_State *L) {
   }
 }
 
-/* require(name): cached in the registry's _LOADED; "cjson" is built in, any
- * other name is lua/<name with dots as slashes>.lua, loaded as text only. */
+/* require(name): cached in the registry's _LOADED; "hookwork.json" is built
+ * in (core/json.c), any other name is lua/<name with dots as slashes>.lua,
+ * loaded as text only. */
 static int l_require(lua_State *L) {
   hw_engine_t *e = lua_touserdata(L, lua_upvalueindex(1));
   const char *name = luaL_checkstring(L, 1);
@@ -53,8 +53,8 @@ static int l_require(lua_State *L) {
   if (lua_getfield(L, -1, name) != LUA_TNIL)
     return 1;
   lua_pop(L, 1);
-  if (strcmp(name, "cjson") == 0) {
-    luaopen_cjson(L);
+  if (strcmp(name, "hookwork.json") == 0) {
+    hw_json_open(L);
   } else if (strcmp(name, "hookwork.core") == 0) {
     hw_lua_core_open(L, e);
   } else {

@@ -16,8 +16,6 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-int luaopen_cjson(lua_State *L);
-
 #define ENGINE(L) ((hw_engine_t *) lua_touserdata(L, lua_upvalueindex(1)))
 #define IPF_MT "hookwork.ipfilter"
 

@@ -7,7 +7,8 @@ local U = require "hookwork.util"
 local F = require "hookwork.fields"
 local core = R.core
 
-local hw = { json = { encode = U.encode, decode = U.decode, null = U.null } }
+local hw = { json = { encode = U.encode, decode = U.decode, null = U.null,
+                      array = U.json.array } }
 
 local STEP = {}  -- metatable marking step objects
 

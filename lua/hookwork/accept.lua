@@ -91,7 +91,7 @@ function A.accept(cy, st, data, obj, request, caller, linked)
     if not found then
       return nil, 404, string.format("no waiting transaction with %s = %s", m.transaction, mv)
     end
-    local snap = U.decode(found.snapshot or "{}") or {}
+    local snap = U.decode(found.snapshot or "{}", "lax") or {}
     job = { tx = found.id, run = next_run(found.id, found.runs), data = U.merge(snap, data) }
     R.ids.job = R.ids.job + 1
     job.id = R.ids.job

@@ -9,16 +9,12 @@ local A = {}
 
 local JSON = "application/json"
 local STATES = { running = true, waiting = true, completed = true, failed = true, expired = true }
-local ARRAY = { __jsontype = "array" }
 
-local function json(status, v) return status, JSON, U.encode_lists(v) end
+local function json(status, v) return status, JSON, U.encode(v) end
 -- allow: the Allow header of a 405
 local function err(status, msg, allow) return status, JSON, U.encode({ error = msg }), allow end
 
-local function array(t)
-  if #t == 0 then return U.EMPTY_ARRAY end
-  return t
-end
+local array = U.json.array
 
 local function counts()
   local by = {}
@@ -84,7 +80,9 @@ local function transactions(query)
                          q.state ~= "" and q.state or nil, limit)[1]
   local text
   for _, v in pairs(row or {}) do text = v end
-  return 200, JSON, text or "[]"
+  -- Rows written before the engine checked its UTF-8 may hold bytes that
+  -- are not; the answer must be valid JSON whatever the store holds.
+  return 200, JSON, text and U.json.utf8_clean(text) or "[]"
 end
 
 local function transaction(id)
@@ -93,7 +91,7 @@ local function transaction(id)
   local text
   for _, v in pairs(row or {}) do text = v end
   if not text then return err(404, "no transaction " .. id) end
-  return 200, JSON, text
+  return 200, JSON, U.json.utf8_clean(text)
 end
 
 local function connector_view(c)

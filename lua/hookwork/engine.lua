@@ -121,11 +121,11 @@ function E.start()
   R.ids.tx, R.ids.job, R.ids.hist = ids.tx, ids.job, ids.hist
   local n = 0
   local function recover(j, run)
-    local req = U.decode(j.request or "{}") or {}
-    if type(req.body) == "string" and req.body:match("^%s*{") then req.json = U.decode(req.body) end
+    local req = U.decode(j.request or "{}", "lax") or {}
+    if type(req.body) == "string" and req.body:match("^%s*{") then req.json = U.decode(req.body, "lax") end
     core.spawn(M.run_job, { id = j.id, tx = j.tx, run = run or j.run,
                             cycle = j.cycle, entry = j.entry, ckpt_step = j.ckpt_step,
-                            data = U.decode(j.ckpt_data or j.data or "{}") or {},
+                            data = U.decode(j.ckpt_data or j.data or "{}", "lax") or {},
                             request = req })
     n = n + 1
   end

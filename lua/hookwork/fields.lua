@@ -37,9 +37,10 @@ local function json_type_ok(t, v)
   if t == "any" then return true end
   if t == "string" then return lt == "string" end
   if t == "number" then return lt == "number" end
-  if t == "integer" then return lt == "number" and v == math.floor(v) and v == v end
+  -- an integral float (1.0, 1e3) counts; inf and nan never do
+  if t == "integer" then return lt == "number" and math.tointeger(v) ~= nil end
   if t == "boolean" then return lt == "boolean" end
-  if t == "array" then return lt == "table" and (U.is_array(v) or next(v) == nil) end
+  if t == "array" then return lt == "table" and U.is_array(v) end
   if t == "object" then return lt == "table" and not U.is_array(v) end
   return false
 end
@@ -77,7 +78,7 @@ function F.parse_body(req)
   end
   local v, err = U.decode(body)
   if v == nil then
-    return nil, "malformed JSON body: " .. tostring(err):gsub("^.-: ", "")
+    return nil, "malformed JSON body: " .. tostring(err)
   end
   if type(v) ~= "table" or U.is_array(v) then
     return nil, "malformed JSON body: expected a JSON object"
@@ -110,6 +111,8 @@ function F.extract(spec, obj, is_form)
         v = c
       elseif not json_type_ok(f.type, v) then
         return nil, string.format("field '%s': expected %s", f.name, f.type)
+      elseif f.type == "integer" then
+        v = math.tointeger(v)
       end
       U.set(data, f.path, v)
     end

@@ -238,7 +238,7 @@ function L.restore()
   end
   for _, r in ipairs(core.query("cycles_all")) do L.states[r.name] = r.state end
   for _, r in ipairs(core.query("connectors_all")) do
-    local list = U.decode(r.allowed_ips) or {}
+    local list = U.decode(r.allowed_ips, "lax") or {}
     local filter = core.ipfilter(list)
     if filter then
       L.overrides[r.name] = { list = list, filter = filter, file_sig = r.file_sig }

@@ -1,13 +1,10 @@
 -- util: small pure helpers shared by the engine modules (paths into nested
 -- tables, URL encoding, JSON with the engine's conventions).
-local cjson = require "cjson"
+local J = require "hookwork.json"
 local U = {}
 
-cjson.encode_sparse_array(true)
-cjson.decode_max_depth(200)
-cjson.encode_max_depth(200)
-cjson.encode_number_precision(14)
-U.null = cjson.null
+U.null = J.null
+U.json = J
 
 function U.split_path(name)
   local parts = {}
@@ -34,10 +31,11 @@ function U.set(t, path, v)
   t[path[#path]] = v
 end
 
+-- A JSON array: decoded from one or marked with json.array, or a non-empty
+-- sequence.
 function U.is_array(t)
   if type(t) ~= "table" then return false end
-  local mt = getmetatable(t)
-  if mt and mt.__jsontype then return mt.__jsontype == "array" end
+  if J.is_array(t) then return true end
   local n = #t
   if n == 0 then return next(t) == nil and false end
   local count = 0
@@ -50,6 +48,7 @@ function U.copy(v)
   if type(v) ~= "table" then return v end
   local c = {}
   for k, x in pairs(v) do c[k] = U.copy(x) end
+  if J.is_array(v) then J.array(c) end
   return c
 end
 
@@ -66,44 +65,17 @@ function U.merge(dst, src)
   return dst
 end
 
--- lua-cjson 2.1.0 cannot tell an empty array from an empty object, so
--- U.EMPTY_ARRAY stands in for [] and is put right after encoding; and it
--- escapes "/" as "\/", which is valid JSON but unkind to URLs.
-U.EMPTY_ARRAY = "\1hookwork-empty-array\1"
+-- JSON text of v (core/json.c: exact integers, shortest round-trip
+-- doubles, [] kept apart from {}, always valid UTF-8).  Raises
+-- "ROOT.path: reason" for what JSON cannot hold (nan, inf, a function, a
+-- table that contains itself, nesting over 200); root names v in that
+-- message ("tx.data").
+function U.encode(v, root) return J.encode(v, root) end
 
-function U.encode(v)
-  local s = cjson.encode(v)
-  if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end
-  return s
-end
-
--- For the admin API, which marks empty lists with U.EMPTY_ARRAY.
-function U.encode_lists(v)
-  return (U.encode(v):gsub('"\\u0001hookwork%-empty%-array\\u0001"', "[]"))
-end
-
--- lua-cjson reads every JSON number as a float; a user expects 5, not
--- 5.0, when an integer goes into a string, so integral values become
--- Lua integers.
-local function integers(v)
-  for k, x in pairs(v) do
-    if type(x) == "table" then
-      integers(x)
-    elseif math.type(x) == "float" then
-      local i = math.tointeger(x)
-      if i then v[k] = i end
-    end
-  end
-  return v
-end
-
-function U.decode(s)
-  local ok, v = pcall(cjson.decode, s)
-  if not ok then return nil, v end
-  if type(v) == "table" then return integers(v) end
-  if math.type(v) == "float" then return math.tointeger(v) or v end
-  return v
-end
+-- Value of JSON text s, or nil, message.  mode "lax" (the engine's own
+-- store rows) reads bytes that are not UTF-8 as U+FFFD instead of
+-- refusing them.
+function U.decode(s, mode) return J.decode(s, mode) end
 
 -- Numbers that hold integers print without ".0" (match values, URLs).
 function U.scalar_string(v)

@@ -6,7 +6,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-int luaopen_cjson(lua_State *L);
+#include "json.h"
 
 static const char prelude[] =
   "local F = require 'hookwork.fields'\n"
@@ -25,8 +25,8 @@ static int run_case(const char *code) {
   int ok;
   luaL_openlibs(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_cjson);
-  lua_setfield(L, -2, "cjson");
+  lua_pushcfunction(L, hw_json_open);
+  lua_setfield(L, -2, "hookwork.json");
   lua_pop(L, 1);
   (void) luaL_dostring(L, "package.path = 'lua/?.lua;' .. package.path");
   if (luaL_loadstring(L, prelude) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
@@ -78,6 +78,26 @@ LUA_CASE(boolean_object_array_any,
   "_, e = T.run({ a = 'array' }, '{\"a\":{\"k\":1}}')\n"
   "assert(e == \"field 'a': expected array\", e)")
 
+LUA_CASE(integer_is_finite_and_exact,
+  "local d, e = T.run({ n = 'integer' }, '{\"n\":1e999}')\n"
+  "assert(e == 'malformed JSON body: number out of range: 1e999 at byte 6', e)\n"
+  "_, e = T.run({ n = 'integer' }, '{\"n\":1e300}')\n"
+  "assert(e == \"field 'n': expected integer\", e)\n"
+  "_, e = T.run({ n = 'integer' }, '{\"n\":\"5\"}')\n"
+  "assert(e == \"field 'n': expected integer\", e)\n"
+  "d = assert(T.run({ n = 'integer' }, '{\"n\":1.0}'))\n"
+  "assert(math.type(d.n) == 'integer' and d.n == 1)\n"
+  "d = assert(T.run({ n = 'integer' }, '{\"n\":9007199254740993}'))\n"
+  "assert(d.n == 9007199254740993)")
+
+LUA_CASE(empty_array_is_not_an_object,
+  "local d = assert(T.run({ a = 'array', o = 'object' }, '{\"a\":[],\"o\":{}}'))\n"
+  "assert(require('hookwork.json').is_array(d.a) and next(d.o) == nil)\n"
+  "local _, e = T.run({ a = 'array' }, '{\"a\":{}}')\n"
+  "assert(e == \"field 'a': expected array\", e)\n"
+  "_, e = T.run({ o = 'object' }, '{\"o\":[]}')\n"
+  "assert(e == \"field 'o': expected object\", e)")
+
 LUA_CASE(form_values_converted,
   "local ct = 'application/x-www-form-urlencoded'\n"
   "local d = assert(T.run({ n = 'number', i = 'integer', b = 'boolean', s = 'string' },"
@@ -119,6 +139,7 @@ LUA_CASE(empty_body_is_empty_object,
 RUN_TESTS("fields", T(missing_field_named), T(mistyped_field_named),
           T(integer_rejects_fraction), T(optional_and_nested),
           T(null_counts_as_missing), T(boolean_object_array_any),
+          T(integer_is_finite_and_exact), T(empty_array_is_not_an_object),
           T(form_values_converted), T(json_labelled_as_form_is_json),
           T(malformed_json_and_non_objects),
           T(without_fields_copies_top_level), T(bad_specs_rejected),
