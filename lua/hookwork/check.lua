@@ -134,8 +134,8 @@ function K.main(args)
     end
   end
   if as_json then
-    if #report.diagnostics == 0 then report.diagnostics = U.EMPTY_ARRAY end
-    core.out((U.encode_lists or U.encode)(report) .. "\n")
+    U.json.array(report.diagnostics); U.json.array(report.files)
+    core.out(U.encode(report) .. "\n")
   end
   return bad > 0 and 1 or 0
 end
