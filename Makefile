@@ -5,7 +5,8 @@
 CC      ?= cc
 PKGS    := liblua5.4-dev libuv1-dev libcurl4-openssl-dev \
            libsqlite3-dev node-llhttp python3 curl \
-           lua-check lintian binutils
+           lua-check lintian binutils \
+           chromium chromium-driver python3-selenium
 LLHTTP  := /usr/share/llhttp
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
            -I/usr/include/lua5.4 -I/usr/share/include/llhttp -Icore \
@@ -21,6 +22,10 @@ UNIT    := $(sort $(wildcard tests/unit/test_*.c))
 BUILD   ?= build/release
 OBJS    := $(patsubst core/%.c,$(BUILD)/%.o,$(SRC))
 LIBOBJS := $(patsubst core/%.c,$(BUILD)/%.o,$(LIBSRC))
+# The web console's files, embedded in the binary by console/embed.sh.
+CONSOLE := $(sort $(wildcard console/*.html console/*.css console/*.js console/*.svg))
+OBJS    += $(BUILD)/console_assets.o
+LIBOBJS += $(BUILD)/console_assets.o
 LLOBJS  := $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
 STAMP   := third_party/.deps-installed
 
@@ -42,6 +47,15 @@ hookwork: $(STAMP) $(OBJS) $(LLOBJS)
 
 $(BUILD)/%.o: core/%.c core/*.h $(STAMP)
 	@mkdir -p $(dir $@)
+	@echo "  CC   $<"
+	@$(CC) $(CFLAGS_BASE) $(OPT) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/console_assets.c: console/embed.sh $(CONSOLE)
+	@mkdir -p $(dir $@)
+	@echo "  GEN  $@"
+	@sh console/embed.sh $(CONSOLE) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/console_assets.o: $(BUILD)/console_assets.c core/console.h
 	@echo "  CC   $<"
 	@$(CC) $(CFLAGS_BASE) $(OPT) $(CFLAGS) -c -o $@ $<
 

@@ -1,6 +1,8 @@
-/* admin: the admin listener.  Checks HOOKWORK_ADMIN_TOKEN (every route but
- * /healthz), then hands the route to the Lua engine (E.admin), which reads
+/* admin: the admin listener.  Serves the web console's assets (console.c;
+ * they hold no data, so no token), checks HOOKWORK_ADMIN_TOKEN (every other
+ * route but /healthz), then hands the route to the Lua engine (E.admin), which reads
  * the store and the cycle registry and renders JSON or Prometheus text. */
+#include "console.h"
 #include "engine.h"
 #include "lua_api.h"
 
@@ -49,6 +51,10 @@ void hw_admin_handle(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
 
   if (strcmp(req->path, "/healthz") == 0) {
     answer(req, 200, "application/json", "{\"ok\":true}", 11);
+    return;
+  }
+  if (hw_console_owns(req->path)) {
+    hw_console_serve(req);
     return;
   }
   if (e->cfg.admin_token != NULL && e->cfg.admin_token[0] != '\0' &&
