@@ -56,12 +56,18 @@ function card(c, reload) {
     disabled: !!(c.load_error && !c.webhooks.length) || undefined },
   running ? 'Stop' : 'Start');
   act.setAttribute('aria-label', (running ? 'Stop' : 'Start') + ' cycle ' + c.name);
+  // Not disabled while busy: a disabled button drops the focus, and the
+  // focus should stay on this button (as Start/Stop) after the change.
+  let busy = false;
   act.addEventListener('click', async () => {
-    act.disabled = true;
+    if (busy) return;
+    busy = true;
+    act.setAttribute('aria-busy', 'true');
     const r = await call('/api/cycles/' + enc(c.name) + '/' + (running ? 'stop' : 'start'), { method: 'POST' });
     if (r.ok) say(`Cycle ${c.name} ${running ? 'stopped' : 'started'}`, 'ok');
     else say(errText(r), 'bad');
-    act.disabled = false;
+    busy = false;
+    act.removeAttribute('aria-busy');
     await reload();
   });
   let err = null;

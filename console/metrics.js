@@ -109,7 +109,10 @@ export function chart(title, unit, lines, opts = {}) {
   const W = opts.width || 600, H = opts.height || 140, P = 4;
   const all = lines.flatMap((l) => l.points.filter((p) => p.v !== null).map((p) => p.v));
   const max = Math.max(1e-9, ...all) * 1.1;
-  const now = Date.now(), t0 = now - KEEP * EVERY_MS;
+  // The time axis spans what was sampled, at least a minute, at most KEEP.
+  const now = Date.now();
+  const first = samples.length ? samples[0].t : now;
+  const t0 = Math.min(now - 60000, first);
   const x = (t) => P + (W - 2 * P) * (t - t0) / (now - t0);
   const y = (v) => H - P - (H - 2 * P) * v / max;
   const svg = el('svg:svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', class: 'chart', role: 'img', 'aria-label': title });

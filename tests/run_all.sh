@@ -3,7 +3,8 @@
 #   1. C unit tests (release build)
 #   2. the example cycles' own tests (hookwork test cycles)
 #   3. the black-box suite against ./hookwork over real HTTP
-#   4. unit tests, cycle tests and the black-box suite again under
+#   4. the web console in a real browser (headless Chromium, tests/browser)
+#   5. unit tests, cycle tests and the black-box suite again under
 #      AddressSanitizer + UndefinedBehaviorSanitizer (./hookwork-asan)
 # Each stage ends with "N passed, N failed"; this script sums them and
 # fails when any test failed.
@@ -37,6 +38,7 @@ stage() {  # name, command...
 stage "unit tests" make --no-print-directory unit
 stage "cycle tests" ./hookwork test cycles tests/harness
 stage "black-box suite" python3 tests/e2e/run.py
+stage "browser tests" python3 tests/browser/run.py
 if make --no-print-directory asan >/dev/null 2>&1; then
   stage "unit tests (asan)" make --no-print-directory BUILD=build/asan \
     OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -DLUA_USE_APICHECK" \
