@@ -132,6 +132,8 @@ function KIND.request(run, s)
   o.method = o.method or "GET"
   local res = require("hookwork").http.request(o)
   tx.data[s.save_as or s.name] = res
+  -- the outbound call in the history (the console's timeline shows it)
+  return nil, "ok", string.format("%s %s -> %s", tostring(o.method):upper(), tostring(o.url), tostring(res.status))
 end
 
 function KIND.link(run, s)

@@ -109,3 +109,20 @@ def console_loads_without_the_token_but_the_api_stays_protected():
         token = url.rsplit("/", 1)[1]
         for p in ["/"] + asset_paths(e):
             ok(token not in get(e, p).text, "webhook token leaked into " + p)
+
+
+@test
+def request_step_history_names_the_outbound_call():
+    """The console's timeline shows outbound calls: a request step's history
+    entry notes METHOD URL -> status."""
+    from lib import Recorder, cycle, lua_str
+    with Recorder() as rec, Engine() as e:
+        rec.route("POST", "/erp", status=201, json={"ok": True})
+        e.write("out.lua", cycle("out", """    hw.webhook { name = "in" },
+    hw.request { name = "tell", method = "post", url = %s .. "/erp", json = { a = 1 } },""" % lua_str(rec.url)))
+        e.start()
+        r = e.post(e.hook_url("out", "in"), json={})
+        t = e.wait_tx(r.json["transaction"], "completed")
+        tell = [h for h in t["history"] if h["step"] == "tell"]
+        eq(len(tell), 1)
+        eq(tell[0]["note"], "POST %s/erp -> 201" % rec.url)
