@@ -2,30 +2,38 @@
 
 import glob
 import os
+import re
 import time
 
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
-from lib import Engine, REPO, eq, ok, contains, http_request
+from lib import Engine, Recorder, REPO, eq, ok, contains, http_request
 from browser import scenario, Skip
 
 
 def examples(extra=None):
-    """The repository's example cycles (what a new user sees first)."""
+    """The repository's example cycles (what a new user sees first), their
+    shop connector pointed at a local Recorder standing in for the shop API
+    (it answers 200 {"ok": true} to everything)."""
+    rec = Recorder()
     files = {}
     for p in glob.glob(os.path.join(REPO, "cycles", "*.lua")):
         if not p.endswith("_test.lua"):
             with open(p) as f:
                 files[os.path.basename(p)] = f.read()
+    shop = files.get("shop.lua", "")
+    files["shop.lua"], n = re.subn(r'base_url = "[^"]*"', 'base_url = "%s/api"' % rec.url, shop)
+    eq(n, 1, "cycles/shop.lua has a base_url")
     files.update(extra or {})
     return files
 
 
 def order(e, oid, amount=500):
+    """A new order; its transaction id (orders answers synchronously)."""
     r = e.post(e.hook_url("orders", "new order"), json={"order_id": oid, "amount": amount})
-    eq(r.status, 202, "new order")
-    return r.json["transaction"]
+    eq(r.status, 200, "new order %r" % r)
+    return r.json.get("id") or r.json["transaction"]
 
 
 BROKEN = """local hw = require "hookwork"
@@ -45,6 +53,7 @@ def cycles_show_and_copy_a_webhook_url_by_keyboard(b):
         orders = b.card("orders")
         contains(hello.text, "running")
         contains(orders.text, "connector shop")
+        contains(orders.text, "synchronous")
         contains(orders.text, "match order_id")
         broken = b.wait(lambda: b.card("broken"), msg="cycle broken")
         contains(broken.text, "Load error")
@@ -96,17 +105,23 @@ def a_posted_webhook_appears_live_and_shows_its_history(b):
         b.wait(lambda: [a for a in b.finds("table.list a") if a.text == tid], msg="row")[0].click()
         b.wait_text("section.run h3", "Run 1")
         steps = [s.text for s in b.finds("section.run .entry .step")]
-        eq(steps, ["new order", "big?", "shape", "status"])
+        eq(steps, ["new order", "enrich", "big?", "shape", "reply", "status"])
         contains(b.finds("section.run .entry")[-1].text, "parked")
+        contains(b.finds("section.run .entry")[-2].text, "responded")
         contains(b.find("pre.code").text, '"order_id": "A7"')
         # a resume shows up as run 2 without a reload
         r = e.post(e.hook_url("orders", "status"), json={"order_id": "A7", "status": "Despatched"})
         eq(r.status, 202)
-        run2 = b.wait_text("section.run h3", "Run 2")
-        ok(run2 is not None)
+        run2 = b.wait(lambda: [r for r in b.finds("section.run") if "Run 2" in r.text], msg="run 2")[0]
         b.wait(lambda: '"status": "Despatched"' in b.find("pre.code").text, msg="data updated")
+        run2 = [r for r in b.finds("section.run") if "Run 2" in r.text][0]
+        # the outbound call and the link are in the timeline; the link leads on
+        contains(run2.text, "POST /erp/despatched -> 200")
+        link = b.wait(lambda: [a for a in b.finds("ul.links a") if a.text.startswith("invoicing #")], msg="link")[0]
         eq(b.js("return window.__noReload"), 42, "the page did not reload")
         b.shot("transaction")
+        link.click()
+        b.wait(lambda: [a for a in b.finds("ul.links a") if a.text == "orders #" + tid], msg="linked from")
 
 
 @scenario
@@ -120,13 +135,14 @@ def stop_and_start_a_cycle(b):
         b.wait(lambda: "stopped" in b.card("orders").text, msg="orders stopped")
         eq(e.cycle("orders")["state"], "stopped")
         eq(e.post(url, json={"order_id": "S1", "amount": 1}).status, 503)
+        contains(e.post(url, json={"order_id": "S1", "amount": 1}).text, "stopped")
         eq(e.cycle("hello")["state"], "running")
         focused = b.d.switch_to.active_element
         eq(focused.text, "Start", "focus stays on the (now) Start button")
         b.button("Start", b.card("orders")).click()
         b.wait(lambda: "Stop" in b.card("orders").text and "running" in b.card("orders").text, msg="running")
         eq(e.cycle("orders")["state"], "running")
-        eq(e.post(url, json={"order_id": "S2", "amount": 1}).status, 202)
+        eq(e.post(url, json={"order_id": "S2", "amount": 1}).status, 200)
 
 
 @scenario
@@ -137,7 +153,7 @@ def edit_allowed_ips_with_an_invalid_entry_then_valid(b):
         b.open(e, "#/connectors")
         card = b.wait(lambda: b.card("shop"))
         area = b.find("textarea", card)
-        eq(area.get_attribute("value"), "127.0.0.1\n::1")
+        eq(area.get_attribute("value"), "127.0.0.1\n10.1.0.0/16\n::1")
         label = b.find("label[for='%s']" % area.get_attribute("id"), card)
         eq(label.text, "Allowed IPs")
         area.clear()
@@ -147,7 +163,8 @@ def edit_allowed_ips_with_an_invalid_entry_then_valid(b):
         contains(err.text, "invalid address")
         eq(area.get_attribute("aria-invalid"), "true")
         ok(err.get_attribute("id") in area.get_attribute("aria-describedby"), "error is tied to the field")
-        eq(e.admin("GET", "/api/connectors/shop").json["allowed_ips"], ["127.0.0.1", "::1"], "nothing changed")
+        eq(e.admin("GET", "/api/connectors/shop").json["allowed_ips"], ["127.0.0.1", "10.1.0.0/16", "::1"],
+           "nothing changed")
         area.clear()
         area.send_keys("10.0.0.0/8\n::1")
         b.button("Save", card).click()
@@ -158,7 +175,7 @@ def edit_allowed_ips_with_an_invalid_entry_then_valid(b):
         # effective at once: 127.0.0.1 may no longer send status updates
         order(e, "IP1")
         r = e.post(e.hook_url("orders", "status"), json={"order_id": "IP1", "status": "x"})
-        eq(r.status, 403)
+        eq(r.status, 403, "127.0.0.1 is no longer allowed")
 
 
 @scenario
@@ -245,7 +262,7 @@ def waiting_rejections_metrics_and_phone_width(b):
         # metrics: a chart with a line once two samples were taken
         b.find("a[data-nav=metrics]").click()
         for i in range(3):
-            order(e, "M%d" % i, 1)
+            order(e, "M%d" % i, 1 if i else 500)
             time.sleep(0.7)
         b.wait(lambda: b.finds("figure.chart-box svg polyline"), timeout=12, msg="a drawn line")
         contains(b.find("figure.chart-box figcaption").text, "webhook requests")
