@@ -40,6 +40,31 @@ typedef struct hw_config_s {
 enum { HW_MODE_RUN, HW_MODE_TEST, HW_MODE_CHECK };
 
 typedef struct hw_run_s hw_run_t;
+typedef struct hw_memacct_s hw_memacct_t;
+
+/* The limits of one step (or one cycle file's top level): instructions
+ * counted by the hook and by the pattern matcher, and whether an
+ * allocation was refused.  Reset when the step's protected call starts and
+ * cleared when it returns, in hw_sched_protect (scheduler.c) and
+ * nowhere else; hw_lua_call does the same for a whole main-context call. */
+struct hw_budget_s {
+  long used;             /* instructions counted so far */
+  int killed;            /* past the budget: every hook call raises again */
+  int depth;             /* > 0 inside a step's protected call */
+  size_t mem_hit;        /* the memory limit an allocation hit, or 0 */
+  hw_memacct_t *scope;   /* main context: the account of the file loading */
+};
+
+typedef struct hw_budget_s hw_budget_t;
+
+/* The Lua heap's accounting (lua_api.c): every allocation carries the
+ * account it is charged to. */
+typedef struct hw_luamem_s {
+  size_t total;            /* bytes the Lua heap holds now */
+  size_t limit;            /* HOOKWORK_LUA_MEMORY */
+  size_t run_limit;        /* HOOKWORK_RUN_MEMORY */
+  hw_memacct_t *acct;      /* charged now: a run's, a file load's, or NULL */
+} hw_luamem_t;
 
 typedef struct hw_engine_s {
   uv_loop_t *loop;
@@ -62,8 +87,11 @@ typedef struct hw_engine_s {
   hw_run_t *current;       /* the run being resumed, else NULL */
   hw_run_t *pool;          /* finished runs kept for their threads */
   int npool;
-  long main_budget;        /* instruction budget outside runs (loading) */
-  int main_killed;
+  hw_budget_t main_budget; /* budget outside runs (loading, admin) */
+  unsigned long serial;    /* last owner serial handed out */
+  unsigned long main_serial; /* owner serial of the current main-context call */
+  int lua_calls;           /* hw_lua_call nesting (test mode drives the loop) */
+  hw_luamem_t mem;
   int nruns;
   int stopping;            /* 1: draining; 2: forced */
   double stop_deadline;

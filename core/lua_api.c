@@ -2,7 +2,14 @@
  * (no io, no package, no debug, os cut down to getenv/time/date/clock/
  * difftime); `require` is ours and loads the engine's modules as text from
  * the lua/ directory.  The sandbox that cycle files run in is built on top
- * of this by L.sandbox in lua/hookwork/loader.lua. */
+ * of this by lua/hookwork/sandbox.lua with the functions of sandbox.c.
+ *
+ * Owns: the allocator and its accounts.  Every block carries, in a header,
+ * the account it is charged to (a run's, a file load's, or none), so a
+ * run's memory is what it allocated and has not freed, whoever frees it.
+ * The whole heap stays under HOOKWORK_LUA_MEMORY; inside a step, a run's
+ * account stays under HOOKWORK_RUN_MEMORY and cycle code leaves the engine
+ * a reserve of 1/16 of the heap limit to finish the runs that fail. */
 #include "lua_api.h"
 #include "json.h"
 #include "log.h"
@@ -57,6 +64,7 @@ static int l_require(lua_State *L) {
     hw_json_open(L);
   } else if (strcmp(name, "hookwork.core") == 0) {
     hw_lua_core_open(L, e);
+    hw_sandbox_fns(L, e);
   } else {
     n = (size_t) snprintf(path, sizeof path, "%s/", e->cfg.lua_dir);
     for (i = 0; name[i] != '\0' && n + 5 < sizeof path; i++)
@@ -83,23 +91,24 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-int hw_lua_call(hw_engine_t *e, const char *fn, int nargs, int nres) {
+/* Calls the function below the nargs arguments on top, protected, with a
+ * traceback.  The outermost call is one main-context scope: a fresh budget
+ * and coroutine owner, cleared again when it returns. */
+static int call_traced(hw_engine_t *e, const char *what, int nargs, int nres) {
   lua_State *L = e->L;
-  int base;
-
-  if (L == NULL || e->engine_ref <= 0)
-    return -1; /* the engine never loaded; its error was logged */
-  base = lua_gettop(L) - nargs;
+  int base = lua_gettop(L) - nargs - 1, st;
 
   lua_pushcfunction(L, traceback);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, e->engine_ref);
-  lua_getfield(L, -1, fn);
-  lua_remove(L, -2);
-  lua_rotate(L, base + 1, 2); /* handler, function, args... */
-  e->main_budget = 0;
-  e->main_killed = 0;
-  if (lua_pcall(L, nargs, nres, base + 1) != LUA_OK) {
-    hw_log("lua", "%s: %s", fn, lua_tostring(L, -1));
+  lua_insert(L, base + 1);
+  if (e->lua_calls++ == 0) {
+    memset(&e->main_budget, 0, sizeof e->main_budget);
+    e->main_serial = ++e->serial;
+  }
+  st = lua_pcall(L, nargs, nres, base + 1);
+  if (--e->lua_calls == 0)
+    memset(&e->main_budget, 0, sizeof e->main_budget);
+  if (st != LUA_OK) {
+    hw_log("lua", "%s: %s", what, lua_tostring(L, -1));
     lua_settop(L, base);
     return -1;
   }
@@ -107,36 +116,190 @@ int hw_lua_call(hw_engine_t *e, const char *fn, int nargs, int nres) {
   return 0;
 }
 
-static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  (void) ud;
-  (void) osize;
-  if (nsize == 0) {
-    free(ptr);
-    return NULL;
-  }
-  return realloc(ptr, nsize);
+int hw_lua_call(hw_engine_t *e, const char *fn, int nargs, int nres) {
+  lua_State *L = e->L;
+  if (L == NULL || e->engine_ref <= 0)
+    return -1; /* the engine never loaded; its error was logged */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->engine_ref);
+  lua_getfield(L, -1, fn); /* an existing key: no allocation */
+  lua_remove(L, -2);
+  lua_insert(L, -nargs - 1);
+  return call_traced(e, fn, nargs, nres);
 }
 
+struct pushed {
+  const char *fn;
+  int (*push)(lua_State *, void *);
+  void *arg;
+  int nres;
+};
+
+static int call_pushed(lua_State *L) {
+  struct pushed *p = lua_touserdata(L, 1);
+  hw_engine_t *e = lua_touserdata(L, 2);
+  int n;
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->engine_ref);
+  lua_getfield(L, -1, p->fn);
+  lua_remove(L, -2);
+  n = p->push(L, p->arg);
+  lua_call(L, n, p->nres);
+  return p->nres;
+}
+
+int hw_lua_callp(hw_engine_t *e, const char *fn, int (*push)(lua_State *, void *),
+                 void *arg, int nres) {
+  struct pushed p = {fn, push, arg, nres};
+  if (e->L == NULL || e->engine_ref <= 0)
+    return -1;
+  lua_pushcfunction(e->L, call_pushed); /* light C function: no allocation */
+  lua_pushlightuserdata(e->L, &p);
+  lua_pushlightuserdata(e->L, e);
+  return call_traced(e, fn, 2, nres);
+}
+
+/* --- memory -------------------------------------------------------- */
+
+struct hw_memacct_s {
+  size_t bytes;  /* charged and not yet freed */
+  int released;  /* its owner is gone: freed with its last byte */
+};
+
+/* 8 bytes keep Lua's alignment (LUAI_MAXALIGN: doubles, pointers). */
+#define HDR sizeof(hw_memacct_t *)
+
+hw_memacct_t *hw_mem_acct_new(void) { return calloc(1, sizeof(hw_memacct_t)); }
+
+void hw_mem_acct_release(hw_memacct_t *a) {
+  if (a == NULL)
+    return;
+  if (a->bytes == 0)
+    free(a);
+  else
+    a->released = 1;
+}
+
+size_t hw_mem_acct_bytes(const hw_memacct_t *a) { return a ? a->bytes : 0; }
+
+static void acct_sub(hw_memacct_t *a, size_t n) {
+  if (a == NULL)
+    return;
+  a->bytes -= n;
+  if (a->released && a->bytes == 0)
+    free(a);
+}
+
+/* Growth by `grow` bytes charged to `a`: refused past a limit.  Shrinking
+ * never fails (Lua relies on that). */
+static int refuse(hw_engine_t *e, hw_memacct_t *a, size_t grow) {
+  hw_luamem_t *m = &e->mem;
+  hw_budget_t *b = hw_sched_budget(e);
+  size_t limit = m->limit;
+  if (b->depth > 0)
+    limit -= m->limit / 16; /* cycle code leaves the engine its reserve */
+  if (m->total + grow > limit) {
+    if (b->depth > 0)
+      b->mem_hit = m->limit;
+    return 1;
+  }
+  if (a != NULL && b->depth > 0 && a->bytes + grow > m->run_limit) {
+    b->mem_hit = m->run_limit;
+    return 1;
+  }
+  return 0;
+}
+
+/* When this refuses, Lua collects garbage at once and asks again; only a
+ * second refusal is an error ("not enough memory", then named by the
+ * step's protected call). */
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  hw_engine_t *e = ud;
+  hw_luamem_t *m = &e->mem;
+  char *base = ptr != NULL ? (char *) ptr - HDR : NULL;
+  hw_memacct_t *old = NULL, *a = m->acct;
+  char *nb;
+
+  if (base != NULL)
+    memcpy(&old, base, HDR);
+  else
+    osize = 0; /* for a new block Lua passes the object's type here */
+  if (nsize == 0) {
+    if (base != NULL) {
+      m->total -= osize + HDR;
+      acct_sub(old, osize + HDR);
+      free(base);
+    }
+    return NULL;
+  }
+  if (nsize > osize && refuse(e, a, nsize - osize + (base ? 0 : HDR)))
+    return NULL;
+  nb = realloc(base, nsize + HDR);
+  if (nb == NULL)
+    return NULL;
+  m->total += nsize + HDR;
+  if (a != NULL)
+    a->bytes += nsize + HDR; /* before old's bytes go: a may be old */
+  if (base != NULL) {
+    m->total -= osize + HDR;
+    acct_sub(old, osize + HDR);
+  }
+  memcpy(nb, &a, HDR);
+  return nb + HDR;
+}
+
+/* Every call into Lua is protected (hw_lua_call, hw_lua_callp, lua_resume,
+ * the pushes onto suspended runs in lua_core.c), so this is a bug: log it
+ * where it can be found before Lua aborts. */
 static int l_panic(lua_State *L) {
   hw_log("lua", "unprotected error: %s", lua_tostring(L, -1));
   return 0; /* lua aborts */
 }
 
+static size_t env_size(const char *name, size_t dflt) {
+  const char *v = getenv(name);
+  char *end;
+  unsigned long long n;
+  if (v == NULL || *v == '\0')
+    return dflt;
+  n = strtoull(v, &end, 10);
+  if (*end != '\0' || n == 0) {
+    hw_log("lua", "%s=%s is not a number of bytes; using %zu", name, v, dflt);
+    return dflt;
+  }
+  return (size_t) n;
+}
+
+/* Everything that builds the state runs protected: out of memory here is
+ * an error like any other. */
+static int open_all(lua_State *L) {
+  hw_engine_t *e = lua_touserdata(L, 1);
+  open_safe_libs(L);
+  hw_lua_strlib_open(L);
+  hw_lua_tablib_open(L);
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, l_require, 1);
+  lua_setglobal(L, "require");
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "hookwork.engine");
+  lua_call(L, 1, 1);
+  return 1;
+}
+
 int hw_lua_open(hw_engine_t *e) {
-  lua_State *L = lua_newstate(l_alloc, e); /* the hook finds e here */
+  lua_State *L;
+  e->mem.limit = env_size("HOOKWORK_LUA_MEMORY", (size_t) 1 << 30);
+  e->mem.run_limit = env_size("HOOKWORK_RUN_MEMORY", (size_t) 64 << 20);
+  e->mem.acct = NULL;
+  L = lua_newstate(l_alloc, e); /* the hook finds e here */
   if (L == NULL)
     return -1;
   lua_atpanic(L, l_panic);
   hw_sched_hook(L);
   e->L = L;
   *(hw_run_t **) lua_getextraspace(L) = NULL;
-  open_safe_libs(L);
-  lua_pushlightuserdata(L, e);
-  lua_pushcclosure(L, l_require, 1);
-  lua_setglobal(L, "require");
   lua_pushcfunction(L, traceback);
-  lua_getglobal(L, "require");
-  lua_pushstring(L, "hookwork.engine");
+  lua_pushcfunction(L, open_all);
+  lua_pushlightuserdata(L, e);
   if (lua_pcall(L, 1, 1, -3) != LUA_OK) {
     hw_log("lua", "cannot load the engine: %s", lua_tostring(L, -1));
     return -1;

@@ -56,15 +56,38 @@ static int l_core_wake(lua_State *L) {
   return 0;
 }
 
+/* Values for a suspended run are built by a protected call on the main
+ * state and moved over: out of memory there wakes the run with nothing
+ * (its Lua side reports it) instead of panicking the engine. */
+static void wake_with(hw_run_t *r, lua_CFunction build, void *arg) {
+  lua_State *L = r->eng->L;
+  int top = lua_gettop(L), n;
+  lua_pushcfunction(L, build); /* light C function: no allocation */
+  lua_pushlightuserdata(L, arg);
+  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
+    lua_settop(L, top);
+    hw_sched_ready(r, 0);
+    return;
+  }
+  n = lua_gettop(L) - top;
+  lua_xmove(L, r->co, n);
+  hw_sched_ready(r, n);
+}
+
+static int commit_failed(lua_State *L) {
+  const char *reason = lua_touserdata(L, 1);
+  lua_pushnil(L);
+  lua_pushstring(L, reason ? reason : "the store could not commit");
+  return 2;
+}
+
 static void commit_done(int status, const char *reason, void *arg) {
   hw_run_t *r = arg;
   if (status == 0) {
-    lua_pushboolean(r->co, 1);
+    lua_pushboolean(r->co, 1); /* no allocation */
     hw_sched_ready(r, 1);
   } else {
-    lua_pushnil(r->co);
-    lua_pushstring(r->co, reason ? reason : "the store could not commit");
-    hw_sched_ready(r, 2);
+    wake_with(r, commit_failed, (void *) reason);
   }
 }
 
@@ -104,18 +127,6 @@ static int l_core_store_refusal(lua_State *L) {
 static int l_core_seal(lua_State *L) {
   if (ENGINE(L)->store != NULL)
     hw_store_seal(ENGINE(L)->store);
-  return 0;
-}
-
-static int l_core_budget_reset(lua_State *L) {
-  hw_engine_t *e = ENGINE(L);
-  if (e->current != NULL) {
-    e->current->budget = 0;
-    e->current->killed = 0;
-  } else {
-    e->main_budget = 0;
-    e->main_killed = 0;
-  }
   return 0;
 }
 
@@ -274,14 +285,18 @@ static void push_response(lua_State *co, const hw_hc_response_t *res) {
   }
 }
 
+static int build_response(lua_State *L) {
+  push_response(L, lua_touserdata(L, 1));
+  return 1;
+}
+
 static void http_done(hw_hc_response_t *res, void *arg) {
   hw_run_t *r = arg;
   if (r->eng->stopping == 2) { /* torn down: the job re-runs after restart */
     hw_sched_ready(r, 0);
     return;
   }
-  push_response(r->co, res);
-  hw_sched_ready(r, 1);
+  wake_with(r, build_response, res);
 }
 
 static const char **header_list(lua_State *L, int idx) {
@@ -547,7 +562,7 @@ static const luaL_Reg core_fns[] = {
   {"spawn", l_core_spawn}, {"wait", l_core_wait}, {"wake", l_core_wake},
   {"commit", l_core_commit}, {"write_req", l_core_write_req},
   {"store_refusal", l_core_store_refusal}, {"stopping", l_core_stopping},
-  {"budget_reset", l_core_budget_reset}, {"write", l_core_write},
+  {"write", l_core_write},
   {"query", l_core_query}, {"http", l_core_http},
   {"answer", l_core_answer},
   {"now", l_core_now}, {"token", l_core_token},

@@ -1,7 +1,10 @@
 /* scheduler: the run scheduler.  hw_sched_drain is the only caller of
- * lua_resume in the engine; every wake-up goes through hw_sched_ready. */
+ * lua_resume on a run; every wake-up goes through hw_sched_ready.  Also the
+ * step budget: the count hook, hw_sched_charge for long C functions, and
+ * core.protect, the one place a step's limits are set and cleared. */
 #include "scheduler.h"
 #include "log.h"
+#include "lua_api.h"
 
 #include <assert.h>
 #include <lauxlib.h>
@@ -34,39 +37,124 @@ static void run_unlink(hw_run_t *r) {
 /* The one place a run's registry reference is released. */
 static void run_free(hw_run_t *r) {
   hw_engine_t *e = r->eng;
-  if (r->cancel != NULL)
-    r->cancel(r);
   run_unlink(r);
+  hw_mem_acct_release(r->acct);
   *(hw_run_t **) lua_getextraspace(r->co) = NULL;
   luaL_unref(e->L, LUA_REGISTRYINDEX, r->ref);
   free(r);
 }
 
-/* Count hook: a step that runs past its budget is stopped with an error.
- * Once killed, every later hook call raises again so a pcall inside the
- * step cannot swallow the stop; the engine clears it between steps.  The
- * engine is the allocator's userdata, so the hook finds it from any thread,
- * including coroutines that cycle code creates inside a step. */
-static void count_hook(lua_State *L, lua_Debug *ar) {
+hw_budget_t *hw_sched_budget(hw_engine_t *e) {
+  return e->current != NULL ? &e->current->budget : &e->main_budget;
+}
+
+unsigned long hw_sched_serial(hw_engine_t *e) {
+  return e->current != NULL ? e->current->serial : e->main_serial;
+}
+
+static hw_engine_t *engine_of(lua_State *L) {
   void *ud;
-  hw_engine_t *e;
-  long *budget;
-  int *killed;
-  (void) ar;
-  lua_getallocf(L, &ud);
-  e = ud;
-  budget = e->current ? &e->current->budget : &e->main_budget;
-  killed = e->current ? &e->current->killed : &e->main_killed;
-  *budget += HW_HOOK_EVERY;
-  if (*killed || *budget > e->cfg.step_budget) {
-    *killed = 1;
+  lua_getallocf(L, &ud); /* the engine is the allocator's userdata */
+  return ud;
+}
+
+static void over_budget(lua_State *L, hw_engine_t *e, long n) {
+  hw_budget_t *b = hw_sched_budget(e);
+  b->used += n;
+  if (b->killed || b->used > e->cfg.step_budget) {
+    b->killed = 1;
     luaL_error(L, "step stopped: it ran past its budget of %I instructions",
                (lua_Integer) e->cfg.step_budget);
   }
 }
 
+/* Count hook: a step that runs past its budget is stopped with an error.
+ * Once killed, every later hook call raises again so a pcall inside the
+ * step cannot swallow the stop; hw_sched_protect clears it when the step's
+ * protected call returns.  The hook finds the engine from any thread,
+ * including coroutines that cycle code creates inside a step. */
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  (void) ar;
+  over_budget(L, engine_of(L), HW_HOOK_EVERY);
+}
+
 void hw_sched_hook(lua_State *co) {
   lua_sethook(co, count_hook, LUA_MASKCOUNT, HW_HOOK_EVERY);
+}
+
+void hw_sched_charge(lua_State *L, long n) { over_budget(L, engine_of(L), n); }
+
+/* --- core.protect: one step's scope ------------------------------------ */
+
+static void scope_enter(hw_engine_t *e, hw_budget_t *b) {
+  if (b->depth++ > 0)
+    return;
+  b->used = 0;
+  b->killed = 0;
+  b->mem_hit = 0;
+  if (e->current == NULL) { /* a file's top level: an account of its own */
+    b->scope = hw_mem_acct_new();
+    e->mem.acct = b->scope;
+  }
+}
+
+static void scope_leave(hw_engine_t *e, hw_budget_t *b) {
+  if (--b->depth > 0)
+    return;
+  b->used = 0;
+  b->killed = 0;
+  b->mem_hit = 0;
+  if (b->scope != NULL) {
+    if (e->mem.acct == b->scope)
+      e->mem.acct = NULL;
+    hw_mem_acct_release(b->scope);
+    b->scope = NULL;
+  }
+}
+
+/* The message of a non-string error object, still under the step's budget
+ * (a __tostring that loops is stopped like any other step code). */
+static int error_text(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TTABLE && lua_getfield(L, 1, "message") == LUA_TSTRING)
+    return 1;
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+static int protect_done(lua_State *L, int status, lua_KContext ctx) {
+  hw_engine_t *e = engine_of(L);
+  hw_budget_t *b = hw_sched_budget(e);
+  (void) ctx; /* the results start at index 1 */
+  if (status == LUA_OK || status == LUA_YIELD) {
+    scope_leave(e, b);
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    return lua_gettop(L);
+  }
+  if (lua_type(L, -1) != LUA_TSTRING && !b->killed && !b->mem_hit) {
+    lua_pushcfunction(L, error_text);
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "(error object is not a string)");
+    }
+  }
+  if (b->mem_hit)
+    lua_pushfstring(L, "step stopped: memory limit of %I bytes", (lua_Integer) b->mem_hit);
+  else if (b->killed)
+    lua_pushfstring(L, "step stopped: it ran past its budget of %I instructions",
+                    (lua_Integer) e->cfg.step_budget);
+  scope_leave(e, b);
+  lua_pushboolean(L, 0);
+  lua_insert(L, -2);
+  return 2;
+}
+
+int hw_sched_protect(lua_State *L) {
+  hw_engine_t *e = engine_of(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  scope_enter(e, hw_sched_budget(e));
+  return protect_done(L, lua_pcallk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, 1, protect_done), 1);
 }
 
 hw_run_t *hw_sched_of(lua_State *L) {
@@ -82,9 +170,10 @@ static hw_run_t *pool_take(hw_engine_t *e, lua_State *L, int nargs) {
     return NULL;
   e->pool = r->next;
   e->npool--;
-  r->budget = 0;
-  r->killed = 0;
-  r->cancel = NULL;
+  memset(&r->budget, 0, sizeof r->budget);
+  r->acct = hw_mem_acct_new();
+  r->serial = ++e->serial;
+  r->exposed = 0;
   r->wait = NULL;
   lua_xmove(L, r->co, nargs + 1);
   run_link(e, r);
@@ -106,6 +195,8 @@ hw_run_t *hw_sched_spawn(hw_engine_t *e, lua_State *L, int nargs) {
   r->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the thread */
   r->eng = e;
   r->co = co;
+  r->acct = hw_mem_acct_new();
+  r->serial = ++e->serial;
   *(hw_run_t **) lua_getextraspace(co) = r;
   lua_xmove(L, co, nargs + 1); /* function and arguments */
   hw_sched_hook(co);
@@ -124,7 +215,6 @@ void hw_sched_ready(hw_run_t *r, int nargs) {
   assert(r->state == HW_RUN_WAITING);
   r->state = HW_RUN_READY;
   r->nargs = nargs;
-  r->cancel = NULL;
   r->wait = NULL;
   r->next_ready = NULL;
   if (e->ready_tail != NULL)
@@ -136,21 +226,32 @@ void hw_sched_ready(hw_run_t *r, int nargs) {
     uv_idle_start(&e->idle, idle_noop);
 }
 
+/* While a run is resumed, the hook counts against its budget and the
+ * allocator charges its account. */
 static void resume(hw_run_t *r) {
+  hw_engine_t *e = r->eng;
   lua_State *co = r->co;
+  hw_run_t *was = e->current;
+  hw_memacct_t *was_acct = e->mem.acct;
   int st, nres = 0;
 
   r->state = HW_RUN_RUNNING;
-  r->eng->current = r;
-  st = lua_resume(co, r->eng->L, r->nargs, &nres);
-  r->eng->current = NULL;
+  e->current = r;
+  e->mem.acct = r->acct;
+  st = lua_resume(co, e->L, r->nargs, &nres);
+  e->current = was;
+  e->mem.acct = was_acct;
   if (st == LUA_YIELD) {
     lua_pop(co, nres);
     r->state = HW_RUN_WAITING; /* whoever it waits on holds it now */
     return;
   }
-  if (st == LUA_OK && r->eng->npool < HW_POOL_MAX && !r->eng->stopping) {
+  /* A thread cycle code has seen (coroutine.running) is never reused, so
+   * no later run can be reached through a reference kept from this one. */
+  if (st == LUA_OK && e->npool < HW_POOL_MAX && !e->stopping && !r->exposed) {
     lua_settop(co, 0);
+    hw_mem_acct_release(r->acct);
+    r->acct = NULL;
     run_unlink(r);
     r->state = 0;
     r->next = r->eng->pool;

@@ -20,10 +20,11 @@ struct hw_run_s {
   int ref;               /* registry ref anchoring co */
   int state;
   int nargs;             /* values pushed for the next resume */
-  long budget;           /* instructions counted in the current step */
-  int killed;            /* budget exceeded: every hook call raises */
-  void (*cancel)(hw_run_t *); /* undoes the pending wait at teardown */
-  void *wait;            /* what the run waits on (for cancel) */
+  hw_budget_t budget;    /* the current step's limits */
+  hw_memacct_t *acct;    /* the run's allocations (lua_api.c) */
+  unsigned long serial;  /* unique per run: owner of its coroutines */
+  int exposed;           /* cycle code saw the thread: never pooled */
+  void *wait;            /* what the run waits on */
   hw_run_t *next_ready;
   hw_run_t *prev, *next; /* all live runs */
 };
@@ -41,5 +42,16 @@ void hw_sched_drain(hw_engine_t *e);
 void hw_sched_free_all(hw_engine_t *e);
 /* Installs the instruction-count hook on a thread. */
 void hw_sched_hook(lua_State *co);
+/* The budget of the code running now: the current run's, or the main
+ * context's. */
+hw_budget_t *hw_sched_budget(hw_engine_t *e);
+/* The owner serial of code running now (a run's, or the main context's). */
+unsigned long hw_sched_serial(hw_engine_t *e);
+/* Counts n units of work done by a C function (the pattern matcher, table
+ * shifts) against the current budget; raises the budget error past it. */
+void hw_sched_charge(lua_State *L, long n);
+/* core.protect(f, ...): runs f as one step (see hw_budget_s).  Returns
+ * true, results... or false, message (always a string).  Yieldable. */
+int hw_sched_protect(lua_State *L);
 
 #endif

@@ -10,7 +10,10 @@ local core = R.core
 local hw = { json = { encode = U.encode, decode = U.decode, null = U.null,
                       array = U.json.array } }
 
-local STEP = {}  -- metatable marking step objects
+-- Step objects carry a protected metatable (cycle code cannot reach or
+-- change it); the engine knows its own steps by this weak set.
+local STEP = { __metatable = "hookwork step" }
+local STEPS = setmetatable({}, { __mode = "k" })
 
 local function fail(where, msg) error((where and where .. ": " or "") .. msg, 0) end
 
@@ -125,6 +128,7 @@ for kind, allowed in pairs(OPTIONS) do
     end
     s.kind, s.where = kind, where
     CHECKS[kind](s)
+    STEPS[s] = true
     return setmetatable(s, STEP)
   end
 end
@@ -137,7 +141,7 @@ local function normalize_steps(c, where)
   end
   local index = {}
   for i, s in ipairs(c.steps) do
-    if getmetatable(s) ~= STEP then
+    if not STEPS[s] then
       fail(where, string.format("hw.cycle: step %d is not a step (use hw.webhook, hw.step, ...)", i))
     end
     if s.kind == "webhook" and not s.name then fail(s.where, "hw.webhook: webhook steps must be named") end

@@ -4,70 +4,23 @@
 -- is the cycle's load_error until the file is fixed.
 local R = require "hookwork.runtime"
 local U = require "hookwork.util"
+local S = require "hookwork.sandbox"
 local core = R.core
 local L = { files = {}, hook_tokens = {}, states = {}, overrides = {} }
 
-local SAFE_GLOBALS = { "assert", "error", "ipairs", "next", "pairs", "pcall",
-  "xpcall", "select", "tonumber", "tostring", "type", "rawequal", "rawget",
-  "rawlen", "rawset", "setmetatable", "_VERSION" }
-local SAFE_LIBS = { "string", "table", "math", "utf8", "coroutine", "os" }
-
--- A fresh environment per file: copies of the safe libraries (so one file
--- cannot change what another sees), `require` for hookwork only, `load`
--- for text chunks only, no io, debug, package or os.execute/exit.
-function L.sandbox(path, allow_test)
-  local env = {}
-  for _, k in ipairs(SAFE_GLOBALS) do env[k] = _G[k] end
-  for _, lib in ipairs(SAFE_LIBS) do
-    local copy = {}
-    for k, v in pairs(_G[lib]) do copy[k] = v end
-    env[lib] = copy
-  end
-  env._G = env
-  -- A bare coroutine.yield in a step would suspend the run itself, with
-  -- nothing to wake it: only coroutines the step created may yield.
-  local yield = coroutine.yield
-  env.coroutine.yield = function(...)
-    if R.runs[coroutine.running()] then
-      error("coroutine.yield: a step can only yield inside a coroutine it created", 2)
-    end
-    return yield(...)
-  end
-  -- Strings share one metatable whose __index is the engine's own string
-  -- library: cycle code must not reach it.
-  env.getmetatable = function(v)
-    if type(v) == "string" then return nil end
-    return getmetatable(v)
-  end
-  env.print = function(...)
-    local parts = {}
-    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
-    core.log(path, table.concat(parts, "\t"))
-  end
-  env.require = function(name)
-    if name == "hookwork" then return require "hookwork" end
-    if name == "hookwork.test" and allow_test then return require "hookwork.test" end
-    if name == "cjson" then return require "hookwork.jsonlib" end
-    error("module '" .. tostring(name) .. "' is not available to cycles", 2)
-  end
-  env.load = function(chunk, name, mode, e)
-    if mode ~= nil and mode ~= "t" then error("load: only text chunks are allowed", 2) end
-    if type(chunk) == "string" and chunk:byte(1) == 27 then
-      return nil, "load: binary chunks are not allowed"
-    end
-    return load(chunk, name, "t", e or env)
-  end
-  return env
-end
+-- A fresh environment per file (see sandbox.lua).
+L.sandbox = S.env
 
 -- Runs a file; returns its object (a cycle or connector) or nil, message.
 function L.load_file(path, text, allow_test)
   local env = L.sandbox(path, allow_test)
   local chunk, err = load(text, "@" .. path, "t", env)
   if not chunk then return nil, err end
-  core.budget_reset()
-  local ok, obj = pcall(chunk)
-  if not ok then return nil, tostring(obj) end
+  -- The top level runs as a step of its own: a file that runs away or
+  -- allocates without bound fails to load, and the budget is cleared for
+  -- the loader code that follows.
+  local ok, obj = core.protect(chunk)
+  if not ok then return nil, obj end
   if type(obj) ~= "table" or (obj.__kind ~= "cycle" and obj.__kind ~= "connector") then
     return nil, path .. ":1: the file must return hw.cycle{...} or hw.connector{...}"
   end
@@ -138,7 +91,7 @@ end
 local function build_connectors(sorted)
   local conns = { default = { name = "default", headers = {}, allowed_ips = {},
                               filter = core.ipfilter({}),
-                              view = { name = "default", secrets = {} } } }
+                              view = S.view({ name = "default", secrets = {} }, "tx.connector") } }
   for _, f in ipairs(sorted) do
     local o = f.obj
     if o and o.__kind == "connector" then
@@ -149,8 +102,8 @@ local function build_connectors(sorted)
                     headers = o.headers, secrets = o.secrets,
                     file_ips = o.allowed_ips, allowed_ips = o.allowed_ips,
                     filter = o.filter, load_error = f.err, sig = f.sig,
-                    view = { name = o.name, base_url = o.base_url,
-                             secrets = U.copy(o.secrets) } }
+                    view = S.view({ name = o.name, base_url = o.base_url,
+                                    secrets = o.secrets }, "tx.connector") }
         local ov = L.overrides[o.name]
         if ov and f.saved and ov.file_sig ~= f.sig then
           -- the file was saved after the PUT: the file's list wins again

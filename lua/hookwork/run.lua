@@ -14,9 +14,12 @@ local Run = {}
 Run.__index = Run
 R.active, R.queued = {}, {}
 
+-- Steps' errors come back from core.protect as strings; anything else here
+-- is the engine's own, and its text never runs cycle code (__tostring).
 local function errmsg(e)
-  if type(e) == "table" and e.message then return tostring(e.message) end
-  return tostring(e)
+  if type(e) == "string" then return e end
+  if type(e) == "number" then return tostring(e) end
+  return "(error object is a " .. type(e) .. " value)"
 end
 
 local null = U.null
@@ -64,8 +67,9 @@ function Run:note_attempts(method, url, attempts)
   end
 end
 
--- tx.log is made on first use: most runs never log.
-local TX = { __index = function(tx, k)
+-- tx.log is made on first use: most runs never log.  The metatable is
+-- protected: cycle code can neither read nor replace it.
+local TX = { __metatable = "hookwork tx", __index = function(tx, k)
   if k ~= "log" then return nil end
   local f = function(msg) core.log("tx " .. rawget(tx, "id"), tostring(msg)) end
   rawset(tx, "log", f)
@@ -145,6 +149,9 @@ function KIND.link(run, s)
   if not st or st.kind ~= "webhook" then
     error(string.format("link: no webhook '%s' in cycle '%s'", s.hook, s.cycle), 0)
   end
+  if not st.method_set.POST then -- as an HTTP POST to it would be (405)
+    error(string.format("link to %s: webhook '%s' does not accept POST", s.cycle, s.hook), 0)
+  end
   local body = value(s.body, run.tx) or run.tx.data
   local text = U.encode(body)
   local obj = U.decode(text)
@@ -208,11 +215,11 @@ local function exec(run)
       run.dirty = false
     end
     R.count(R.metrics.tasks, run.cycle)
-    core.budget_reset()
-    local ok, ctl, status, note = pcall(KIND[s.kind], run, s)
-    core.budget_reset()
+    -- One step, one protected call: its budget and memory scope end here,
+    -- and any error comes back as a string.
+    local ok, ctl, status, note = core.protect(KIND[s.kind], run, s)
     if not ok then
-      local msg = errmsg(ctl)
+      local msg = ctl
       run:hist(s.name, "failed", t0, msg)
       return "failed", s.name, msg
     end
