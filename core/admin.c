@@ -41,6 +41,16 @@ static void answer_allow(hw_http_req_t *req, int status, const char *ctype,
   hw_http_respond(req, status, ctype, headers, body, len);
 }
 
+/* Inside the protected call (out of memory is an error, not a panic). */
+static int push_admin_call(lua_State *L, void *arg) {
+  hw_http_req_t *req = arg;
+  lua_pushstring(L, req->method);
+  lua_pushstring(L, req->path);
+  lua_pushstring(L, req->query);
+  lua_pushlstring(L, req->body ? req->body : "", req->body_len);
+  return 4;
+}
+
 void hw_admin_handle(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
   hw_engine_t *e = arg;
   lua_State *L = e->L;
@@ -63,11 +73,7 @@ void hw_admin_handle(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
     answer(req, 401, "application/json", msg, strlen(msg));
     return;
   }
-  lua_pushstring(L, req->method);
-  lua_pushstring(L, req->path);
-  lua_pushstring(L, req->query);
-  lua_pushlstring(L, req->body ? req->body : "", req->body_len);
-  if (hw_lua_call(e, "admin", 4, 4) != 0) {
+  if (hw_lua_callp(e, "admin", push_admin_call, req, 4) != 0) {
     const char *msg = "{\"error\":\"internal error\"}";
     answer(req, 500, "application/json", msg, strlen(msg));
     return;

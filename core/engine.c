@@ -119,6 +119,20 @@ static void respond_json(hw_http_req_t *req, int status, const char *json) {
   hw_http_respond(req, status, "application/json", NULL, json, strlen(json));
 }
 
+struct web_call {
+  hw_http_req_t *req;
+  const char *ip;
+};
+
+/* Inside the protected call: out of memory while building the request's
+ * table is an error of that call, never a panic. */
+static int push_web_call(lua_State *L, void *arg) {
+  struct web_call *w = arg;
+  push_request(L, w->req, w->ip);
+  lua_pushlightuserdata(L, w->req);
+  return 2;
+}
+
 static void web_request(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
   hw_engine_t *e = arg;
   char ip[64], msg[160];
@@ -138,10 +152,9 @@ static void web_request(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
     respond_json(req, 400, body);
     return;
   }
-  push_request(e->L, req, ip);
-  lua_pushlightuserdata(e->L, req);
+  struct web_call w = {req, ip};
   /* E.webhook answers every request it is given, errors included. */
-  if (hw_lua_call(e, "webhook", 2, 0) != 0)
+  if (hw_lua_callp(e, "webhook", push_web_call, &w, 0) != 0)
     hw_log("engine", "webhook handler failed; request dropped");
 }
 

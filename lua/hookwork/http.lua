@@ -89,6 +89,9 @@ local function request(o)
                 max_response = o.max_response }
   run:checkpoint()
   local res = (R.transport or core.http)(req)
+  -- nothing comes back when the engine is torn down, or when there was no
+  -- memory to build the response
+  if res == nil then error(method .. " " .. url .. ": no response (engine stopping or out of memory)", 0) end
   run.dirty = true
   run:note_attempts(method, url, res.attempts)
   record_metrics(run, method, res.status or 0, res.seconds or 0)
