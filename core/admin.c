@@ -9,14 +9,19 @@
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
-/* Constant-time comparison: the token must not leak through timing. */
+/* Constant-time comparison: the token must not leak through timing.  The
+ * scheme is case-insensitive and may be followed by more than one space
+ * (RFC 9110 11.1, 11.4). */
 static int token_ok(const char *want, const char *got) {
   size_t i, n = strlen(want), m;
   unsigned char diff = 0;
-  if (got == NULL || strncmp(got, "Bearer ", 7) != 0)
+  if (got == NULL || strncasecmp(got, "Bearer ", 7) != 0)
     return 0;
   got += 7;
+  while (*got == ' ')
+    got++;
   m = strlen(got);
   for (i = 0; i < n; i++)
     diff |= (unsigned char) want[i] ^ (unsigned char) (i < m ? got[i] : 0);

@@ -194,6 +194,46 @@ static void on_signal(uv_signal_t *s, int signum) {
   hw_engine_stop(e);
 }
 
+/* 1 when HOST (of --admin) is a loopback address: 127.0.0.0/8, ::1, or
+ * "localhost". */
+static int is_loopback(const char *host) {
+  unsigned char a[16];
+  static const unsigned char v6lo[16] = {[15] = 1};
+
+  if (strcmp(host, "localhost") == 0)
+    return 1;
+  if (hw_ip_parse(host, a) != 0)
+    return 0;
+  return memcmp(a, v6lo, 16) == 0 ||
+         (a[10] == 0xff && a[11] == 0xff && a[12] == 127 &&
+          memcmp(a, (const unsigned char[10]){0}, 10) == 0);
+}
+
+/* The admin API changes what the engine lets in: off loopback it needs a
+ * token, or the operator's explicit --admin-open.  0 or -EINVAL. */
+static int admin_guard(const hw_config_t *cfg) {
+  char host[256];
+  int port;
+
+  if (cfg->admin == NULL ||
+      (cfg->admin_token != NULL && cfg->admin_token[0] != '\0'))
+    return 0;
+  if (hw_parse_hostport(cfg->admin, host, sizeof host, &port) != 0)
+    return 0; /* start_servers names the bad value */
+  if (is_loopback(host))
+    return 0;
+  if (cfg->admin_open) {
+    hw_log("engine", "--admin-open: the admin API on %s has no token; anyone "
+           "who can reach it can change the engine", cfg->admin);
+    return 0;
+  }
+  fprintf(stderr, "hookwork: --admin %s is not a loopback address and "
+          "HOOKWORK_ADMIN_TOKEN is not set: set a token, or pass "
+          "--admin-open to serve the admin API to anyone who can reach it\n",
+          cfg->admin);
+  return -EINVAL;
+}
+
 int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
   char err[512];
   int rc;
@@ -201,6 +241,8 @@ int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
   memset(e, 0, sizeof *e);
   e->loop = loop;
   e->cfg = *cfg;
+  if (cfg->mode == HW_MODE_RUN && admin_guard(cfg) != 0)
+    return -EINVAL;
   if (cfg->ntrust > 0 &&
       hw_ipfilter_parse(cfg->trust_proxy, (size_t) cfg->ntrust, &e->trusted,
                         err, sizeof err) != 0) {

@@ -30,6 +30,7 @@ typedef struct hw_config_s {
   const char *trust_proxy[32];
   int ntrust;
   const char *admin_token; /* HOOKWORK_ADMIN_TOKEN or NULL */
+  int admin_open;          /* --admin-open: no token needed off loopback */
   unsigned read_timeout_ms;
   long step_budget;        /* Lua instructions per step */
   double grace;            /* seconds to let runs finish on SIGTERM */

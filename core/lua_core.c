@@ -416,10 +416,17 @@ static int l_core_ipfilter(lua_State *L) {
   n = lua_rawlen(L, 1);
   list = lua_newuserdatauv(L, (n + 1) * sizeof *list, 0);
   for (i = 0; i < n; i++) {
+    size_t len;
     lua_rawgeti(L, 1, (lua_Integer) i + 1);
-    list[i] = lua_tostring(L, -1);
+    list[i] = lua_tolstring(L, -1, &len);
     if (list[i] == NULL)
       return luaL_error(L, "allowed_ips: entry %d is not a string", (int) i + 1);
+    if (strlen(list[i]) != len) { /* C would read "1.2.3.4\0junk" as 1.2.3.4 */
+      lua_pushnil(L);
+      lua_pushfstring(L, "invalid address in entry %d: it holds a NUL byte",
+                      (int) i + 1);
+      return 2;
+    }
     lua_pop(L, 1);
   }
   ud = lua_newuserdatauv(L, sizeof *ud, 0);

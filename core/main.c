@@ -21,7 +21,7 @@ static const char usage[] =
   "[--admin HOST:PORT]\n"
   "                 [--public-url URL] [--max-body BYTES] "
   "[--trust-proxy CIDR ...]\n"
-  "                 [--log-format text|json]\n"
+  "                 [--log-format text|json] [--admin-open]\n"
   "  hookwork test  [PATH ...]   run the *_test.lua files under PATH "
   "(default: the cycles directory)\n"
   "  hookwork check FILE ...     load and validate cycle files\n"
@@ -86,6 +86,10 @@ static int parse_run_args(hw_config_t *c, int argc, char **argv) {
   int i;
   for (i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--admin-open") == 0) { /* the one option without a value */
+      c->admin_open = 1;
+      continue;
+    }
     if (v == NULL) {
       fprintf(stderr, "hookwork run: unknown option or missing value: %s\n%s",
               a, usage);

@@ -116,8 +116,8 @@ local function put_connector(name, body)
   local c = R.connectors[name]
   if not c then return err(404, string.format("no connector '%s'", name)) end
   local v = U.decode(body)
-  if type(v) ~= "table" or type(v.allowed_ips) ~= "table" or
-     (next(v.allowed_ips) ~= nil and not U.is_array(v.allowed_ips)) then
+  -- a JSON array ([] included, {} not: the codec marks arrays)
+  if type(v) ~= "table" or not U.is_array(v.allowed_ips) then
     return err(400, 'expected {"allowed_ips": [addresses or CIDR blocks]}')
   end
   for i, e in ipairs(v.allowed_ips) do

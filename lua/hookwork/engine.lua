@@ -117,7 +117,7 @@ function E.start()
   L.restore()
   L.scan(R.cfg.cycles_dir)
   L.rebuild()
-  local ids = core.query("max_ids")[1]
+  local ids = L.rows("max_ids")[1]
   R.ids.tx, R.ids.job, R.ids.hist = ids.tx, ids.job, ids.hist
   local n = 0
   local function recover(j, run)
@@ -129,11 +129,11 @@ function E.start()
                             request = req })
     n = n + 1
   end
-  for _, j in ipairs(core.query("tx_running")) do
+  for _, j in ipairs(L.rows("tx_running")) do
     j.tx, j.id = j.id, nil
     recover(j, 1)
   end
-  for _, j in ipairs(core.query("jobs_all")) do recover(j) end
+  for _, j in ipairs(L.rows("jobs_all")) do recover(j) end
   if n > 0 then core.log("engine", n .. " unfinished runs resume") end
 end
 

@@ -184,13 +184,21 @@ function L.rebuild()
   R.cycles, R.tokens = cycles, tokens
 end
 
+-- A store read at start-up: a failure (a damaged file) stops the start
+-- with SQLite's own message rather than a nil index somewhere later.
+function L.rows(name, ...)
+  local rows, err = core.query(name, ...)
+  if not rows then error("store: " .. tostring(err), 0) end
+  return rows
+end
+
 -- Start-up: tokens, cycle states and connector overrides from the store.
 function L.restore()
-  for _, r in ipairs(core.query("hooks_all")) do
+  for _, r in ipairs(L.rows("hooks_all")) do
     L.hook_tokens[r.cycle .. "\0" .. r.step] = r.token
   end
-  for _, r in ipairs(core.query("cycles_all")) do L.states[r.name] = r.state end
-  for _, r in ipairs(core.query("connectors_all")) do
+  for _, r in ipairs(L.rows("cycles_all")) do L.states[r.name] = r.state end
+  for _, r in ipairs(L.rows("connectors_all")) do
     local list = U.decode(r.allowed_ips, "lax") or {}
     local filter = core.ipfilter(list)
     if filter then

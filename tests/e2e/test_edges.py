@@ -231,3 +231,80 @@ def xff_over_8k_or_garbage_is_400():
         # from an untrusted peer the header is not read at all
         eq(xff_post(e, big, source="127.0.0.2").status, 202)
         eq(len(e.txs()), 1)
+
+
+# ---------------------------------------------------------------- admin input
+
+@test
+def admin_allowed_ips_with_nul_is_400_and_not_stored():
+    with Engine({"gate.lua": GATE, "guarded.lua": GUARDED}) as e:
+        e.start()
+        r = e.admin("PUT", "/api/connectors/gate", json={"allowed_ips": ["127.0.0.3\u0000junk"]})
+        eq(r.status, 400)
+        contains(r.json["error"], "NUL")
+        c = e.admin("GET", "/api/connectors/gate").json
+        eq(c["allowed_ips"], ["127.0.0.2"])
+        for bad in ({"allowed_ips": {"a": "127.0.0.3"}}, {"allowed_ips": "127.0.0.3"},
+                    {"allowed_ips": [3]}, ["127.0.0.3"]):
+            r = e.admin("PUT", "/api/connectors/gate", json=bad)
+            eq(r.status, 400, repr(bad))
+        eq(e.admin("GET", "/api/connectors/gate").json["allowed_ips"], ["127.0.0.2"])
+        r = e.admin("PUT", "/api/connectors/gate", json={"allowed_ips": []})
+        eq(r.status, 200)
+        eq(e.admin("GET", "/api/connectors/gate").json["allowed_ips"], [])
+
+
+@test
+def admin_bearer_scheme_is_case_insensitive():
+    with Engine({"ff.lua": FF}, env={"HOOKWORK_ADMIN_TOKEN": "s3cret"}) as e:
+        e.start()
+        for auth in ("bearer s3cret", "BEARER s3cret", "Bearer  s3cret"):
+            r = e.admin("GET", "/api/cycles", token="", headers={"Authorization": auth})
+            eq(r.status, 200, auth)
+        for auth in ("bearer s3cre", "Basic s3cret", "bearers3cret", "s3cret"):
+            r = e.admin("GET", "/api/cycles", token="", headers={"Authorization": auth})
+            eq(r.status, 401, auth)
+
+
+@test
+def admin_off_loopback_without_token_refuses_to_start():
+    # Checked without sending anything: the engine must exit before binding.
+    for addr in ("0.0.0.0:%d", ":%d", "[::]:%d"):
+        e = Engine({"ff.lua": FF})
+        e.args = []
+        cmd = e.command()
+        i = cmd.index("--admin")
+        cmd[i + 1] = addr % e.admin_port
+        r = run_cli(cmd[1:], timeout=10)
+        eq(r.returncode, 1, addr)
+        contains(r.stderr, "HOOKWORK_ADMIN_TOKEN")
+        contains(r.stderr, "--admin-open")
+        e.close()
+    # loopback needs nothing, and --admin-open is understood
+    with Engine({"ff.lua": FF}, args=["--admin-open"]) as e:
+        e.start()
+        eq(e.admin("GET", "/api/cycles").status, 200)
+
+
+@test
+def damaged_store_names_sqlite_error():
+    import sqlite3
+    with Engine({"ff.lua": FF}) as e:
+        e.start()
+        r = e.post(e.hook_path("ff", "in"), json={"a": 1})
+        eq(r.status, 202)
+        e.wait_tx(r.json["transaction"], "completed")
+        eq(e.stop(), 0)
+        db = os.path.join(e.data_dir, "hookwork.db")
+        c = sqlite3.connect(db)
+        c.execute("pragma wal_checkpoint(truncate)")
+        page = c.execute("pragma page_size").fetchone()[0]
+        root = c.execute("select rootpage from sqlite_master where name='tx'").fetchone()[0]
+        c.close()
+        with open(db, "r+b") as f:
+            f.seek((root - 1) * page)
+            f.write(b"\xff" * 64)
+        r = run_cli(e.command()[1:], timeout=10)
+        eq(r.returncode, 1)
+        contains(r.stderr, "malformed")
+        ok("attempt to index" not in r.stderr, "no Lua nil error", r.stderr)
