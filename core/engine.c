@@ -272,6 +272,15 @@ int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
     fprintf(stderr, "hookwork: http client: %s\n", uv_strerror(rc));
     return rc;
   }
+  rc = hw_netpolicy_new(cfg->outbound_deny, (size_t) cfg->ndeny, &e->policy,
+                        err, sizeof err);
+  if (rc != 0) {
+    fprintf(stderr, "hookwork: --outbound-deny: %s\n",
+            rc == -EINVAL ? err : "out of memory");
+    return rc;
+  }
+  hw_hc_set_policy(e->hc, e->policy);
+  hw_hc_set_limits(e->hc, cfg->max_outbound, cfg->max_response_buffer);
   uv_check_init(loop, &e->check);
   uv_prepare_init(loop, &e->prepare);
   uv_idle_init(loop, &e->idle);
@@ -432,4 +441,6 @@ void hw_engine_free(hw_engine_t *e) {
   hw_lua_close(e);
   hw_ipfilter_free(e->trusted);
   e->trusted = NULL;
+  hw_netpolicy_free(e->policy); /* the client that used it is gone */
+  e->policy = NULL;
 }

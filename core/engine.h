@@ -31,6 +31,15 @@ typedef struct hw_config_s {
   int ntrust;
   const char *admin_token; /* HOOKWORK_ADMIN_TOKEN or NULL */
   int admin_open;          /* --admin-open: no token needed off loopback */
+  /* bounds and the outbound policy (docs/operations.md, "Limits") */
+  const char *outbound_deny[64]; /* --outbound-deny CIDR */
+  int ndeny;
+  unsigned max_connections;  /* --max-connections: webhook connections */
+  size_t max_body_buffer;    /* request-body bytes held, all connections */
+  int max_runs;              /* runs in flight before webhooks get 503 */
+  long max_outbound;         /* outbound connections open at once */
+  size_t max_response;       /* ceiling of a call's max_response */
+  size_t max_response_buffer;/* response bytes held, all outbound calls */
   unsigned read_timeout_ms;
   long step_budget;        /* Lua instructions per step */
   double grace;            /* seconds to let runs finish on SIGTERM */
@@ -78,6 +87,7 @@ typedef struct hw_engine_s {
   hw_http_server_t *admin;
   hw_watcher_t *watcher;
   hw_ipfilter_t *trusted;  /* --trust-proxy, NULL when none */
+  hw_netpolicy_t *policy;  /* outbound address policy */
   uv_check_t check;        /* drains the ready queue: the one resume site */
   uv_prepare_t prepare;    /* kicks the store before the loop blocks */
   uv_idle_t idle;          /* keeps the loop spinning while runs are ready */

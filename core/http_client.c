@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -29,7 +31,9 @@
 #define TIMEOUT_DEFAULT_MS 30000L
 #define TIMEOUT_MAX_MS (24L * 3600 * 1000)
 #define MAX_RETRIES 100            /* bounds the attempts array */
-#define MAX_REDIRS 5L
+#define MAX_REDIRS 20
+#define MAX_CONNS_DEFAULT 512L
+#define MAX_BUFFERED_DEFAULT ((size_t) 256 << 20)
 /* Sized to the 1,000-in-flight target: below that, finishing transfers would
  * close their connections instead of returning them to the cache. */
 #define MAXCONNECTS 1024L
@@ -69,6 +73,8 @@ struct hw_hc_xfer_s {
   hw_hc_header_t *hvec;            /* filled from harena at delivery */
   hw_hc_attempt_t *att;            /* sized retries + 1 at start */
   int nhdr, hvec_cap, natt, att_cap, retries, err, too_large, oom;
+  int allow_private, denied, mem_full;
+  char why[192];                   /* why the policy refused an address */
   long timeout_ms;
   size_t max_response;
   uint64_t t0, t_attempt, due;     /* hrtime ns, hrtime ns, loop ms */
@@ -84,6 +90,8 @@ struct hw_hc_s {
   uv_timer_t defer_timer;          /* delivers cancellations from the loop */
   xlist_t running, waiting, cancelled, pool;
   sock_t *socks;
+  const hw_netpolicy_t *policy;
+  size_t buffered, max_buffered;   /* response bytes held, all transfers */
   int npool, active, handles, closing, torn;
   uint64_t rng;
 };
@@ -272,9 +280,29 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   size_t len = size * n;
 
   if (len > x->max_response - x->body.len) x->too_large = 1;
+  else if (len > x->hc->max_buffered - x->hc->buffered) x->mem_full = 1;
   else if (buf_add(&x->body, p, len, 0) < 0) x->oom = 1;
-  else return len;
+  else {
+    x->hc->buffered += len;
+    return len;
+  }
   return 0;                        /* a short count aborts the transfer */
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: every connection, redirect hops included, is
+ * checked on the address actually about to be connected (after DNS). */
+static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
+                                    struct curl_sockaddr *a) {
+  hw_hc_xfer_t *x = ud;
+  const hw_netpolicy_t *pol = x->hc->policy;
+
+  if (purpose == CURLSOCKTYPE_IPCXN && pol != NULL &&
+      hw_netpolicy_check(pol, &a->addr, x->allow_private, x->why,
+                         sizeof x->why) != 0) {
+    x->denied = 1;
+    return CURL_SOCKET_BAD;        /* curl tries the next address, if any */
+  }
+  return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 /* Stores "Name: value" as lower-cased "name\0value\0".  The header vector is
@@ -371,6 +399,15 @@ static int attempt_error(hw_hc_xfer_t *x, CURLcode rc, char *out, size_t n) {
     snprintf(out, n, "out of memory");
     return UV_ENOMEM;
   }
+  if (x->mem_full) {
+    snprintf(out, n, "responses being received hold over %zu bytes",
+             x->hc->max_buffered);
+    return UV_ENOMEM;
+  }
+  if (x->denied && rc == CURLE_COULDNT_CONNECT) {
+    snprintf(out, n, "refused by the outbound policy: %s", x->why);
+    return UV_EACCES;
+  }
   if (rc == CURLE_OPERATION_TIMEDOUT) {
     snprintf(out, n, "timeout after %ld ms", x->timeout_ms);
     return UV_ETIMEDOUT;
@@ -464,6 +501,7 @@ static void xfer_recycle(hw_hc_xfer_t *x) {
   curl_easy_reset(x->easy);
   curl_slist_free_all(x->hdrs);
   x->hdrs = NULL;
+  hc->buffered -= x->body.len;
   buf_trim(&x->strs);
   buf_trim(&x->body);
   buf_trim(&x->harena);
@@ -559,8 +597,17 @@ static int easy_setup(hw_hc_xfer_t *x, const hw_hc_request_t *r) {
   SET(CURLOPT_HEADERDATA, (void *) x);
   SET(CURLOPT_HTTPHEADER, x->hdrs);
   SET(CURLOPT_TIMEOUT_MS, x->timeout_ms);
-  SET(CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L);
-  SET(CURLOPT_MAXREDIRS, MAX_REDIRS);
+  /* a stall: less than 1 byte/s over the timeout (in whole seconds) */
+  SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+  SET(CURLOPT_LOW_SPEED_TIME, (x->timeout_ms + 999) / 1000);
+  SET(CURLOPT_FOLLOWLOCATION, r->follow > 0 ? 1L : 0L);
+  SET(CURLOPT_MAXREDIRS, (long) (r->follow > MAX_REDIRS ? MAX_REDIRS
+                                                         : r->follow));
+  SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+  SET(CURLOPT_OPENSOCKETDATA, (void *) x);
+  /* a connection opened with allow_private never serves another call */
+  SET(CURLOPT_FORBID_REUSE, r->allow_private ? 1L : 0L);
+  SET(CURLOPT_FRESH_CONNECT, r->allow_private ? 1L : 0L);
   SET(CURLOPT_SSL_VERIFYPEER, r->insecure ? 0L : 1L);
   SET(CURLOPT_SSL_VERIFYHOST, r->insecure ? 0L : 2L);
   /* fails early on a too-large Content-Length; on_write covers the rest */
@@ -581,6 +628,7 @@ static int xfer_prepare(hw_hc_xfer_t *x, const hw_hc_request_t *r) {
   x->retries = r->retries > MAX_RETRIES ? MAX_RETRIES : r->retries;
   x->timeout_ms = timeout_ms(r->timeout);
   x->max_response = r->max_response ? r->max_response : MAX_RESPONSE_DEFAULT;
+  x->allow_private = r->allow_private;
   x->natt = 0;
   x->err = 0;
   x->t0 = uv_hrtime();
@@ -600,11 +648,12 @@ static int xfer_prepare(hw_hc_xfer_t *x, const hw_hc_request_t *r) {
 static int attempt_start(hw_hc_xfer_t *x) {
   hw_hc_t *hc = x->hc;
 
+  hc->buffered -= x->body.len;
   x->body.len = 0;
   if (x->body.p) x->body.p[0] = '\0';
   x->harena.len = 0;
   x->nhdr = 0;
-  x->too_large = x->oom = 0;
+  x->too_large = x->oom = x->mem_full = x->denied = 0;
   x->errbuf[0] = '\0';
   x->t_attempt = uv_hrtime();
   if (curl_multi_add_handle(hc->multi, x->easy) != CURLM_OK) return UV_ENOMEM;
@@ -676,8 +725,8 @@ static void attempt_done(hw_hc_xfer_t *x, CURLcode rc) {
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   a->status = (int) status;
   x->err = rc == CURLE_OK ? 0 : attempt_error(x, rc, a->error, sizeof a->error);
-  if (x->natt <= x->retries && !x->too_large && !x->oom &&
-      retryable(rc, status)) {
+  if (x->natt <= x->retries && !x->too_large && !x->oom && !x->mem_full &&
+      !x->denied && retryable(rc, status)) {
     retry_schedule(x, retry_delay(x));
     return;
   }
@@ -815,8 +864,8 @@ int hw_hc_init(uv_loop_t *loop, hw_hc_t **out) {
   curl_multi_setopt(hc->multi, CURLMOPT_SOCKETDATA, (void *) hc);
   curl_multi_setopt(hc->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
   curl_multi_setopt(hc->multi, CURLMOPT_TIMERDATA, (void *) hc);
-  curl_multi_setopt(hc->multi, CURLMOPT_MAXCONNECTS, MAXCONNECTS);
   hc->loop = loop;
+  hw_hc_set_limits(hc, 0, 0);
   hc->rng = (uv_hrtime() ^ (uint64_t) (uintptr_t) hc) | 1;
   /* uv_timer_init cannot fail on unix: it only links the handle */
   uv_timer_init(loop, &hc->curl_timer);
@@ -826,6 +875,19 @@ int hw_hc_init(uv_loop_t *loop, hw_hc_t **out) {
   hc->handles = 3;
   *out = hc;
   return 0;
+}
+
+void hw_hc_set_policy(hw_hc_t *hc, const hw_netpolicy_t *policy) {
+  hc->policy = policy;
+}
+
+void hw_hc_set_limits(hw_hc_t *hc, long max_conns, size_t max_buffered) {
+  long n = max_conns > 0 ? max_conns : MAX_CONNS_DEFAULT;
+
+  hc->max_buffered = max_buffered ? max_buffered : MAX_BUFFERED_DEFAULT;
+  curl_multi_setopt(hc->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n);
+  curl_multi_setopt(hc->multi, CURLMOPT_MAXCONNECTS,
+                    n < MAXCONNECTS ? n : MAXCONNECTS);
 }
 
 void hw_hc_close(hw_hc_t *hc) {

@@ -6,12 +6,21 @@
  * every transfer and its response buffers until the done callback returns.
  * Retries (connection errors, 429, 5xx) wait on a uv_timer with exponential
  * backoff and jitter, honouring Retry-After.
+ *
+ * Bounds (hw_hc_set_limits): at most max_conns connections open at once
+ * (more transfers wait in curl's queue), each response at most its
+ * max_response, all responses being received together at most max_buffered
+ * bytes, and a transfer with no byte for its timeout fails.  Only http and
+ * https, redirects included (at most `follow` hops).  Every connection is
+ * checked against the address policy (netpolicy.h) after DNS.
  */
 #ifndef HW_HTTP_CLIENT_H
 #define HW_HTTP_CLIENT_H
 
 #include <stddef.h>
 #include <uv.h>
+
+#include "netpolicy.h"
 
 typedef struct hw_hc_s hw_hc_t;            /* the client (one per engine) */
 typedef struct hw_hc_xfer_s hw_hc_xfer_t;  /* one logical request */
@@ -25,7 +34,10 @@ typedef struct hw_hc_request_s {
   double timeout;            /* seconds per attempt; <= 0 means 30 */
   int retries;               /* extra attempts after the first; default 0,
                                 at most 100 */
-  int follow;                /* follow redirects (at most 5) */
+  int follow;                /* redirects to follow (hops, at most 20);
+                                0: none */
+  int allow_private;         /* lifts the built-in link-local/metadata
+                                refusal (never the operator's deny list) */
   int insecure;              /* 1 disables TLS verification (default 0) */
   size_t max_response;       /* bytes; 0 means 10 MiB */
 } hw_hc_request_t;
@@ -48,7 +60,8 @@ typedef struct hw_hc_response_s {
                                 connect), UV_EAI_NONAME (DNS), UV_ETIMEDOUT,
                                 UV_EPROTO (TLS), UV_ECONNRESET, UV_EMSGSIZE
                                 (over max_response), UV_EINVAL (bad URL or
-                                scheme), UV_ENOMEM, UV_ECANCELED, UV_EIO */
+                                scheme), UV_EACCES (address refused by the
+                                policy), UV_ENOMEM, UV_ECANCELED, UV_EIO */
   char errmsg[512];          /* when error: "POST http://x/y: connection
                                 refused" - names method, URL and cause */
   int status;                /* final HTTP status (0 when error) */
@@ -64,6 +77,14 @@ typedef struct hw_hc_response_s {
 typedef void (*hw_hc_done_cb)(hw_hc_response_t *res, void *arg);
 
 int hw_hc_init(uv_loop_t *loop, hw_hc_t **out);
+
+/* The address policy every connection is checked against (not owned; NULL:
+ * none).  Set before the first transfer. */
+void hw_hc_set_policy(hw_hc_t *hc, const hw_netpolicy_t *policy);
+
+/* max_conns: connections open at once (0: 512); max_buffered: response
+ * bytes held by all transfers together (0: 256 MiB). */
+void hw_hc_set_limits(hw_hc_t *hc, long max_conns, size_t max_buffered);
 /* Cancels every transfer (callbacks get error UV_ECANCELED), closes handles
  * and frees the client once they are closed. */
 void hw_hc_close(hw_hc_t *hc);

@@ -334,11 +334,25 @@ static int l_core_http(lua_State *L) {
   q.timeout = lua_tonumber(L, -1);
   lua_getfield(L, 1, "retries");
   q.retries = (int) lua_tointeger(L, -1);
-  lua_getfield(L, 1, "follow");
-  q.follow = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "follow"); /* hops; true (the old form) means 5 */
+  if (lua_isboolean(L, -1) || lua_isnil(L, -1))
+    q.follow = 5 * lua_toboolean(L, -1);
+  else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0)
+    q.follow = lua_tointeger(L, -1) > 20 ? 20 : (int) lua_tointeger(L, -1);
+  else
+    return luaL_error(L, "%s %s: follow: expected a number of redirects "
+                      "(0 to 20) or true, got %s", q.method, q.url,
+                      luaL_tolstring(L, -1, NULL));
   lua_getfield(L, 1, "insecure");
   q.insecure = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "allow_private");
+  q.allow_private = lua_toboolean(L, -1);
   lua_getfield(L, 1, "max_response");
+  if (lua_tonumber(L, -1) > (lua_Number) ENGINE(L)->cfg.max_response)
+    return luaL_error(L, "%s %s: max_response %s is over the engine's limit "
+                      "of %I bytes (HOOKWORK_MAX_RESPONSE)", q.method, q.url,
+                      lua_tostring(L, -1),
+                      (lua_Integer) ENGINE(L)->cfg.max_response);
   q.max_response = (size_t) lua_tointeger(L, -1);
   lua_getfield(L, 1, "headers");
   q.headers = header_list(L, lua_gettop(L));

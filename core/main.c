@@ -21,7 +21,9 @@ static const char usage[] =
   "[--admin HOST:PORT]\n"
   "                 [--public-url URL] [--max-body BYTES] "
   "[--trust-proxy CIDR ...]\n"
-  "                 [--log-format text|json] [--admin-open]\n"
+  "                 [--log-format text|json] [--admin-open] "
+  "[--max-connections N]\n"
+  "                 [--outbound-deny CIDR ...]\n"
   "  hookwork test  [PATH ...]   run the *_test.lua files under PATH "
   "(default: the cycles directory)\n"
   "  hookwork check FILE ...     load and validate cycle files\n"
@@ -30,7 +32,39 @@ static const char usage[] =
   "environment: HOOKWORK_ADMIN_TOKEN (admin bearer token), "
   "HOOKWORK_READ_TIMEOUT (seconds),\n"
   "  HOOKWORK_STEP_BUDGET (Lua instructions per step), HOOKWORK_GRACE "
-  "(seconds to finish on SIGTERM)\n";
+  "(seconds to finish on SIGTERM),\n"
+  "  HOOKWORK_MAX_RUNS, HOOKWORK_MAX_OUTBOUND, HOOKWORK_MAX_BODY_BUFFER, "
+  "HOOKWORK_MAX_RESPONSE,\n"
+  "  HOOKWORK_MAX_RESPONSE_BUFFER (limits, see docs/operations.md)\n";
+
+/* A positive size from the environment, or def. */
+static size_t env_size(const char *name, size_t def) {
+  const char *v = getenv(name);
+  char *end;
+  unsigned long long n;
+
+  if (v == NULL)
+    return def;
+  errno = 0;
+  n = strtoull(v, &end, 10);
+  if (errno || *end != '\0' || end == v || n == 0) {
+    fprintf(stderr, "hookwork: %s: expected a positive number, got '%s'; "
+            "using %zu\n", name, v, def);
+    return def;
+  }
+  return (size_t) n;
+}
+
+/* Bounds that keep a small machine standing (docs/operations.md). */
+static void limit_defaults(hw_config_t *c) {
+  c->max_connections = 10000;
+  c->max_body_buffer = env_size("HOOKWORK_MAX_BODY_BUFFER", (size_t) 128 << 20);
+  c->max_runs = (int) env_size("HOOKWORK_MAX_RUNS", 10000);
+  c->max_outbound = (long) env_size("HOOKWORK_MAX_OUTBOUND", 512);
+  c->max_response = env_size("HOOKWORK_MAX_RESPONSE", (size_t) 64 << 20);
+  c->max_response_buffer =
+      env_size("HOOKWORK_MAX_RESPONSE_BUFFER", (size_t) 256 << 20);
+}
 
 static void default_config(hw_config_t *c, char *luadir, size_t len) {
   char exe[PATH_MAX - 32];
@@ -47,6 +81,7 @@ static void default_config(hw_config_t *c, char *luadir, size_t len) {
   c->step_budget = 50000000;
   c->grace = 10;
   c->admin_token = getenv("HOOKWORK_ADMIN_TOKEN");
+  limit_defaults(c);
   if ((env = getenv("HOOKWORK_READ_TIMEOUT")) != NULL && atof(env) > 0)
     c->read_timeout_ms = (unsigned) (atof(env) * 1000);
   if ((env = getenv("HOOKWORK_STEP_BUDGET")) != NULL && atol(env) > 0)
@@ -121,6 +156,20 @@ static int parse_run_args(hw_config_t *c, int argc, char **argv) {
         return -1;
       }
       c->trust_proxy[c->ntrust++] = v;
+    } else if (strcmp(a, "--outbound-deny") == 0) {
+      if (c->ndeny >= 64) {
+        fprintf(stderr, "hookwork run: at most 64 --outbound-deny\n");
+        return -1;
+      }
+      c->outbound_deny[c->ndeny++] = v;
+    } else if (strcmp(a, "--max-connections") == 0) {
+      size_t n;
+      if (parse_size(v, &n) != 0 || n > 1000000) {
+        fprintf(stderr, "hookwork run: --max-connections: expected 1 to "
+                "1000000, got '%s'\n", v);
+        return -1;
+      }
+      c->max_connections = (unsigned) n;
     } else {
       fprintf(stderr, "hookwork run: unknown option: %s\n%s", a, usage);
       return -1;

@@ -205,7 +205,7 @@ function hw.connector(o)
   if not where and type(o) == "table" then where = o.__file end
   if type(o) ~= "table" then fail(where, "hw.connector expects a table") end
   local allowed = { name = true, allowed_ips = true, base_url = true, headers = true,
-                    secrets = true, description = true }
+                    secrets = true, description = true, allow_private = true }
   for k in pairs(o) do
     if not allowed[k] then
       fail(where, string.format("hw.connector: unknown option '%s'%s", tostring(k), U.did_you_mean(k, allowed)))
@@ -214,7 +214,11 @@ function hw.connector(o)
   if type(o.name) ~= "string" or o.name == "" then fail(where, "hw.connector: 'name' is required") end
   local c = { __kind = "connector", where = where, name = o.name,
               base_url = o.base_url, headers = o.headers or {},
-              allowed_ips = o.allowed_ips or {}, secrets = o.secrets or {} }
+              allowed_ips = o.allowed_ips or {}, secrets = o.secrets or {},
+              allow_private = o.allow_private }
+  if c.allow_private ~= nil and type(c.allow_private) ~= "boolean" then
+    fail(where, "hw.connector: 'allow_private' must be true or false")
+  end
   if c.base_url ~= nil and (type(c.base_url) ~= "string" or not c.base_url:match("^https?://[^/]+")) then
     fail(where, "hw.connector: 'base_url' must be an http:// or https:// URL")
   end

@@ -38,6 +38,10 @@ local function build_headers(conn, use_conn, own, auth)
 end
 
 local function resolve_url(url, conn)
+  local scheme = url:match("^(%a[%w+.%-]*):")
+  if scheme and not url:lower():match("^https?://") then
+    error(string.format("%s: scheme '%s' is not allowed (only http and https)", url, scheme), 0)
+  end
   if url:lower():match("^https?://") then
     return url, conn.base_url ~= nil and origin(url) == origin(conn.base_url)
   end
@@ -85,7 +89,8 @@ local function request(o)
   local req = { method = method, url = url, headers = list,
                 body = body ~= nil and tostring(body) or nil,
                 timeout = tonumber(o.timeout) or 30, retries = tonumber(o.retries) or 0,
-                follow = o.follow and true or false, insecure = o.insecure,
+                follow = o.follow, insecure = o.insecure,
+                allow_private = conn.allow_private == true,
                 max_response = o.max_response }
   run:checkpoint()
   local res = (R.transport or core.http)(req)

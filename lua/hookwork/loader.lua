@@ -100,6 +100,7 @@ local function build_connectors(sorted)
       else
         local c = { name = o.name, file = f.path, base_url = o.base_url,
                     headers = o.headers, secrets = o.secrets,
+                    allow_private = o.allow_private,
                     file_ips = o.allowed_ips, allowed_ips = o.allowed_ips,
                     filter = o.filter, load_error = f.err, sig = f.sig,
                     view = S.view({ name = o.name, base_url = o.base_url,
