@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define HW_TICK_MS 100
@@ -146,6 +147,14 @@ static void web_request(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
     respond_json(req, 503, "{\"error\":\"shutting down\"}");
     return;
   }
+  if (e->nruns >= e->cfg.max_runs) { /* e.g. a cycle that calls itself */
+    static const char *const retry[] = {"Retry-After: 1", NULL};
+    char body[128];
+    int n = snprintf(body, sizeof body, "{\"error\":\"busy: %d runs in "
+                     "flight (HOOKWORK_MAX_RUNS)\"}", e->nruns);
+    hw_http_respond(req, 503, "application/json", retry, body, (size_t) n);
+    return;
+  }
   if (client_ip(e, req, ip, sizeof ip, msg, sizeof msg) != 0) {
     char body[256];
     json_error(body, sizeof body, msg);
@@ -192,6 +201,41 @@ static void on_signal(uv_signal_t *s, int signum) {
   if (e->stopping)
     e->stop_deadline = 0; /* a second signal: stop now */
   hw_engine_stop(e);
+}
+
+/* File descriptors kept for what is not a connection (store, watcher,
+ * loop, signals) and for the admin listener's connections, so that at the
+ * limit /healthz still answers. */
+#define FD_MISC 64
+#define ADMIN_CONNS 32
+
+/* Raises the soft fd limit to the hard one, then fits the webhook and
+ * outbound connection caps under it, leaving the reserve above. */
+static void fd_budget(hw_engine_t *e) {
+  struct rlimit rl;
+  long avail, out, web;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    struct rlimit up = rl;
+    up.rlim_cur = rl.rlim_max > (1u << 20) ? (1u << 20) : rl.rlim_max;
+    if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0)
+      rl = up;
+  }
+  avail = (long) (rl.rlim_cur > (1u << 20) ? (1u << 20) : rl.rlim_cur);
+  avail -= FD_MISC + ADMIN_CONNS;
+  if (avail < 32)
+    avail = 32;
+  out = e->cfg.max_outbound < avail / 2 ? e->cfg.max_outbound : avail / 2;
+  web = (long) e->cfg.max_connections < avail - out ? (long) e->cfg.max_connections
+                                                    : avail - out;
+  if (out < e->cfg.max_outbound || web < (long) e->cfg.max_connections)
+    hw_log("engine", "file descriptor limit %ld: at most %ld webhook and %ld "
+           "outbound connections (%d kept for the admin API and the store)",
+           (long) rl.rlim_cur, web, out, FD_MISC + ADMIN_CONNS);
+  e->cfg.max_outbound = out;
+  e->cfg.max_connections = (unsigned) web;
 }
 
 /* 1 when HOST (of --admin) is a loopback address: 127.0.0.0/8, ::1, or
@@ -280,7 +324,9 @@ int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
     return rc;
   }
   hw_hc_set_policy(e->hc, e->policy);
-  hw_hc_set_limits(e->hc, cfg->max_outbound, cfg->max_response_buffer);
+  if (cfg->mode == HW_MODE_RUN)
+    fd_budget(e);
+  hw_hc_set_limits(e->hc, e->cfg.max_outbound, cfg->max_response_buffer);
   uv_check_init(loop, &e->check);
   uv_prepare_init(loop, &e->prepare);
   uv_idle_init(loop, &e->idle);
@@ -314,7 +360,8 @@ static void set_public_base(hw_engine_t *e) {
 }
 
 static int start_servers(hw_engine_t *e) {
-  hw_http_limits_t lim = {e->cfg.max_body, e->cfg.read_timeout_ms, 60000};
+  hw_http_limits_t lim = {e->cfg.max_body, e->cfg.read_timeout_ms, 60000,
+                          e->cfg.max_connections, e->cfg.max_body_buffer};
   char host[256];
   int port, rc;
 
@@ -332,6 +379,8 @@ static int start_servers(hw_engine_t *e) {
     return -EINVAL;
   }
   lim.max_body = 1024 * 1024;
+  lim.max_conns = ADMIN_CONNS;
+  lim.max_body_total = 0; /* bounded by ADMIN_CONNS x max_body */
   rc = hw_http_server_start(e->loop, host, port, &lim, hw_admin_handle, e,
                             &e->admin);
   if (rc != 0)

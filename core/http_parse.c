@@ -52,7 +52,15 @@ static int is_blank(char ch) { return ch == ' ' || ch == '\t'; }
 
 /* ---- requests ---- */
 
+/* Gives back the request's share of the server's body bytes. */
+static void uncount(hw_http_preq_t *r) {
+  if (r->body_total != NULL)
+    *r->body_total -= r->counted;
+  r->counted = 0;
+}
+
 void hw_http_parse_req_free(hw_http_preq_t *r) {
+  uncount(r);
   free(r->str);
   free(r->spans);
   free(r->pub.headers);
@@ -80,10 +88,13 @@ static hw_http_preq_t *req_new(hw_http_parse_t *p) {
   r->pub.body_len = 0;
   r->pub.data = NULL;
   r->pub.conn = NULL;
+  r->body_total = p->body_total;
+  r->counted = 0;
   return r;
 }
 
 void hw_http_parse_recycle(hw_http_parse_t *p, hw_http_preq_t *r) {
+  uncount(r);
   if (p->spare != NULL) {
     hw_http_parse_req_free(r);
     return;
@@ -346,11 +357,17 @@ static int on_body(llhttp_t *ll, const char *at, size_t len) {
 
   if (len > p->max_body - r->pub.body_len) /* chunked bodies end up here */
     return cb_fail(p, 413);
+  if (p->max_body_total > 0 && len > p->max_body_total - *p->body_total)
+    return cb_fail(p, 503); /* every connection's bodies together */
   if (grow(&r->body_buf, &r->body_cap, r->pub.body_len + len + 1,
            p->max_body + 1) < 0)
     return cb_fail(p, 500);
   memcpy(r->body_buf + r->pub.body_len, at, len);
   r->pub.body_len += len;
+  if (r->body_total != NULL) {
+    *r->body_total += len;
+    r->counted += len;
+  }
   return 0;
 }
 
@@ -376,11 +393,14 @@ static const llhttp_settings_t settings = {
 
 /* ---- feeding ---- */
 
-void hw_http_parse_init(hw_http_parse_t *p, size_t max_body) {
+void hw_http_parse_init(hw_http_parse_t *p, size_t max_body,
+                        size_t *body_total, size_t max_body_total) {
   memset(p, 0, sizeof *p);
   llhttp_init(&p->parser, HTTP_REQUEST, &settings);
   p->parser.data = p;
   p->max_body = max_body;
+  p->body_total = body_total;
+  p->max_body_total = body_total != NULL ? max_body_total : 0;
 }
 
 /* Remembers the last non-blank byte of what llhttp consumed. */

@@ -9,7 +9,8 @@
  * Limits enforced here: header bytes (URL + names + values) over
  * HW_HTTP_MAX_HEADER_BYTES or more than HW_HTTP_MAX_HEADERS headers -> 431,
  * body over max_body (by Content-Length, or as chunks arrive) -> 413, ENOMEM
- * -> 500, any llhttp error -> 400.
+ * -> 500, body bytes held by all of the server's requests over their bound
+ * -> 503, any llhttp error -> 400.
  *
  * Strictness (RFC 9112; a request two parsers could frame differently is a
  * smuggling risk behind a proxy, so it is refused rather than guessed at):
@@ -45,6 +46,8 @@ typedef struct hw_http_preq_s {
   int nhost;               /* Host headers seen */
   int http_minor;          /* 0: HTTP/1.0 wants "Connection: keep-alive" */
   int head;                /* HEAD: the answer carries no body */
+  size_t *body_total;      /* the server's count of body bytes held */
+  size_t counted;          /* this request's share of it */
 } hw_http_preq_t;
 
 typedef struct hw_http_parse_s {
@@ -52,6 +55,8 @@ typedef struct hw_http_parse_s {
   hw_http_preq_t *cur;     /* request being parsed; NULL between requests */
   hw_http_preq_t *spare;   /* recycled request, buffers kept */
   size_t max_body;
+  size_t *body_total;      /* body bytes held by every request of the */
+  size_t max_body_total;   /* server, and their bound (0: none) -> 503 */
   int err_status;          /* the status to answer after HW_HTTP_PARSE_ERROR */
   int want_continue;       /* the client waits for 100 Continue; the caller
                               sends it and clears this */
@@ -66,7 +71,10 @@ enum {
   HW_HTTP_PARSE_ERROR  /* answer err_status and close; never feed again */
 };
 
-void hw_http_parse_init(hw_http_parse_t *p, size_t max_body);
+/* body_total (may be NULL) is shared by the server's parsers: body bytes
+ * held by all their requests, up to max_body_total (0: no bound). */
+void hw_http_parse_init(hw_http_parse_t *p, size_t max_body,
+                        size_t *body_total, size_t max_body_total);
 
 /* Feeds len bytes; *used says how many were consumed.  On HW_HTTP_PARSE_REQ
  * *out is the complete request, which the caller now owns (give it back with

@@ -5,7 +5,8 @@
  * uv_tcp_t plus one uv_timer_t, freed in the last close callback) and every
  * request handed to the handler (it outlives its connection when the client
  * leaves while the handler holds it).
- * Uses: libuv for sockets and timers, http_parse (llhttp) for parsing.
+ * Uses: libuv for sockets and timers, http_parse (llhttp) for parsing, log
+ * for the connection-limit and out-of-descriptors lines.
  *
  * Life of a request: on_read -> conn_parse feeds the bytes to http_parse,
  * which pauses llhttp once a request is complete, so the handler is called
@@ -31,11 +32,13 @@
 #include <assert.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http_parse.h"
+#include "log.h"
 
 #define READ_BUF_SIZE (64 * 1024)
 #define PEND_MAX (64 * 1024)      /* bytes kept behind a held request */
@@ -45,6 +48,7 @@
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define DEFAULT_READ_MS 10000
 #define DEFAULT_IDLE_MS 60000
+#define DEFAULT_MAX_CONNS 10000
 
 #define CONTAINER(p, type, field) \
   ((type *) (void *) ((char *) (p) - offsetof(type, field)))
@@ -86,6 +90,8 @@ struct hw_http_server_s {
   void *arg;
   link_t conns, kicks;
   size_t nconns, nheld;
+  size_t body_bytes;         /* request bodies held, all connections */
+  uint64_t refused, last_note; /* refused connections; last log (ms) */
   int port, closing, listener_open, reject_busy, accept_stalled;
   int kick_active, finishing;
   void (*done)(void *);
@@ -286,17 +292,21 @@ static void conn_linger(conn_t *c) {
 
 /* Answers a limit or parse error itself, then closes. */
 static void conn_fail(conn_t *c, int status) {
-  char body[96];
+  char body[128];
   const char *msg = status == 400   ? "bad request"
                     : status == 408 ? "request timeout"
                     : status == 413 ? "request body too large"
                     : status == 431 ? "request headers too large"
                     : status == 505 ? "HTTP version not supported"
+                    : status == 503 ? "server busy: request bodies held "
+                                      "are at their memory limit"
                                     : "internal server error";
+  static const char *const retry[] = {"Retry-After: 1", NULL};
   int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", msg);
 
   hw_http_parse_abort(&c->parse);
-  if (write_answer(c, status, "application/json", NULL, body, (size_t) n,
+  if (write_answer(c, status, "application/json",
+                   status == 503 ? retry : NULL, body, (size_t) n,
                    ANS_CLOSE) < 0)
     conn_teardown(c);
   else
@@ -579,12 +589,36 @@ static void peer_name(conn_t *c) {
     uv_ip6_name(a6, c->peer_ip, sizeof c->peer_ip);
 }
 
+/* A refused connection is logged, at most once a second, with a count. */
+static void note_refused(hw_http_server_t *srv, const char *why) {
+  uint64_t now = uv_now(srv->loop);
+
+  srv->refused++;
+  if (srv->last_note != 0 && now - srv->last_note < 1000)
+    return;
+  srv->last_note = now;
+  hw_log("http", "port %d: %s: new connection closed (%llu so far)",
+         srv->port, why, (unsigned long long) srv->refused);
+}
+
 static void on_connection(uv_stream_t *l, int status) {
   hw_http_server_t *srv = l->data;
   conn_t *c;
 
-  if (status < 0 || srv->closing)
+  if (srv->closing)
     return;
+  if (status < 0) { /* EMFILE: libuv has already accepted and closed it */
+    note_refused(srv, uv_strerror(status));
+    return;
+  }
+  if (srv->nconns >= srv->limits.max_conns) {
+    char why[64];
+    snprintf(why, sizeof why, "connection limit of %u reached",
+             srv->limits.max_conns);
+    note_refused(srv, why);
+    reject(srv);
+    return;
+  }
   if ((c = calloc(1, sizeof *c)) == NULL) {
     reject(srv);
     return;
@@ -601,7 +635,8 @@ static void on_connection(uv_stream_t *l, int status) {
   link_init(&c->kick);
   link_add(&srv->conns, &c->all);
   srv->nconns++;
-  hw_http_parse_init(&c->parse, srv->limits.max_body);
+  hw_http_parse_init(&c->parse, srv->limits.max_body, &srv->body_bytes,
+                     srv->limits.max_body_total);
   if (uv_accept(l, (uv_stream_t *) &c->tcp) < 0) {
     conn_teardown(c);
     return;
@@ -653,6 +688,8 @@ static void set_limits(hw_http_limits_t *dst, const hw_http_limits_t *src) {
       src && src->read_timeout_ms ? src->read_timeout_ms : DEFAULT_READ_MS;
   dst->idle_timeout_ms =
       src && src->idle_timeout_ms ? src->idle_timeout_ms : DEFAULT_IDLE_MS;
+  dst->max_conns = src && src->max_conns ? src->max_conns : DEFAULT_MAX_CONNS;
+  dst->max_body_total = src ? src->max_body_total : 0;
 }
 
 /* Binds and listens; on failure the handles close and free srv later. */

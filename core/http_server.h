@@ -11,6 +11,7 @@
  *
  * Limits are answered by the server itself, never reaching the handler:
  *   body over max_body -> 413, headers over 16 KiB or 100 headers -> 431,
+ *   bodies of all connections over max_body_total -> 503 (Retry-After: 1),
  *   headers or body not complete within read_timeout_ms -> 408,
  *   any parse error -> 400; all four close the connection after answering.
  * Idle keep-alive connections are closed after idle_timeout_ms.
@@ -59,6 +60,11 @@ typedef struct hw_http_limits_s {
   size_t max_body;          /* default 1 MiB */
   unsigned read_timeout_ms; /* headers+body must arrive within; default 10 s */
   unsigned idle_timeout_ms; /* keep-alive idle close; default 60 s */
+  unsigned max_conns;       /* open connections; past it new ones are
+                               accepted and closed at once, with a log line
+                               (at most one a second); 0: 10000 */
+  size_t max_body_total;    /* request-body bytes held by all connections
+                               together; past it 503 and close; 0: none */
 } hw_http_limits_t;
 
 /* Allocates and starts a server listening on host:port (IPv4 or IPv6 text).

@@ -308,3 +308,142 @@ def damaged_store_names_sqlite_error():
         eq(r.returncode, 1)
         contains(r.stderr, "malformed")
         ok("attempt to index" not in r.stderr, "no Lua nil error", r.stderr)
+
+
+# ---------------------------------------------------------------- bounds
+
+def is_closed(c, timeout=3):
+    """True when the engine closed c without answering."""
+    data, closed = c.read_until_closed(timeout=timeout)
+    return closed and data == b""
+
+
+@test
+def max_connections_refuses_new_ones_with_a_log_line():
+    with ff_engine(args=["--max-connections", "5"]) as e:
+        e.start()
+        path = e.hook_path("ff", "in")
+        held = [RawConn(e.port) for _ in range(5)]
+        time.sleep(0.3)
+        extra = RawConn(e.port)
+        ok(is_closed(extra), "the 6th connection is closed")
+        extra.close()
+        wait_until(lambda: "connection limit of 5 reached" in e.log(), timeout=5,
+                   msg="a log line")
+        # the held ones still work, and a freed slot is usable again
+        held[0].send(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}" % path).encode())
+        eq([r.status for r in held[0].read_responses(1)], [202])
+        for c in held:
+            c.close()
+        time.sleep(0.3)
+        eq(e.post(path, json={}).status, 202)
+        eq(e.admin("GET", "/healthz").status, 200)
+
+
+class LowFdEngine(Engine):
+    """An engine started under `ulimit -n N` (soft and hard)."""
+
+    nofile = 200
+
+    def command(self):
+        return ["sh", "-c", 'ulimit -n %d && exec "$@"' % self.nofile, "sh"] + super().command()
+
+
+@test
+def at_the_fd_limit_admin_answers_and_it_is_logged():
+    e = LowFdEngine({"ff.lua": FF})
+    with e:
+        e.start()
+        path = e.hook_path("ff", "in")
+        conns = []
+        try:
+            for _ in range(220):
+                try:
+                    conns.append(RawConn(e.port, timeout=2))
+                except OSError:
+                    break
+            time.sleep(0.5)
+            eq(e.admin("GET", "/healthz", timeout=5).status, 200)
+            eq(e.admin("GET", "/api/cycles", timeout=5).status, 200)
+            wait_until(lambda: "connection limit" in e.log(), timeout=5, msg="a log line")
+            contains(e.log(), "file descriptor limit 200")
+            closed = sum(1 for c in conns[-20:] if is_closed(c, timeout=1))
+            ok(closed == 20, "connections past the limit are closed", closed)
+        finally:
+            for c in conns:
+                c.close()
+        time.sleep(0.5)
+        eq(e.post(path, json={}).status, 202)
+
+
+@test
+def body_bytes_of_all_connections_are_bounded():
+    with ff_engine(env={"HOOKWORK_MAX_BODY_BUFFER": "100000"}) as e:
+        e.start()
+        path = e.hook_path("ff", "in")
+
+        def start(cl, first):
+            c = RawConn(e.port)
+            c.send(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (path, cl)).encode()
+                   + b" " * first)
+            time.sleep(0.3)
+            return c
+        a = start(70000, 60000)
+        b = start(70000, 30000)
+        c = start(20000, 20000)
+        resps = c.read_responses(1, timeout=3)
+        eq([r.status for r in resps], [503])
+        eq(resps[0].headers.get("retry-after"), "1")
+        ok(c.read_until_closed(timeout=2)[1], "closed after the 503")
+        c.close()
+        a.close()                        # its 60000 bytes are given back
+        time.sleep(0.3)
+        d = start(20000, 19998)
+        d.send(b"{}")
+        eq([r.status for r in d.read_responses(1)], [202])
+        b.send(b" " * 39998 + b"{}")
+        eq([r.status for r in b.read_responses(1)], [202])
+        for x in (b, d):
+            x.close()
+
+
+@test
+def runs_in_flight_are_bounded():
+    with Recorder() as rec:
+        rec.route("POST", "/slow", delay=1.5)
+        slow = cycle("slow", """    hw.webhook { name = "in" },
+    hw.step { name = "call", run = function(tx) hw.http.post(%s, { json = {} }) end },"""
+                     % lua_str(rec.url + "/slow"))
+        with Engine({"slow.lua": slow}, env={"HOOKWORK_MAX_RUNS": "3"}) as e:
+            e.start()
+            path = e.hook_path("slow", "in")
+            ids = [e.post(path, json={}).json["transaction"] for _ in range(3)]
+            rec.wait_for("POST", "/slow", 3)
+            r = e.post(path, json={})
+            eq(r.status, 503)
+            eq(r.headers.get("retry-after"), "1")
+            contains(r.json["error"], "HOOKWORK_MAX_RUNS")
+            for i in ids:
+                e.wait_tx(i, "completed")
+            eq(e.post(path, json={}).status, 202)
+
+
+@test
+def a_cycle_calling_itself_stays_bounded():
+    loop = cycle("loop", """    hw.webhook { name = "in" },
+    hw.step { name = "again", run = function(tx)
+      local r = hw.http.post(hw.url("loop", "in"), { json = {}, timeout = 20 })
+      tx.data.inner = r.status
+    end },
+    hw.respond { name = "r", body = function(tx) return { inner = tx.data.inner } end },""")
+    with Engine({"loop.lua": loop}, env={"HOOKWORK_MAX_RUNS": "20"}) as e:
+        e.start()
+        r = e.post(e.hook_path("loop", "in"), json={}, timeout=40)
+        eq(r.status, 200)
+        eq(r.json, {"inner": 200})
+        txs = e.txs(limit=1000)
+        ok(len(txs) <= 21, "at most 20 runs (and the refused call)", len(txs))
+        wait_until(lambda: all(t["state"] == "completed" for t in e.txs(limit=1000)), timeout=10)
+        innermost = [t for t in txs if e.tx(t["id"])["data"].get("inner") == 503]
+        eq(len(innermost), 1)
+        eq(e.admin("GET", "/healthz").status, 200)
