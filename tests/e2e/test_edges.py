@@ -244,7 +244,7 @@ def admin_allowed_ips_with_nul_is_400_and_not_stored():
         contains(r.json["error"], "NUL")
         c = e.admin("GET", "/api/connectors/gate").json
         eq(c["allowed_ips"], ["127.0.0.2"])
-        for bad in ({"allowed_ips": {"a": "127.0.0.3"}}, {"allowed_ips": "127.0.0.3"},
+        for bad in ({"allowed_ips": {}}, {"allowed_ips": {"a": "127.0.0.3"}}, {"allowed_ips": "127.0.0.3"},
                     {"allowed_ips": [3]}, ["127.0.0.3"]):
             r = e.admin("PUT", "/api/connectors/gate", json=bad)
             eq(r.status, 400, repr(bad))
