@@ -30,7 +30,12 @@ LLOBJS  := $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
 STAMP   := third_party/.deps-installed
 
 .PHONY: all deps run test asan debug unit e2e bench clean install deb
-all: hookwork
+all: hookwork tests/fault/faultfs.so
+
+# The durability tests' fault injector (LD_PRELOAD; never linked into hookwork).
+tests/fault/faultfs.so: tests/fault/faultfs.c
+	@echo "  CC   $<"
+	@$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
 
 # Install only what is missing; apt-get update once, and only then.
 deps: $(STAMP)
@@ -92,7 +97,7 @@ unit: $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT))
 run: hookwork
 	./hookwork run $(ARGS)
 
-test: hookwork
+test: hookwork tests/fault/faultfs.so
 	@bash tests/run_all.sh
 
 bench: hookwork

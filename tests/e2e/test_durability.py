@@ -124,3 +124,311 @@ def default_connector_put_survives_rescan_and_restart():
         e.restart()
         eq(e.post(e.hook_url("guard", "in"), json={}).status, 202, "after a restart")
         eq(e.admin("GET", "/api/connectors/default").json.get("allowed_ips"), ["127.0.0.1"])
+
+
+# ---------------------------------------------------------------- faults
+
+class Load:
+    """Client threads posting {"n": k}, k unique; every answer is recorded."""
+
+    def __init__(self, url, threads=4, timeout=20):
+        self.url, self.threads, self.timeout = url, threads, timeout
+        self.results = {}          # k -> (status, headers, json) or ("error", msg)
+        self.order = []            # (time, k, status)
+        self._k = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ts = []
+        self.pad = None
+
+    def _one(self):
+        import urllib.parse
+        u = urllib.parse.urlsplit(self.url)
+        while not self._stop.is_set():
+            with self._lock:
+                self._k += 1
+                k = self._k
+            body = json.dumps({"n": k, "pad": self.pad} if self.pad else {"n": k}).encode()
+            try:
+                r = http_request(u.hostname, u.port, "POST", u.path, body=body,
+                                 headers={"Content-Type": "application/json"}, timeout=self.timeout)
+                res = (r.status, r.headers, r.json)
+            except Exception as ex:  # noqa: BLE001 - a killed engine resets connections
+                res = ("error", str(ex), None)
+                time.sleep(0.02)
+            with self._lock:
+                self.results[k] = res
+                self.order.append((time.time(), k, res[0]))
+
+    def start(self):
+        for _ in range(self.threads):
+            t = threading.Thread(target=self._one, daemon=True)
+            t.start()
+            self._ts.append(t)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._ts:
+            t.join(self.timeout + 5)
+
+    def count(self, status, since=0):
+        with self._lock:
+            return sum(1 for (t, k, s) in self.order if s == status and t >= since)
+
+    def keys(self, status):
+        with self._lock:
+            return {k for k, r in self.results.items() if r[0] == status}
+
+
+def fault_env(ctl, data_dir):
+    if not os.path.exists(FAULT_SO):
+        fail("%s is missing: run make" % FAULT_SO)
+    return {"LD_PRELOAD": FAULT_SO, "HW_FAULT_CTL": ctl, "HW_FAULT_PATH": data_dir,
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+
+
+def set_fault(ctl, mode):
+    with open(ctl + ".tmp", "w") as f:
+        f.write(mode)
+    os.rename(ctl + ".tmp", ctl)
+
+
+def stored_ns(data_dir, cycle="ff"):
+    rows = db_rows(data_dir, "SELECT json_extract(data, '$.n'), state FROM tx WHERE cycle = ?", (cycle,))
+    out = {}
+    for n, state in rows:
+        if n in out:
+            fail("request n=%s stored twice" % n)
+        out[n] = state
+    return out
+
+
+def check_promises(e, load, all_complete=True):
+    """Every 202 is stored (and completed), no 503 is stored, no duplicates."""
+    acked, refused = load.keys(202), load.keys(503)
+
+    def settled():
+        st = stored_ns(e.data_dir)
+        if not all_complete:
+            return st
+        return st if all(st.get(k) == "completed" for k in acked) else None
+    try:
+        st = wait_until(settled, timeout=30, msg="every acknowledged request completed")
+    except AssertionError:
+        st = stored_ns(e.data_dir)
+        bad = {k: st.get(k) for k in acked if st.get(k) != "completed"}
+        fail("%d acknowledged requests not completed (first: %s)" % (len(bad), sorted(bad.items())[:5]))
+    missing = sorted(acked - set(st))
+    eq(missing, [], "acknowledged but not stored")
+    lies = sorted(refused & set(st))
+    eq(lies, [], "answered 503 but stored")
+    return st
+
+
+def check_503s(load):
+    for k, (status, headers, body) in list(load.results.items()):
+        if status == 503:
+            eq(headers.get("retry-after"), "1", "503 for n=%d has Retry-After: 1" % k)
+            ok(body and body.get("error", "").startswith("store unavailable: "),
+               "503 body names the store", body)
+
+
+def fault_round(mode, hold=1.5):
+    with tempfile.TemporaryDirectory(prefix="hookwork-fault-") as t:
+        ctl = os.path.join(t, "ctl")
+        set_fault(ctl, "ok")
+        e = Engine({"ff.lua": FF_LUA})
+        e.env_extra.update(fault_env(ctl, e.data_dir))
+        with e:
+            e.start()
+            url = e.hook_url("ff", "in")
+            load = Load(url).start()
+            wait_until(lambda: load.count(202) >= 50, msg="first acknowledgements")
+            set_fault(ctl, mode)
+            t_fault = time.time()
+            wait_until(lambda: load.count(503, since=t_fault) >= 5, timeout=10,
+                       msg="503s while the store fails")
+            time.sleep(hold)
+            set_fault(ctl, "ok")
+            t_ok = time.time()
+            wait_until(lambda: load.count(202, since=t_ok + 0.1) >= 50, timeout=15,
+                       msg="service resumes by itself")
+            load.stop()
+            check_503s(load)
+            ok(load.count(503) > 0, "some requests were refused")
+            others = {r[0] for r in load.results.values()} - {202, 503}
+            eq(others, set(), "every answer is 202 or 503")
+            check_promises(e, load)
+            contains(e.log(), "commits work again")
+            # nothing acknowledged is lost after a crash and a restart
+            e.kill()
+            e.start()
+            st = check_promises(e, load)
+            eq(len(st), len(load.keys(202)), "exactly the acknowledged requests are stored")
+
+
+@test
+def fsync_eio_503_then_recovers():
+    fault_round("eio")
+
+
+@test
+def write_enospc_503_then_recovers():
+    fault_round("enospc")
+
+
+@test
+def back_pressure_503_past_max_pending():
+    with tempfile.TemporaryDirectory(prefix="hookwork-fault-") as t:
+        ctl = os.path.join(t, "ctl")
+        set_fault(ctl, "ok")
+        e = Engine({"ff.lua": FF_LUA}, env={"HOOKWORK_MAX_PENDING": "20"})
+        e.env_extra.update(fault_env(ctl, e.data_dir))
+        with e:
+            e.start()
+            url = e.hook_url("ff", "in")
+            set_fault(ctl, "stall")  # commits hang: writes pile up
+            time.sleep(0.2)  # the shim reads its control file every 10 ms
+            load = Load(url, threads=40).start()
+            wait_until(lambda: load.count(503) >= 20, timeout=15, msg="503s past HOOKWORK_MAX_PENDING")
+            eq(load.count(202), 0, "nothing acknowledged while nothing commits")
+            set_fault(ctl, "ok")
+            t_ok = time.time()
+            wait_until(lambda: load.count(202, since=t_ok) >= 40, timeout=15, msg="acknowledged once commits go on")
+            load.stop()
+            check_503s(load)
+            reasons = {r[2]["error"] for r in load.results.values() if r[0] == 503}
+            contains(reasons, "store unavailable: too many writes waiting to be committed (20)")
+            check_promises(e, load)
+
+
+@test
+def shutdown_deadline_with_commit_in_flight_is_not_503():
+    """At the deadline a request whose commit is still in flight is answered
+    after the store decides: stored -> 202 (and it runs after the restart)."""
+    with tempfile.TemporaryDirectory(prefix="hookwork-fault-") as t:
+        ctl = os.path.join(t, "ctl")
+        set_fault(ctl, "ok")
+        e = Engine({"ff.lua": FF_LUA}, env={"HOOKWORK_GRACE": "0.3"})
+        e.env_extra.update(fault_env(ctl, e.data_dir))
+        with e:
+            e.start()
+            url = e.hook_url("ff", "in")
+            eq(e.post(url, json={"n": 0}).status, 202)
+            set_fault(ctl, "stall")
+            box = {}
+            th = threading.Thread(target=lambda: box.update(r=e.post(url, json={"n": 1}, timeout=30)))
+            th.start()
+            time.sleep(0.5)  # the request is written; its commit hangs
+            e.proc.send_signal(signal.SIGTERM)
+            time.sleep(1.5)  # past the deadline
+            set_fault(ctl, "ok")
+            th.join(30)
+            r = box.get("r")
+            ok(r is not None, "the caller got an answer")
+            e.proc.wait(20)
+            st = stored_ns(e.data_dir)
+            if r.status == 503:
+                ok(1 not in st, "answered 503 but stored", r, st)
+            else:
+                eq(r.status, 202, "answer at the deadline: %r" % r)
+                ok(1 in st, "acknowledged, so stored", st)
+                e.start()
+                wait_until(lambda: stored_ns(e.data_dir).get(1) == "completed", msg="runs after restart")
+
+
+SLOW_SYNC_LUA = """local hw = require "hookwork"
+return hw.cycle {
+  name = "slow",
+  steps = {
+    hw.webhook { name = "in" },
+    hw.request { name = "call", url = %s },
+    hw.respond { body = { ok = true } },
+  },
+}
+"""
+
+
+@test
+def shutdown_deadline_sync_caller_of_stored_run_not_503():
+    rec = lib_recorder()
+    rec.route("GET", "/slow", json={"v": 1}, delay=3)
+    with Engine({"slow.lua": SLOW_SYNC_LUA % lua_str(rec.url + "/slow")},
+                env={"HOOKWORK_GRACE": "0.5"}) as e:
+        e.start()
+        url = e.hook_url("slow", "in")
+        box = {}
+        th = threading.Thread(target=lambda: box.update(r=e.post(url, json={"n": 1}, timeout=30)))
+        th.start()
+        rec.wait_for("GET", "/slow")
+        e.proc.send_signal(signal.SIGTERM)
+        th.join(30)
+        r = box.get("r")
+        ok(r is not None, "the caller got an answer")
+        e.proc.wait(20)
+        ok(r.status != 503, "a stored request is never answered 503", r)
+        eq(r.status, 202, "stored; runs after the restart: %r" % r)
+        tx = r.json["transaction"]
+        rec.route("GET", "/slow", json={"v": 1})
+        e.start()
+        eq(e.wait_tx(tx, "completed")["state"], "completed")
+
+
+def lib_recorder():
+    from lib import Recorder
+    return Recorder()
+
+
+PAD = "x" * 2000
+
+
+@test
+def tmpfs_full_503_then_recovers():
+    """--data on a small tmpfs that fills up under load (root only; skipped
+    with a reason when mount is not permitted)."""
+    mnt = tempfile.mkdtemp(prefix="hookwork-tmpfs-")
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except OSError as ex:
+        r = None
+        why = str(ex)
+    if r is None or r.returncode != 0:
+        print("  skip tmpfs_full_503_then_recovers: cannot mount a tmpfs (%s)"
+              % (why if r is None else r.stdout.strip()), flush=True)
+        os.rmdir(mnt)
+        return
+    try:
+        e = Engine({"ff.lua": FF_LUA}, data_dir=os.path.join(mnt, "var"))
+        with e:
+            e.start()
+            url = e.hook_url("ff", "in")
+            # leave about 1 MiB free, then let the load fill it
+            vfs = os.statvfs(mnt)
+            free = vfs.f_bavail * vfs.f_frsize
+            filler = os.path.join(mnt, "filler")
+            with open(filler, "wb") as f:
+                f.write(b"\0" * max(0, free - 1024 * 1024))
+            load = Load(url, threads=4)
+            load.pad = PAD
+            load.start()
+            wait_until(lambda: load.count(503) >= 20, timeout=30, msg="503s once the disk is full")
+            time.sleep(1)
+            os.remove(filler)
+            t_ok = time.time()
+            wait_until(lambda: load.count(202, since=t_ok + 0.2) >= 50, timeout=20,
+                       msg="service resumes once space is freed")
+            load.stop()
+            check_503s(load)
+            others = {r[0] for r in load.results.values()} - {202, 503}
+            eq(others, set(), "every answer is 202 or 503")
+            check_promises(e, load)
+            e.kill()
+            e.start()
+            st = check_promises(e, load)
+            eq(len(st), len(load.keys(202)), "exactly the acknowledged requests are stored")
+            e.stop()
+    finally:
+        subprocess.run(["umount", mnt])
+        os.rmdir(mnt)
