@@ -301,3 +301,70 @@ def assets_load_without_token_and_errors_stay_out_of_the_console(b):
         b.wait(lambda: b.find("#token-dialog[open]"))
         b.find("#token-input").send_keys("t", Keys.ENTER)
         b.wait_text("main", "No cycles")
+
+
+@scenario
+def replay_then_cancel_from_the_transaction_page(b):
+    with Engine(examples()) as e:
+        e.start()
+        probe = e.admin("POST", "/api/transactions/0/replay")
+        if probe.status == 404 and probe.json == {"error": "not found"}:
+            raise Skip("POST /api/transactions/ID/replay answers 404 in this build "
+                       "(the operations API has not landed)")
+        tid = order(e, "RP1")
+        b.open(e, "#/tx/" + tid)
+        req = b.wait(lambda: b.find("details.request"), msg="the original request")
+        contains(req.text, "Original request")
+        contains(req.text, "POST " + e.hook_path("orders", "new order"))
+        contains(req.text, '"order_id": "RP1"')
+        b.wait(lambda: b.find("#replay")).click()
+        b.wait(lambda: b.d.current_url.split("#/tx/")[1] != tid, msg="the new transaction's page")
+        new = b.d.current_url.split("#/tx/")[1]
+        b.wait(lambda: [a for a in b.finds("ul.links a") if a.text == "#" + tid], msg="replay of link")
+        eq(e.wait_tx(new, "waiting")["replay_of"], tid)
+        # cancel asks first; Keep leaves it alone
+        b.wait(lambda: b.find("#cancel")).click()
+        b.find("#cancel-no").click()
+        eq(b.d.switch_to.active_element.get_attribute("id"), "cancel", "focus back on Cancel")
+        eq(e.tx(new)["state"], "waiting")
+        b.find("#cancel").click()
+        b.find("#cancel-yes").click()
+        b.wait(lambda: "cancelled" in b.find("section.card").text, msg="shown as cancelled")
+        eq(e.tx(new)["state"], "cancelled")
+        ok(not b.finds("#cancel"), "no Cancel once it is cancelled")
+        r = e.post(e.hook_url("orders", "status"), json={"order_id": "RP1", "status": "x"})
+        eq(r.status, 202, "the original still waits and takes the status")
+        eq(e.tx(new)["state"], "cancelled")
+
+
+@scenario
+def search_in_data_and_page_through(b):
+    with Engine(examples()) as e:
+        e.start()
+        probe = e.admin("GET", "/api/transactions?page=1&limit=1")
+        if isinstance(probe.json, list):
+            raise Skip("GET /api/transactions?page=1 answers a plain array in this build "
+                       "(no paging or search yet)")
+        hello = e.hook_url("hello", "in")
+        for i in range(55):
+            eq(e.post(hello, json={"name": "n%d" % i}).status, 200)
+        eq(e.post(hello, json={"name": "Ada"}).status, 200)
+        b.open(e, "#/transactions?cycle=hello")
+        b.wait(lambda: len(b.finds("table.list tbody tr")) == 50, msg="a page of 50")
+        first = [r.text.split()[0] for r in b.finds("table.list tbody tr")]
+        older = b.button("Older")
+        ok(older.get_attribute("disabled") is None, "Older is enabled")
+        older.click()
+        b.wait(lambda: len(b.finds("table.list tbody tr")) == 6, msg="the last 6")
+        rest = [r.text.split()[0] for r in b.finds("table.list tbody tr")]
+        eq(sorted(first + rest, key=int), [str(i) for i in range(1, 57)])
+        ok(b.button("Older").get_attribute("disabled") is not None, "no page after the last")
+        b.button("Newer").click()
+        b.wait(lambda: len(b.finds("table.list tbody tr")) == 50, msg="back to page 1")
+        q = b.find("input[name=q]")
+        q.send_keys("name=Ada", Keys.ENTER)
+        b.wait(lambda: len(b.finds("table.list tbody tr")) == 1, msg="one match")
+        a = b.find("table.list tbody a")
+        eq(a.text, "56")
+        a.click()
+        b.wait(lambda: '"name": "Ada"' in b.find("pre.code").text, msg="Ada's data")
