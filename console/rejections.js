@@ -24,6 +24,7 @@ export function mount(main) {
     if (!r.ok) { info.replaceChildren(errorBox(errText(r))); return; }
     const list = Array.isArray(r.data) ? r.data : (r.data.rejections || []);
     info.replaceChildren(list.length ? '' : el('p', { class: 'muted', text: 'No request was rejected recently.' }));
+    wrap.hidden = !list.length;
     sync(body, list.map((x, i) => Object.assign({ _i: list.length - i }, x)), (x) => x.time + '|' + x._i, (x) => el('tr', {},
       el('td', { title: fmtTime(x.time) }, ago(x.time)),
       el('td', { text: x.cycle || '' }), el('td', { text: x.step || '' }),
