@@ -66,9 +66,17 @@ function notify() {
 
 function listen(node, f) { f.node = node; listeners.add(f); f(); }
 
+// Every 2 s while a page with a chart is shown, every 10 s elsewhere (the
+// charts then have history when opened), never while the tab is hidden.
 export function startSampler() {
+  let tick = 0;
   sample();
-  setInterval(() => { if (document.visibilityState === 'visible') sample(); }, EVERY_MS);
+  setInterval(() => {
+    tick++;
+    if (document.visibilityState !== 'visible') return;
+    const charted = /^#\/(metrics|cycles)?$/.test(location.hash.split('?')[0]) || location.hash === '';
+    if (charted || tick % 5 === 0) sample();
+  }, EVERY_MS);
 }
 
 // rate(key) -> [{t, v}] per second between neighbouring samples (a counter

@@ -1,11 +1,10 @@
 // transaction: one transaction -- summary, links to linked and replayed
 // transactions, retry/replay/cancel, its data, the original request(s) and
-// its history as a timeline per run.  Refreshed by the poller while it can
-// still change.
+// its history as a timeline per run.  Refreshed by the poller (a failed one
+// may be retried from elsewhere); redrawn only when the answer changed.
 import { el, badge, fmtTime, ago, dur, pretty, say, errorBox } from './util.js';
 import { call, errText, missingRoute, enc } from './api.js';
 
-const FINAL = { completed: 1, failed: 1, expired: 1, cancelled: 1 };
 const missing = new Set(); // actions this engine does not have
 
 function txLink(id, cycle) {
@@ -95,8 +94,7 @@ export function mount(main, route) {
   const body = el('div');
   const errs = el('div');
   main.append(head, errs, actions, body);
-  let last = '';
-  let state = null;
+  let last = ''; // the answer last drawn: an unchanged one is not redrawn
 
   async function act(name, opts, done) {
     const r = await call('/api/transactions/' + enc(id) + '/' + name, Object.assign({ method: 'POST' }, opts));
@@ -143,14 +141,12 @@ export function mount(main, route) {
   }
 
   async function refresh() {
-    if (state && FINAL[state] && last) return; // nothing changes any more
     const r = await call('/api/transactions/' + enc(id));
     if (!r.ok) { errs.replaceChildren(errorBox(errText(r))); return; }
     errs.replaceChildren();
     if (r.text === last) return;
     last = r.text;
     const t = r.data;
-    state = t.state;
     if (actions.contains(document.activeElement) && document.activeElement.tagName === 'SELECT') return;
     actions.replaceChildren(...buttons(t));
     const reqs = [];
