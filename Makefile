@@ -6,14 +6,15 @@ CC      ?= cc
 PKGS    := liblua5.4-dev libuv1-dev libcurl4-openssl-dev \
            libsqlite3-dev node-llhttp python3 curl \
            lua-check lintian binutils \
-           chromium chromium-driver python3-selenium
+           chromium chromium-driver python3-selenium \
+           libssl-dev zlib1g-dev
 LLHTTP  := /usr/share/llhttp
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
            -I/usr/include/lua5.4 -I/usr/share/include/llhttp -Icore \
            -DLLHTTP_STRICT_MODE=1
 OPT     ?= -O2 -g
 LIBS    := -llua5.4 -luv -lcurl \
-           -lsqlite3 -lpthread -lm -ldl
+           -lsqlite3 -lcrypto -lz -lpthread -lm -ldl
 
 SRC     := $(sort $(wildcard core/*.c))
 LIBSRC  := $(filter-out core/main.c,$(SRC))

@@ -65,6 +65,8 @@ static int l_require(lua_State *L) {
   } else if (strcmp(name, "hookwork.core") == 0) {
     hw_lua_core_open(L, e);
     hw_sandbox_fns(L, e);
+  } else if (strcmp(name, "hookwork.crypto") == 0) {
+    hw_lua_crypto_open(L);
   } else {
     n = (size_t) snprintf(path, sizeof path, "%s/", e->cfg.lua_dir);
     for (i = 0; name[i] != '\0' && n + 5 < sizeof path; i++)

@@ -45,4 +45,7 @@ void hw_lua_tablib_open(lua_State *L);
 /* lua_core.c: pushes the `hookwork.core` table bound to e. */
 int hw_lua_core_open(lua_State *L, hw_engine_t *e);
 
+/* lua_crypto.c: pushes the `hookwork.crypto` table (pure functions). */
+int hw_lua_crypto_open(lua_State *L);
+
 #endif
