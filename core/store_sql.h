@@ -38,7 +38,15 @@ static const char hw_schema_sql[] =
    * the WAL frames of the failed commit are overwritten (they could
    * otherwise be read back as committed after a crash) and it learns that
    * the disk works again */
-  "CREATE TABLE IF NOT EXISTS store_meta(k TEXT PRIMARY KEY, v);";
+  "CREATE TABLE IF NOT EXISTS store_meta(k TEXT PRIMARY KEY, v);"
+  /* dedupe keys of webhooks with `dedupe`: written in the same commit as
+   * the request they accepted; status..body is the answer a synchronous
+   * first delivery got (NULL while it runs, and for fire-and-forget) */
+  "CREATE TABLE IF NOT EXISTS dedupe(cycle TEXT NOT NULL, step TEXT NOT NULL,"
+  " key TEXT NOT NULL, tx INTEGER NOT NULL, expires_at REAL NOT NULL,"
+  " status INTEGER, ctype TEXT, headers TEXT, body BLOB,"
+  " PRIMARY KEY(cycle, step, key));"
+  "CREATE INDEX IF NOT EXISTS dedupe_exp ON dedupe(expires_at);";
 
 #define HW_ISO(col) "strftime('%Y-%m-%dT%H:%M:%fZ', " col ", 'unixepoch')"
 
@@ -90,6 +98,17 @@ static const hw_stmt_def_t hw_stmts[] = {
   {"connector_delete", 1, 1, "DELETE FROM connectors WHERE name = ?1"},
   {"store_probe", 1, 1, "INSERT INTO store_meta(k, v) VALUES('probe', ?1)"
    " ON CONFLICT(k) DO UPDATE SET v = excluded.v"},
+  /* a key seen again after its window starts over */
+  {"dedupe_put", 1, 5, "INSERT INTO dedupe(cycle, step, key, tx, expires_at)"
+   " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(cycle, step, key) DO UPDATE SET"
+   " tx = excluded.tx, expires_at = excluded.expires_at, status = NULL,"
+   " ctype = NULL, headers = NULL, body = NULL"},
+  {"dedupe_answer", 1, 8, "UPDATE dedupe SET status = ?5, ctype = ?6,"
+   " headers = ?7, body = ?8 WHERE cycle = ?1 AND step = ?2 AND key = ?3"
+   " AND tx = ?4"},
+  /* in small batches, so a purge never holds the writer long */
+  {"dedupe_purge", 1, 1, "DELETE FROM dedupe WHERE rowid IN (SELECT rowid"
+   " FROM dedupe WHERE expires_at <= ?1 LIMIT 1000)"},
 
   /* reads: the loop thread, reader connection */
   {"hooks_all", 0, 0, "SELECT cycle, step, token FROM hooks"},
@@ -115,6 +134,10 @@ static const hw_stmt_def_t hw_stmts[] = {
    " WHERE cycle = ?1 AND wait_step = ?2 AND match_value = ?3"
    " AND state = 'waiting' AND (expires_at IS NULL OR expires_at > ?4)"
    " ORDER BY parked_at DESC, id DESC LIMIT 1"},
+  {"dedupe_get", 0, 4, "SELECT d.tx, d.status, d.ctype, d.headers, d.body,"
+   " t.state, t.error FROM dedupe d LEFT JOIN tx t ON t.id = d.tx"
+   " WHERE d.cycle = ?1 AND d.step = ?2 AND d.key = ?3"
+   " AND d.expires_at > ?4"},
   {"tx_runs", 0, 1, "SELECT runs FROM tx WHERE id = ?1"},
   {"expired", 0, 1, "SELECT id FROM tx WHERE state = 'waiting'"
    " AND expires_at IS NOT NULL AND expires_at <= ?1 LIMIT 1000"},

@@ -5,6 +5,9 @@
 local R = require "hookwork.runtime"
 local U = require "hookwork.util"
 local F = require "hookwork.fields"
+local V = require "hookwork.verify"
+local D = require "hookwork.dedupe"
+local crypto = require "hookwork.crypto"
 local core = R.core
 
 local hw = { json = { encode = U.encode, decode = U.decode, null = U.null,
@@ -20,7 +23,8 @@ local function fail(where, msg) error((where and where .. ": " or "") .. msg, 0)
 local COMMON = { name = true }
 local OPTIONS = {
   webhook = { fields = true, match = true, ip_filtered = true, methods = true,
-              expires = true, description = true },
+              expires = true, description = true, verify = true, dedupe = true,
+              cors = true },
   step = { run = true, description = true },
   decision = { test = true, on_false = true, description = true },
   map = { fields = true, description = true },
@@ -44,6 +48,54 @@ local function need(s, key, types)
     fail(s.where, string.format("hw.%s: '%s' must be %s", s.kind, key,
          table.concat(names, " or ")))
   end
+end
+
+-- cors = {origins = {...} | "*", headers = {...}, max_age = 600}
+local function compile_cors(s)
+  local c = s.cors
+  if c == nil then return nil end
+  if type(c) ~= "table" then fail(s.where, "hw.webhook: 'cors' must be a table {origins = ...}") end
+  for k in pairs(c) do
+    if k ~= "origins" and k ~= "headers" and k ~= "max_age" then
+      fail(s.where, string.format("hw.webhook: cors: unknown option '%s'", tostring(k)))
+    end
+  end
+  local out = { origins = {}, max_age = c.max_age or 600 }
+  if c.origins == "*" then
+    out.any = true
+  elseif type(c.origins) == "table" and #c.origins > 0 then
+    for i, o in ipairs(c.origins) do
+      if type(o) ~= "string" or not o:match("^https?://[^/]+$") then
+        fail(s.where, string.format("hw.webhook: cors: origin %d must be like https://app.example.com (scheme and host, no path)", i))
+      end
+      out.origins[i] = o
+    end
+  else
+    fail(s.where, "hw.webhook: cors: 'origins' must be \"*\" or a list of origins")
+  end
+  if type(out.max_age) ~= "number" or out.max_age < 0 then
+    fail(s.where, "hw.webhook: cors: 'max_age' must be a number of seconds")
+  end
+  -- what a browser sender may send: Content-Type, Authorization and the
+  -- headers the verify schemes read, unless the file lists its own
+  local headers = c.headers
+  if headers == nil then
+    headers = { "Content-Type", "Authorization" }
+    for _, v in ipairs(s.verify or {}) do
+      for _, h in ipairs(v.headers or {}) do
+        if h ~= "authorization" then headers[#headers + 1] = h end
+      end
+    end
+  end
+  if type(headers) ~= "table" then fail(s.where, "hw.webhook: cors: 'headers' must be a list of header names") end
+  out.headers = {}
+  for i, h in ipairs(headers) do
+    if type(h) ~= "string" or not h:match("^[%w%-]+$") then
+      fail(s.where, string.format("hw.webhook: cors: header %d is not a header name", i))
+    end
+    out.headers[i] = h
+  end
+  return out
 end
 
 local CHECKS = {
@@ -73,6 +125,12 @@ local CHECKS = {
       methods[up] = true
     end
     s.method_set = methods
+    local ok, err = pcall(function()
+      s.verify = V.compile(s.verify)
+      s.dedupe = D.compile(s.dedupe, s.verify)
+    end)
+    if not ok then fail(s.where, tostring(err)) end
+    s.cors = compile_cors(s)
   end,
   step = function(s)
     if type(s.run) ~= "function" then fail(s.where, "hw.step: 'run' must be a function(tx)") end
@@ -239,5 +297,51 @@ function hw.url(cycle, hook)
 end
 
 hw.http = require("hookwork.http")(hw)
+
+-- The door: verification schemes and secrets from the environment.
+hw.verify = {}
+for name, make in pairs(V.schemes) do
+  hw.verify[name] = function(o)
+    local where = core.where(2)
+    local ok, scheme = pcall(make, o)
+    if not ok then fail(where, tostring(scheme)) end
+    return scheme
+  end
+end
+hw.secret = V.secret(os.getenv)
+
+-- Crypto and encodings for cycle code (OpenSSL underneath).
+local function encoded(raw, enc, fn)
+  if enc == nil or enc == "raw" then return raw end
+  if enc == "hex" then return crypto.hex_encode(raw) end
+  if enc == "base64" then return crypto.b64_encode(raw) end
+  if enc == "base64url" then return crypto.b64url_encode(raw) end
+  error(fn .. ": encoding must be \"hex\", \"base64\" or \"base64url\"", 3)
+end
+
+hw.crypto = {
+  hmac = function(alg, key, msg, enc)
+    return encoded(crypto.hmac(alg, key, msg), enc, "hw.crypto.hmac")
+  end,
+  equal = crypto.equal,
+  random = function(n, enc) return encoded(crypto.random(n), enc, "hw.crypto.random") end,
+}
+for _, alg in ipairs({ "sha1", "sha256", "sha512", "md5" }) do
+  hw.crypto[alg] = function(msg, enc)
+    return encoded(crypto.digest(alg, msg), enc, "hw.crypto." .. alg)
+  end
+end
+hw.base64 = { encode = crypto.b64_encode, decode = crypto.b64_decode }
+hw.base64url = { encode = crypto.b64url_encode, decode = crypto.b64url_decode }
+hw.hex = { encode = crypto.hex_encode, decode = crypto.hex_decode }
+hw.time = { now = function() return R.now() end }
+if not hw.json.array then
+  hw.json.array = function(t)
+    if t ~= nil and type(t) ~= "table" then error("hw.json.array: expects a table", 2) end
+    t = t or {}
+    if U.array then return U.array(t) end
+    return setmetatable(t, { __jsontype = "array" })
+  end
+end
 
 return hw

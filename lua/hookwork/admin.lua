@@ -160,8 +160,8 @@ local function metrics()
   series("hookwork_transactions", "Transactions by cycle and state.", "gauge", tx, { "cycle", "state" })
   series("hookwork_outbound_requests_total", "Outbound HTTP requests by cycle, method and status class.",
          "counter", m.outbound, { "cycle", "method", "status" })
-  series("hookwork_rejected_requests_total", "Webhook requests rejected by connector and reason.",
-         "counter", m.rejected, { "connector", "reason" })
+  series("hookwork_rejected_requests_total", "Webhook requests rejected at the door (IP filter, verify) by cycle, step and reason.",
+         "counter", m.rejected, { "cycle", "step", "reason" })
   line("# HELP hookwork_outbound_seconds Outbound request latency.")
   line("# TYPE hookwork_outbound_seconds histogram")
   for _, b in ipairs({ 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }) do

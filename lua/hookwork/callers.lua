@@ -20,6 +20,11 @@ function C.answer(c, status, ctype, headers, body)
   if c.done then return end
   c.done = true
   R.callers[c] = nil
+  if c.on_answer then c.on_answer(status, ctype, headers, body) end -- dedupe keeps it
+  if c.cors then
+    headers = headers and { table.unpack(headers) } or {}
+    for _, h in ipairs(c.cors) do headers[#headers + 1] = h end
+  end
   R.count(R.metrics.webhook, (c.cycle or "-") .. "\0" .. (c.step or "-") .. "\0" .. status)
   if c.h then
     core.answer(c.h, status, ctype, headers, body)

@@ -8,6 +8,9 @@ local C = require "hookwork.callers"
 local L = require "hookwork.loader"
 local M = require "hookwork.run"
 local A = require "hookwork.accept"
+local V = require "hookwork.verify"
+local D = require "hookwork.dedupe"
+local crypto = require "hookwork.crypto"
 local core = R.core
 local E = {}
 
@@ -22,6 +25,7 @@ local function start_job(job, sync)
     if job.caller then
       C.json(job.caller, 503, { error = "store unavailable: " .. tostring(err) }, { "Retry-After: 1" })
     end
+    if job.dedupe then D.forget(job.dedupe) end
     if job.on_end then job.on_end("failed") end
     return
   end
@@ -35,8 +39,27 @@ local function start_job(job, sync)
   M.run_job(job)
 end
 
--- Validates a request for a webhook and starts it; returns nil or an
--- answer (status, message) for a rejection.  Shared by HTTP and t.post.
+-- Content-Encoding: the decoded body (counted against --max-body), or
+-- nil, status, message.
+local function decode_body(r)
+  local enc = (r.headers["content-encoding"] or ""):lower():gsub("%s", "")
+  if enc == "" or enc == "identity" then return r.body end
+  if enc ~= "gzip" and enc ~= "x-gzip" and enc ~= "deflate" then
+    return nil, 415, "unsupported content encoding " .. enc
+  end
+  local max = (R.cfg.max_body or 0) > 0 and R.cfg.max_body or 1048576
+  local out, err = crypto.inflate(r.body, enc == "deflate" and "deflate" or "gzip", max)
+  if out then return out end
+  if err == "too large" then
+    return nil, 413, string.format("body over the limit of %d bytes once decoded", max)
+  end
+  return nil, 400, string.format("body: cannot decode Content-Encoding %s (%s)", enc, err)
+end
+
+-- The door, in order: method, cycle state, IP filter, verification (over
+-- the raw bytes), Content-Encoding, body, dedupe, fields; only then is
+-- anything written.  Returns nil (answered or on its way) or a rejection:
+-- status, message, extra headers.  Shared by HTTP and t.post.
 function E.submit(hook, r, caller)
   local cy = R.cycles[hook.cycle]
   local st = cy and cy.def and cy.def.steps[cy.def.index[hook.step] or 0]
@@ -46,23 +69,81 @@ function E.submit(hook, r, caller)
   if st.ip_filtered then
     local conn = R.connectors[cy.def.connector]
     if not (conn and conn.filter and core.ip_match(conn.filter, r.ip)) then
-      R.count(R.metrics.rejected, cy.def.connector .. "\0ip")
+      R.count(R.metrics.rejected, cy.name .. "\0" .. st.name .. "\0ip")
       return 403, string.format("address %s is not allowed for this webhook", r.ip)
+    end
+  end
+  if st.verify then
+    local msg, reason, challenge = V.check(st.verify, r, R.now())
+    if msg then
+      R.count(R.metrics.rejected, cy.name .. "\0" .. st.name .. "\0" .. reason)
+      core.log("webhook", string.format("%s/%s: 401 for %s: %s", cy.name, st.name, r.ip, msg))
+      return 401, msg, challenge and { "WWW-Authenticate: " .. challenge } or nil
     end
   end
   local busy = core.store_refusal()
   if busy then return 503, "store unavailable: " .. busy, { "Retry-After: 1" } end
-  local obj, is_form = F.parse_body(r)
-  if not obj then return 400, is_form end
-  local data, err = F.extract(st.spec, obj, is_form)
-  if not data then return 400, err end
+  local body, dstatus, derr = decode_body(r)
+  if not body then return dstatus, derr end
+  local preq = { headers = r.headers, body = body }
+  local obj, is_form, kind = F.parse_body(preq)
+  if obj == nil then return 400, is_form end
+  local mt = F.media_type(r.headers)
+  local data, err, status = F.to_data(st.spec, obj, is_form, kind, mt)
+  if not data then return status, err end
   local request = { method = r.method, path = r.path, headers = r.headers,
-                    query = U.parse_query(r.query), body = r.body, ip = r.ip,
-                    json = (not is_form) and obj or nil, form = is_form and obj or nil }
-  local job, status, msg = A.accept(cy, st, data, obj, request, caller)
-  if not job then return status, msg end
+                    query = U.parse_query(r.query), body = body, ip = r.ip,
+                    json = kind == "json" and obj or nil,
+                    form = is_form and obj or nil }
+  local key
+  if st.dedupe then
+    local kerr
+    key, kerr = D.key(st.dedupe, request, obj)
+    if kerr then
+      core.log("webhook", string.format("%s/%s: %s", cy.name, st.name, kerr))
+      return 500, "dedupe key function failed"
+    end
+    local first = key and D.find(cy.name, st.name, key, R.now())
+    if first then
+      if caller then caller.tx = first.tx end
+      D.reply(first, st.sync, caller)
+      return nil
+    end
+  end
+  local job, jstatus, msg = A.accept(cy, st, data, obj, request, caller)
+  if not job then return jstatus, msg end
+  if key then
+    job.dedupe = D.note(cy.name, st.name, key, job.tx, st.dedupe.window, R.now())
+    if caller and st.sync then
+      local e = job.dedupe
+      caller.on_answer = function(...) D.record(e, ...) end
+    end
+  end
   core.spawn(start_job, job, st.sync)
   return nil
+end
+
+-- CORS: the headers an answer carries for this request's Origin.
+local function cors_headers(c, origin)
+  if not origin then return nil end
+  local allowed = c.any
+  if not allowed then
+    for _, o in ipairs(c.origins) do if o == origin then allowed = true break end end
+  end
+  if not allowed then return nil end
+  return { "Access-Control-Allow-Origin: " .. (c.any and "*" or origin), "Vary: Origin" }
+end
+
+-- A preflight OPTIONS, answered by the engine (never stored).
+local function preflight(st, r, caller)
+  local list = {}
+  for m in pairs(st.method_set) do list[#list + 1] = m end
+  table.sort(list)
+  local h = { "Access-Control-Allow-Methods: " .. table.concat(list, ", "),
+              "Access-Control-Allow-Headers: " .. table.concat(st.cors.headers, ", "),
+              "Access-Control-Max-Age: " .. U.scalar_string(st.cors.max_age) }
+  if not caller.cors then h = {} end
+  C.answer(caller, 204, nil, h, "")
 end
 
 local function handle(r, caller)
@@ -70,6 +151,12 @@ local function handle(r, caller)
   local hook = token and R.tokens[token]
   caller.cycle, caller.step = hook and hook.cycle, hook and hook.step
   if not hook then return C.json(caller, 404, { error = "unknown webhook" }) end
+  local cy = R.cycles[hook.cycle]
+  local st = cy and cy.def and cy.def.steps[cy.def.index[hook.step] or 0]
+  if st and st.cors then
+    caller.cors = cors_headers(st.cors, r.headers.origin)
+    if r.method == "OPTIONS" then return preflight(st, r, caller) end
+  end
   local status, msg, headers = E.submit(hook, r, caller)
   if status then
     if status == 405 then headers = { "Allow: " .. E.allow(hook) } end
@@ -122,7 +209,10 @@ function E.start()
   local n = 0
   local function recover(j, run)
     local req = U.decode(j.request or "{}", "lax") or {}
-    if type(req.body) == "string" and req.body:match("^%s*{") then req.json = U.decode(req.body, "lax") end
+    if type(req.body) == "string" and type(req.headers) == "table" then
+      local v, is_form, kind = F.parse_body(req) -- the stored body is decoded
+      if kind == "json" then req.json = v elseif is_form then req.form = v end
+    end
     core.spawn(M.run_job, { id = j.id, tx = j.tx, run = run or j.run,
                             cycle = j.cycle, entry = j.entry, ckpt_step = j.ckpt_step,
                             data = U.decode(j.ckpt_data or j.data or "{}", "lax") or {},
@@ -152,7 +242,7 @@ end
 function E.tick()
   local now = R.now()
   C.tick(now)
-  if R.cfg.mode ~= 2 then expire(now) end
+  if R.cfg.mode ~= 2 then expire(now) D.tick(now) end
   A.rotate(now)
 end
 

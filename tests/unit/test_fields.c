@@ -13,10 +13,11 @@ static const char prelude[] =
   "local function req(body, ct) return { body = body, headers = {"
   " ['content-type'] = ct or 'application/json' } } end\n"
   "local function run(spec, body, ct)\n"
-  "  local s = assert(F.compile(spec))\n"
-  "  local obj, form = F.parse_body(req(body, ct))\n"
-  "  if not obj then return nil, form end\n"
-  "  return F.extract(s, obj, form)\n"
+  "  local s = spec and assert(F.compile(spec))\n"
+  "  local r = req(body, ct)\n"
+  "  local obj, form, kind = F.parse_body(r)\n"
+  "  if obj == nil then return nil, form, 400 end\n"
+  "  return F.to_data(s, obj, form, kind, F.media_type(r.headers))\n"
   "end\n"
   "return { F = F, run = run, req = req }\n";
 
@@ -116,10 +117,53 @@ LUA_CASE(json_labelled_as_form_is_json,
 LUA_CASE(malformed_json_and_non_objects,
   "local _, e = T.run({ a = 'any' }, '{\"a\":')\n"
   "assert(e:find('^malformed JSON body'), e)\n"
-  "_, e = T.run({ a = 'any' }, '[1,2]')\n"
-  "assert(e == 'malformed JSON body: expected a JSON object', e)\n"
-  "_, e = T.run({ a = 'any' }, 'hello', 'text/plain')\n"
-  "assert(e:find('unsupported body'), e)")
+  "local st\n"
+  "_, e, st = T.run({ a = 'any' }, '[1,2]')\n"
+  "assert(e == 'expected a JSON object' and st == 400, e)\n"
+  "_, e, st = T.run({ a = 'any' }, '42')\n"
+  "assert(e == 'expected a JSON object' and st == 400, e)\n"
+  "_, e, st = T.run({ a = 'any' }, 'hello', 'text/plain')\n"
+  "assert(e == 'unsupported content type text/plain' and st == 415, e)\n"
+  "_, e, st = T.run({ a = 'any' }, '<a/>', 'application/xml; charset=utf-8')\n"
+  "assert(e == 'unsupported content type application/xml' and st == 415, e)")
+
+LUA_CASE(any_json_without_fields,
+  "local d = assert(T.run(nil, '[1,2]'))\n"
+  "assert(d.body[1] == 1 and d.body[2] == 2)\n"
+  "d = assert(T.run(nil, '\"text\"'))\n"
+  "assert(d.body == 'text')\n"
+  "d = assert(T.run(nil, 'false'))\n"
+  "assert(d.body == false)\n"
+  "d = assert(T.run(nil, '\\239\\187\\191{\"a\":1}'))\n"
+  "assert(d.a == 1)\n"
+  "d = assert(T.run(nil, '<a>1</a>', 'application/xml'))\n"
+  "assert(next(d) == nil)")
+
+LUA_CASE(form_repeated_and_nested_keys,
+  "local ct = 'application/x-www-form-urlencoded'\n"
+  "local d = assert(T.run(nil, 'tag=a&tag=b&tag=c&a%5Bb%5D=1&x.y.z=2&l[]=p&l[]=q&one=1', ct))\n"
+  "assert(#d.tag == 3 and d.tag[1] == 'a' and d.tag[3] == 'c')\n"
+  "assert(d.a.b == '1' and d.x.y.z == '2' and d.one == '1')\n"
+  "assert(#d.l == 2 and d.l[2] == 'q')\n"
+  "local _, e = T.run(nil, 'a=1&a[b]=2', ct)\n"
+  "assert(e == \"form field 'a[b]': mixes a value and nested fields\", e)\n"
+  "d = assert(T.run({ ['a.b'] = 'integer', tag = 'array' }, 'a[b]=7&tag=x&tag=y', ct))\n"
+  "assert(d.a.b == 7 and d.tag[2] == 'y')")
+
+LUA_CASE(multipart_text_and_files,
+  "local ct = 'multipart/form-data; boundary=XyZ'\n"
+  "local body = 'preamble\\r\\n--XyZ\\r\\nContent-Disposition: form-data; name=\"title\"\\r\\n\\r\\nHello\\r\\n'"
+  " .. '--XyZ\\r\\nContent-Disposition: form-data; name=\"n\"\\r\\n\\r\\n5\\r\\n'"
+  " .. '--XyZ\\r\\nContent-Disposition: form-data; name=\"doc\"; filename=\"a.bin\"\\r\\n'"
+  " .. 'Content-Type: application/octet-stream\\r\\n\\r\\n\\0\\1\\2\\r\\n--XyZ--\\r\\n'\n"
+  "local d = assert(T.run({ title = 'string', n = 'integer', doc = 'object' }, body, ct))\n"
+  "assert(d.title == 'Hello' and d.n == 5, d.title)\n"
+  "assert(d.doc.filename == 'a.bin' and d.doc.size == 3 and d.doc.base64 == 'AAEC', d.doc.base64)\n"
+  "assert(d.doc.content_type == 'application/octet-stream')\n"
+  "local _, e = T.run(nil, '--XyZ\\r\\nContent-Disposition: form-data; name=\"a\"\\r\\n\\r\\nx', ct)\n"
+  "assert(e == 'malformed multipart body: missing closing boundary', e)\n"
+  "_, e = T.run(nil, 'x', 'multipart/form-data')\n"
+  "assert(e == 'malformed multipart body: no boundary in Content-Type', e)")
 
 LUA_CASE(without_fields_copies_top_level,
   "local obj = T.F.parse_body(T.req('{\"a\":1,\"b\":{\"c\":2},\"n\":null}'))\n"
@@ -141,6 +185,7 @@ RUN_TESTS("fields", T(missing_field_named), T(mistyped_field_named),
           T(null_counts_as_missing), T(boolean_object_array_any),
           T(integer_is_finite_and_exact), T(empty_array_is_not_an_object),
           T(form_values_converted), T(json_labelled_as_form_is_json),
-          T(malformed_json_and_non_objects),
+          T(malformed_json_and_non_objects), T(any_json_without_fields),
+          T(form_repeated_and_nested_keys), T(multipart_text_and_files),
           T(without_fields_copies_top_level), T(bad_specs_rejected),
           T(empty_body_is_empty_object))

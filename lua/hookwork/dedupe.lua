@@ -1,0 +1,175 @@
+-- dedupe: the webhook's `dedupe` option.  A key (a header, a body field,
+-- a function of the request, or the verify scheme's delivery id) seen on
+-- the same webhook within the window is not run again: the duplicate gets
+-- the first delivery's answer.  Keys are written to the store in the same
+-- commit as the request they accepted; keys not yet committed are also
+-- kept here for a few seconds, so a duplicate arriving right behind the
+-- first still sees it.
+local R = require "hookwork.runtime"
+local U = require "hookwork.util"
+local C = require "hookwork.callers"
+local crypto = require "hookwork.crypto"
+local core = R.core
+local D = {}
+
+local mem = { cur = {}, prev = {}, at = 0, purged = 0 }
+local WINDOW = 86400
+
+local function fail(where, msg) error((where and where .. ": " or "") .. msg, 0) end
+
+-- Compiles `dedupe` (true, a function, or {header|field|key, window}).
+function D.compile(v, verify, where)
+  if v == nil or v == false then return nil end
+  local spec = { window = WINDOW }
+  if v == true then
+    for _, s in ipairs(verify or {}) do
+      if s.delivery then spec.fn, spec.from = s.delivery, s.scheme break end
+    end
+    if not spec.fn then
+      fail(where, "hw.webhook: 'dedupe = true' needs verify = standard_webhooks, stripe or github "
+                  .. "(their delivery id); otherwise give {header = ...}, {field = ...} or a function")
+    end
+    return spec
+  end
+  if type(v) == "function" then spec.fn = v return spec end
+  if type(v) ~= "table" then
+    fail(where, "hw.webhook: 'dedupe' must be true, a function(req) or {header = ...}, {field = ...}")
+  end
+  for k in pairs(v) do
+    if k ~= "header" and k ~= "field" and k ~= "key" and k ~= "window" then
+      fail(where, string.format("hw.webhook: dedupe: unknown option '%s'", tostring(k)))
+    end
+  end
+  local n = (v.header and 1 or 0) + (v.field and 1 or 0) + (v.key and 1 or 0)
+  if n ~= 1 then fail(where, "hw.webhook: dedupe: give exactly one of 'header', 'field' or 'key'") end
+  if v.header ~= nil and (type(v.header) ~= "string" or v.header == "") then
+    fail(where, "hw.webhook: dedupe: 'header' must name a header")
+  end
+  if v.field ~= nil and (type(v.field) ~= "string" or v.field == "") then
+    fail(where, "hw.webhook: dedupe: 'field' must name a body field")
+  end
+  if v.key ~= nil and type(v.key) ~= "function" then
+    fail(where, "hw.webhook: dedupe: 'key' must be a function(req)")
+  end
+  if v.window ~= nil and (type(v.window) ~= "number" or v.window <= 0) then
+    fail(where, "hw.webhook: dedupe: 'window' must be a positive number of seconds")
+  end
+  spec.header = v.header and v.header:lower()
+  spec.field = v.field and U.split_path(v.field)
+  spec.fn = v.key
+  spec.window = v.window or WINDOW
+  return spec
+end
+
+-- The request's key, or nil (no key: the request is not deduplicated),
+-- or nil, message when the key function failed.
+function D.key(spec, req, obj)
+  local k
+  if spec.header then
+    k = req.headers[spec.header]
+  elseif spec.field then
+    k = type(obj) == "table" and U.get(obj, spec.field) or nil
+  else
+    local ok, v = pcall(spec.fn, req, obj)
+    if not ok then return nil, "dedupe key function failed: " .. tostring(v) end
+    k = v
+  end
+  if k == nil or k == U.null or type(k) == "table" then return nil end
+  k = U.scalar_string(k)
+  if k == "" then return nil end
+  -- long keys are stored as their digest: the table stays small
+  if #k > 200 then k = "sha256:" .. crypto.hex_encode(crypto.digest("sha256", k)) end
+  return k
+end
+
+local function mkey(cycle, step, key) return cycle .. "\0" .. step .. "\0" .. key end
+
+-- The first delivery for this key within its window, or nil.
+function D.find(cycle, step, key, now)
+  local k = mkey(cycle, step, key)
+  local e = mem.cur[k] or mem.prev[k]
+  if e and not e.failed and e.expires > now then return e end
+  local row = core.query("dedupe_get", cycle, step, key, now)[1]
+  if not row then return nil end
+  return { tx = row.tx, cycle = cycle, step = step, key = key, stored = true }
+end
+
+-- Remembers the key of an accepted request; its row goes to the store in
+-- the same commit as the request.  Returns the entry (job.dedupe).
+function D.note(cycle, step, key, tx, window, now)
+  local e = { cycle = cycle, step = step, key = key, tx = tx, expires = now + window }
+  core.write("dedupe_put", cycle, step, key, tx, e.expires)
+  mem.cur[mkey(cycle, step, key)] = e
+  return e
+end
+
+-- The request's commit failed: the key was not stored either.
+function D.forget(e)
+  e.failed = true
+  local k = mkey(e.cycle, e.step, e.key)
+  if mem.cur[k] == e then mem.cur[k] = nil end
+  if mem.prev[k] == e then mem.prev[k] = nil end
+end
+
+-- The answer a synchronous first delivery got (504 and 503 are not
+-- answers of the cycle: a duplicate then gets the run's outcome).
+function D.record(e, status, ctype, headers, body)
+  if status == 504 or status == 503 or e.failed then return end
+  e.answer = { status = status, ctype = ctype, headers = headers or {}, body = body or "" }
+  core.write("dedupe_answer", e.cycle, e.step, e.key, e.tx, status, ctype,
+             U.encode(#e.answer.headers > 0 and e.answer.headers or U.EMPTY_ARRAY), e.answer.body)
+end
+
+local function stored(e)
+  return core.query("dedupe_get", e.cycle, e.step, e.key, -math.huge)[1]
+end
+
+-- Answers a duplicate like the first delivery, once the first is durable
+-- (the duplicate waits for the same commit).
+function D.reply(e, sync, caller)
+  core.spawn(function()
+    local ok = core.commit()
+    local id = tostring(e.tx)
+    if not ok or e.failed then
+      C.json(caller, 503, { error = "store unavailable: the first delivery was not stored" },
+             { "Retry-After: 1" })
+      return
+    end
+    if not sync then
+      C.answer(caller, 202, "application/json", nil,
+               '{"accepted":true,"transaction":"' .. id .. '","duplicate":true}')
+      return
+    end
+    local a = e.answer
+    local row = (not a) and stored(e)
+    if row and row.status then
+      a = { status = row.status, ctype = row.ctype, headers = U.decode(row.headers or "[]") or {},
+            body = row.body }
+    end
+    if a then
+      local h = {}
+      for i, x in ipairs(a.headers) do h[i] = x end
+      C.answer(caller, math.tointeger(a.status) or 200, a.ctype, h, a.body)
+    elseif not row or row.state == nil or row.state == "running" then
+      C.json(caller, 409, { error = "the first delivery of this request is still running",
+                            transaction = id, duplicate = true })
+    elseif row.state == "failed" then
+      C.json(caller, 500, { error = "the first delivery of this request failed", transaction = id,
+                            duplicate = true })
+    else
+      C.json(caller, 200, { transaction = id, state = row.state, duplicate = true })
+    end
+  end)
+end
+
+function D.tick(now)
+  if now - mem.at >= 5 then
+    mem.prev, mem.cur, mem.at = mem.cur, {}, now
+  end
+  if now - mem.purged >= 60 then
+    mem.purged = now
+    core.write("dedupe_purge", now)
+  end
+end
+
+return D
