@@ -435,3 +435,373 @@ def signature_covers_raw_bytes_before_content_encoding():
         r = e.post(url, body=packed, headers=dict(h, **{"X-Hub-Signature-256": sig_plain}))
         eq(r.status, 401)
         eq(count(e, "gz"), 1)
+
+
+# ------------------------------------------------------------- dedupe
+
+def dedupe_cycle(name, rec, dedupe, extra_steps="", verify=""):
+    return cycle(name, """
+    hw.webhook { name = "in", dedupe = %s%s },
+    hw.request { name = "patch", method = "PATCH", url = %s, json = function(tx) return { n = tx.data.n } end },
+%s""" % (dedupe, verify, lua_str(rec.url + "/remote/" + name), extra_steps))
+
+
+@test
+def dedupe_by_header_runs_once_and_survives_restart():
+    with Recorder() as rec:
+        with Engine({"dd.lua": dedupe_cycle("dd", rec, '{ header = "X-Delivery" }')}) as e:
+            e.start()
+            url = e.hook_url("dd", "in")
+            first = accepted(e.post(url, json={"n": 1}, headers={"X-Delivery": "d-1"}))
+            r = e.post(url, json={"n": 2}, headers={"X-Delivery": "d-1"})
+            eq((r.status, r.json), (202, {"accepted": True, "transaction": first, "duplicate": True}))
+            other = accepted(e.post(url, json={"n": 3}, headers={"X-Delivery": "d-2"}))
+            ok(other != first, "another key is another transaction")
+            # no key: not deduplicated
+            accepted(e.post(url, json={"n": 4}))
+            accepted(e.post(url, json={"n": 4}))
+            rec.wait_for("PATCH", "/remote/dd", count=4)
+            e.wait_tx(first, "completed")
+            eq(count(e, "dd"), 4)
+            e.restart()
+            r = e.post(url, json={"n": 9}, headers={"X-Delivery": "d-1"})
+            eq((r.status, r.json), (202, {"accepted": True, "transaction": first, "duplicate": True}))
+            e.kill()  # and after a crash, too
+            e.start()
+            r = e.post(url, json={"n": 9}, headers={"X-Delivery": "d-2"})
+            eq((r.status, r.json), (202, {"accepted": True, "transaction": other, "duplicate": True}))
+            time.sleep(0.3)
+            eq(len(rec.find("PATCH", "/remote/dd")), 4, "duplicates ran nothing")
+            eq(count(e, "dd"), 4)
+
+
+@test
+def dedupe_field_function_and_scheme_delivery_ids():
+    with Recorder() as rec:
+        files = {
+            "f.lua": dedupe_cycle("f", rec, '{ field = "event.id" }'),
+            "fn.lua": dedupe_cycle("fn", rec, 'function(req) return req.query.id end'),
+            "sw.lua": dedupe_cycle("sw", rec, "true",
+                                   verify=', verify = hw.verify.standard_webhooks { secret = %s }' % lua_str(SW_A)),
+            "st.lua": dedupe_cycle("st", rec, "true", verify=', verify = hw.verify.stripe { secret = "whsec_x" }'),
+            "gh.lua": dedupe_cycle("gh", rec, "true", verify=', verify = hw.verify.github { secret = "g" }'),
+            "bad.lua": dedupe_cycle("bad", rec, "true"),
+        }
+        with Engine(files) as e:
+            e.start()
+            contains(e.cycle("bad")["load_error"], "'dedupe = true' needs verify = standard_webhooks, stripe or github")
+            u = e.hook_url("f", "in")
+            a = accepted(e.post(u, json={"n": 1, "event": {"id": 77}}))
+            eq(e.post(u, json={"n": 2, "event": {"id": 77}}).json["transaction"], a)
+            u = e.hook_url("fn", "in")
+            a = accepted(e.post(u + "?id=q1", json={"n": 1}))
+            eq(e.post(u + "?id=q1", json={"n": 1}).json, {"accepted": True, "transaction": a, "duplicate": True})
+            u = e.hook_url("sw", "in")
+            ts = now_ts()
+            body = '{"n":1}'
+            h = {"webhook-id": "msg_same", "webhook-timestamp": ts,
+                 "webhook-signature": sw_sign(SW_A, "msg_same", ts, body)}
+            a = accepted(post(e, u, body, h))
+            eq(post(e, u, body, h).json["transaction"], a)
+            u = e.hook_url("st", "in")
+            body = '{"id":"evt_42","n":1}'
+            h = {"Stripe-Signature": "t=%s,v1=%s" % (ts, stripe_sig("whsec_x", ts, body))}
+            a = accepted(post(e, u, body, h))
+            ts2 = str(int(ts) + 1)  # Stripe re-signs a retry; the event id stays
+            h = {"Stripe-Signature": "t=%s,v1=%s" % (ts2, stripe_sig("whsec_x", ts2, body))}
+            eq(post(e, u, body, h).json["transaction"], a)
+            u = e.hook_url("gh", "in")
+            body = '{"n":1}'
+            h = {"X-GitHub-Delivery": "72d3162e", "X-Hub-Signature-256": "sha256=" + mac(hashlib.sha256, "g", body)}
+            a = accepted(post(e, u, body, h))
+            eq(post(e, u, body, h).json["transaction"], a)
+            # a forged duplicate is still a 401, not a duplicate answer
+            h["X-Hub-Signature-256"] = "sha256=" + "0" * 64
+            eq(post(e, u, body, h).status, 401)
+            for c in ("f", "fn", "sw", "st", "gh"):
+                eq(count(e, c), 1, c)
+
+
+@test
+def dedupe_window_expires():
+    with Recorder() as rec:
+        with Engine({"w.lua": dedupe_cycle("w", rec, '{ header = "X-Id", window = 1 }')}) as e:
+            e.start()
+            url = e.hook_url("w", "in")
+            a = accepted(e.post(url, json={"n": 1}, headers={"X-Id": "k"}))
+            eq(e.post(url, json={"n": 1}, headers={"X-Id": "k"}).json.get("duplicate"), True)
+            time.sleep(1.3)
+            r = e.post(url, json={"n": 1}, headers={"X-Id": "k"})
+            b = accepted(r)
+            ok(b != a and "duplicate" not in r.json, "a new transaction after the window", r.json)
+            eq(e.post(url, json={"n": 1}, headers={"X-Id": "k"}).json["transaction"], b)
+            eq(count(e, "w"), 2)
+
+
+@test
+def dedupe_synchronous_first_running_then_its_stored_answer():
+    with Recorder() as rec:
+        rec.route("PATCH", "/remote/sy", json={"ok": True}, delay=1.5)
+        src = dedupe_cycle("sy", rec, '{ header = "X-Id" }', extra_steps="""
+    hw.respond { name = "reply", status = 201, headers = { ["X-First"] = "yes" },
+                 body = function(tx) return { id = tx.id, n = tx.data.n } end },
+""")
+        with Engine({"sy.lua": src}) as e:
+            e.start()
+            url = e.hook_url("sy", "in")
+            out = {}
+            t = threading.Thread(target=lambda: out.setdefault("r", e.post(url, json={"n": 5}, headers={"X-Id": "s1"})))
+            t.start()
+            rec.wait_for("PATCH", "/remote/sy")
+            r = e.post(url, json={"n": 6}, headers={"X-Id": "s1"})
+            eq(r.status, 409, "a duplicate while the first still runs (body %r)" % r.body)
+            eq(r.json["error"], "the first delivery of this request is still running")
+            t.join(10)
+            first = out["r"]
+            eq(first.status, 201)
+            r = e.post(url, json={"n": 7}, headers={"X-Id": "s1"})
+            eq((r.status, r.json, r.headers.get("x-first")), (201, first.json, "yes"))
+            e.restart()
+            r = e.post(url, json={"n": 8}, headers={"X-Id": "s1"})
+            eq((r.status, r.json, r.headers.get("x-first")), (201, first.json, "yes"))
+            eq(len(rec.find("PATCH", "/remote/sy")), 1)
+            eq(count(e, "sy"), 1)
+
+
+# ------------------------------------------------------------- any body
+
+ECHO = """
+    hw.webhook { name = "in" },
+    hw.request { name = "out", method = "POST", url = %s,
+                 json = function(tx) return { data = tx.data, raw = utf8.len(tx.request.body) and tx.request.body or nil,
+                                              json = tx.request.json } end },
+    hw.request { name = "bytes", method = "POST", url = %s,
+                 body = function(tx) return tx.request.body end },
+"""
+
+
+def body_engine(rec, extra_files=None, args=()):
+    files = {"b.lua": cycle("b", ECHO % (lua_str(rec.url + "/json"), lua_str(rec.url + "/bytes")))}
+    files.update(extra_files or {})
+    return Engine(files, args=list(args))
+
+
+def through(e, rec, url, body, headers, n):
+    """Posts body, waits for the n-th outbound pair, returns (json record, bytes record, tx)."""
+    r = e.post(url, body=body, headers=headers)
+    tx = accepted(r)
+    js = rec.wait_for("POST", "/json", count=n)[-1]
+    raw = rec.wait_for("POST", "/bytes", count=n)[-1]
+    return js.json, raw.body, e.wait_tx(tx, "completed")
+
+
+@test
+def bodies_json_any_top_level_bom_and_empty_arrays():
+    with Recorder() as rec, body_engine(rec) as e:
+        e.start()
+        url = e.hook_url("b", "in")
+        h = {"Content-Type": "application/json"}
+        js, raw, t = through(e, rec, url, b'[{"a":1},{"a":2}]', h, 1)
+        eq(js["data"], {"body": [{"a": 1}, {"a": 2}]})
+        eq(t["data"]["body"], [{"a": 1}, {"a": 2}])
+        eq(raw, b'[{"a":1},{"a":2}]')
+        js, raw, t = through(e, rec, url, b"42", h, 2)
+        eq(js["data"], {"body": 42})
+        js, raw, t = through(e, rec, url, b'"text"', h, 3)
+        eq(js["data"], {"body": "text"})
+        js, raw, t = through(e, rec, url, b'\xef\xbb\xbf{"bom":true}', h, 4)
+        eq(js["data"], {"bom": True})
+        eq(raw, b'\xef\xbb\xbf{"bom":true}', "tx.request.body keeps the BOM, byte for byte")
+        # [] stays [] in tx.data, the store, outbound json and the admin API
+        js, raw, t = through(e, rec, url, b'{"lines":[],"meta":{},"nested":{"l":[]}}', h, 5)
+        eq(js["data"], {"lines": [], "meta": {}, "nested": {"l": []}})
+        eq(t["data"], {"lines": [], "meta": {}, "nested": {"l": []}})
+        js, raw, t = through(e, rec, url, b"[]", h, 6)
+        eq(js["data"], {"body": []})
+
+
+@test
+def bodies_gzip_deflate_and_zip_bomb():
+    with Recorder() as rec, body_engine(rec, args=["--max-body", "65536"]) as e:
+        e.start()
+        url = e.hook_url("b", "in")
+        plain = json.dumps({"order": "Z-1", "items": list(range(50))}).encode()
+        h = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        js, raw, t = through(e, rec, url, gzip.compress(plain), h, 1)
+        eq(js["data"]["order"], "Z-1")
+        eq(raw, plain, "tx.request.body holds the decoded bytes")
+        js, raw, t = through(e, rec, url, zlib.compress(plain), dict(h, **{"Content-Encoding": "deflate"}), 2)
+        eq(js["data"]["items"][49], 49)
+        # a zip bomb: 40 KiB on the wire, 64 MiB decoded
+        bomb = gzip.compress(b"0" * (64 << 20))
+        ok(len(bomb) < 65536, "bomb fits under --max-body", len(bomb))
+        r = e.post(url, body=bomb, headers=h)
+        eq(r.status, 413)
+        eq(r.json, {"error": "body over the limit of 65536 bytes once decoded"})
+        r = e.post(url, body=b"\x1f\x8b garbage", headers=h)
+        eq(r.status, 400)
+        contains(r.json["error"], "cannot decode Content-Encoding gzip")
+        r = e.post(url, body=plain, headers=dict(h, **{"Content-Encoding": "br"}))
+        eq((r.status, r.json), (415, {"error": "unsupported content encoding br"}))
+        eq(count(e, "b"), 2)
+        ok(e.running(), "engine alive after the bomb")
+
+
+@test
+def bodies_forms_repeated_and_nested_keys():
+    with Recorder() as rec, body_engine(rec) as e:
+        e.start()
+        url = e.hook_url("b", "in")
+        h = {"Content-Type": "application/x-www-form-urlencoded"}
+        body = b"tag=a&tag=b&customer%5Bname%5D=Ada&customer.email=a%40b.c&single=x&empty="
+        js, raw, t = through(e, rec, url, body, h, 1)
+        eq(js["data"], {"tag": ["a", "b"], "customer": {"name": "Ada", "email": "a@b.c"},
+                        "single": "x", "empty": ""})
+        eq(raw, body)
+        r = e.post(url, body=b"a=1&a[b]=2", headers=h)
+        eq((r.status, r.json), (400, {"error": "form field 'a[b]': mixes a value and nested fields"}))
+
+
+@test
+def bodies_multipart_text_and_file_parts():
+    with Recorder() as rec, body_engine(rec) as e:
+        e.start()
+        url = e.hook_url("b", "in")
+        blob = bytes(range(256))
+        body = (b"--BOUND\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nQuarterly report\r\n"
+                b"--BOUND\r\nContent-Disposition: form-data; name=\"meta[lang]\"\r\n\r\nen\r\n"
+                b"--BOUND\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.bin\"\r\n"
+                b"Content-Type: application/octet-stream\r\n\r\n" + blob + b"\r\n--BOUND--\r\n")
+        h = {"Content-Type": "multipart/form-data; boundary=BOUND"}
+        js, raw, t = through(e, rec, url, body, h, 1)
+        eq(js["data"]["title"], "Quarterly report")
+        eq(js["data"]["meta"], {"lang": "en"})
+        eq(js["data"]["file"], {"filename": "r.bin", "content_type": "application/octet-stream",
+                                "size": 256, "base64": base64.b64encode(blob).decode()})
+        eq(raw, body, "the multipart body byte for byte")
+
+
+@test
+def bodies_raw_xml_text_binary_and_415_with_fields():
+    fields = cycle("f", """
+    hw.webhook { name = "in", fields = { id = "string" } },
+""")
+    with Recorder() as rec, body_engine(rec, {"f.lua": fields}) as e:
+        e.start()
+        url = e.hook_url("b", "in")
+        xml = b'<?xml version="1.0"?><order id="7">caf\xc3\xa9</order>'
+        js, raw, t = through(e, rec, url, xml, {"Content-Type": "application/xml"}, 1)
+        eq(js["data"], {})
+        eq(js["raw"], xml.decode())
+        eq(raw, xml)
+        binary = bytes(range(256)) * 4
+        js, raw, t = through(e, rec, url, binary, {"Content-Type": "application/octet-stream"}, 2)
+        eq(raw, binary, "binary body byte for byte")
+        js, raw, t = through(e, rec, url, b"just text", {"Content-Type": "text/plain"}, 3)
+        eq((js["data"], raw), ({}, b"just text"))
+        fu = e.hook_url("f", "in")
+        r = e.post(fu, body=xml, headers={"Content-Type": "application/xml; charset=utf-8"})
+        eq((r.status, r.json), (415, {"error": "unsupported content type application/xml"}))
+        r = e.post(fu, body=b"[1,2]", headers={"Content-Type": "application/json"})
+        eq((r.status, r.json), (400, {"error": "expected a JSON object"}))
+        eq(count(e, "f"), 0)
+
+
+# ------------------------------------------------------------- cors
+
+@test
+def cors_preflight_and_allowed_origins():
+    src = cycle("c", """
+    hw.webhook { name = "in", methods = { "POST", "PUT" },
+                 verify = hw.verify.hmac { secret = "k", header = "X-Sig" },
+                 cors = { origins = { "https://app.example.com" }, max_age = 120 } },
+""") 
+    star = cycle("s", """
+    hw.webhook { name = "in", cors = { origins = "*", headers = { "Content-Type", "X-Custom" } } },
+""")
+    with Engine({"c.lua": src, "s.lua": star}) as e:
+        e.start()
+        url = e.hook_url("c", "in")
+        pre = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+               "Access-Control-Request-Headers": "content-type, x-sig"}
+        r = e.post(url, method="OPTIONS", headers=pre)
+        eq(r.status, 204)
+        eq(r.headers.get("access-control-allow-origin"), "https://app.example.com")
+        eq(r.headers.get("access-control-allow-methods"), "POST, PUT")
+        eq(r.headers.get("access-control-allow-headers"), "Content-Type, Authorization, x-sig")
+        eq(r.headers.get("access-control-max-age"), "120")
+        r = e.post(url, method="OPTIONS", headers=dict(pre, Origin="https://evil.example"))
+        eq(r.status, 204)
+        ok("access-control-allow-origin" not in r.headers, "no CORS grant for other origins", r.headers)
+        body = '{"a":1}'
+        h = {"Origin": "https://app.example.com", "X-Sig": mac(hashlib.sha256, "k", body)}
+        r = post(e, url, body, h)
+        eq(r.status, 202)
+        eq(r.headers.get("access-control-allow-origin"), "https://app.example.com")
+        r = post(e, url, body, dict(h, **{"X-Sig": "00"}))
+        eq(r.status, 401)
+        eq(r.headers.get("access-control-allow-origin"), "https://app.example.com")
+        r = post(e, url, body, dict(h, Origin="https://evil.example"))
+        eq(r.status, 202)
+        ok("access-control-allow-origin" not in r.headers, "no grant", r.headers)
+        su = e.hook_url("s", "in")
+        r = e.post(su, method="OPTIONS", headers={"Origin": "https://x.example", "Access-Control-Request-Method": "POST"})
+        eq((r.status, r.headers.get("access-control-allow-origin"), r.headers.get("access-control-allow-headers")),
+           (204, "*", "Content-Type, X-Custom"))
+        eq(count(e, "c"), 2, "preflights are never stored")
+        eq(count(e, "s"), 0)
+        # a webhook without cors keeps answering OPTIONS with 405
+        plain = cycle("p", '    hw.webhook { name = "in" },\n')
+        e.write("p.lua", plain)
+        eq(e.post(e.hook_url("p", "in"), method="OPTIONS").status, 405)
+
+
+# ------------------------------------------------------------- hw.crypto
+
+@test
+def hw_crypto_for_cycle_code():
+    src = cycle("cr", """
+    hw.webhook { name = "in" },
+    hw.respond { name = "reply", body = function(tx)
+      local r = hw.crypto.random(16)
+      local t0 = hw.time.now()
+      return {
+        hmac_hex = hw.crypto.hmac("sha256", "It's a Secret to Everybody", "Hello, World!", "hex"),
+        hmac_b64 = hw.crypto.hmac("sha1", "k", "m", "base64"),
+        hmac_raw_len = #hw.crypto.hmac("sha512", "k", "m"),
+        sha256 = hw.crypto.sha256("abc", "hex"), sha1 = hw.crypto.sha1("abc", "hex"),
+        sha512 = hw.crypto.sha512("abc", "base64url"), md5 = hw.crypto.md5("", "hex"),
+        eq1 = hw.crypto.equal("abc", "abc"), eq2 = hw.crypto.equal("abc", "abd"),
+        random_len = #r, random_differs = r ~= hw.crypto.random(16),
+        b64 = hw.base64.encode("\\251\\255"), b64d = hw.base64.decode("Zm9vYmFy"),
+        b64u = hw.base64url.encode("\\251\\255"), b64ud = hw.base64url.decode("Zm9vYmE"),
+        hex = hw.hex.encode("\\0\\171"), hexd = hw.hex.decode("414243"),
+        bad = select(2, hw.base64.decode("!!")), badhex = select(2, hw.hex.decode("abc")),
+        now_ok = type(t0) == "number" and math.abs(t0 - os.time()) < 5,
+        empty = hw.json.encode({ list = hw.json.array({}) }),
+        badenc = select(2, pcall(hw.crypto.sha256, "x", "base32")),
+        badalg = select(2, pcall(hw.crypto.hmac, "sha3", "k", "m")),
+      }
+    end },
+""")
+    with Engine({"cr.lua": src}) as e:
+        e.start()
+        r = e.post(e.hook_url("cr", "in"), json={})
+        eq(r.status, 200, "body %r" % r.body)
+        j = r.json
+        eq(j["hmac_hex"], "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+        eq(j["hmac_b64"], base64.b64encode(hmac.new(b"k", b"m", hashlib.sha1).digest()).decode())
+        eq(j["hmac_raw_len"], 64)
+        eq(j["sha256"], hashlib.sha256(b"abc").hexdigest())
+        eq(j["sha1"], hashlib.sha1(b"abc").hexdigest())
+        eq(j["sha512"], b64u(hashlib.sha512(b"abc").digest()))
+        eq(j["md5"], "d41d8cd98f00b204e9800998ecf8427e")
+        eq((j["eq1"], j["eq2"]), (True, False))
+        eq((j["random_len"], j["random_differs"]), (16, True))
+        eq((j["b64"], j["b64d"], j["b64u"], j["b64ud"]), ("+/8=", "foobar", "-_8", "fooba"))
+        eq((j["hex"], j["hexd"]), ("00ab", "ABC"))
+        eq((j["bad"], j["badhex"]), ("not valid base64", "not valid hex"))
+        eq(j["now_ok"], True)
+        eq(json.loads(j["empty"]), {"list": []})
+        contains(j["badenc"], 'encoding must be "hex", "base64" or "base64url"')
+        contains(j["badalg"], "unknown HMAC algorithm 'sha3'")
