@@ -66,7 +66,8 @@ local function compile_cors(s)
   elseif type(c.origins) == "table" and #c.origins > 0 then
     for i, o in ipairs(c.origins) do
       if type(o) ~= "string" or not o:match("^https?://[^/]+$") then
-        fail(s.where, string.format("hw.webhook: cors: origin %d must be like https://app.example.com (scheme and host, no path)", i))
+        fail(s.where, string.format("hw.webhook: cors: origin %d must be like "
+                                    .. "https://app.example.com (scheme and host, no path)", i))
       end
       out.origins[i] = o
     end
@@ -125,11 +126,11 @@ local CHECKS = {
       methods[up] = true
     end
     s.method_set = methods
-    local ok, err = pcall(function()
+    local ok, verr = pcall(function()
       s.verify = V.compile(s.verify)
       s.dedupe = D.compile(s.dedupe, s.verify)
     end)
-    if not ok then fail(s.where, tostring(err)) end
+    if not ok then fail(s.where, tostring(verr)) end
     s.cors = compile_cors(s)
   end,
   step = function(s)

@@ -135,7 +135,7 @@ local function cors_headers(c, origin)
 end
 
 -- A preflight OPTIONS, answered by the engine (never stored).
-local function preflight(st, r, caller)
+local function preflight(st, caller)
   local list = {}
   for m in pairs(st.method_set) do list[#list + 1] = m end
   table.sort(list)
@@ -155,7 +155,7 @@ local function handle(r, caller)
   local st = cy and cy.def and cy.def.steps[cy.def.index[hook.step] or 0]
   if st and st.cors then
     caller.cors = cors_headers(st.cors, r.headers.origin)
-    if r.method == "OPTIONS" then return preflight(st, r, caller) end
+    if r.method == "OPTIONS" then return preflight(st, caller) end
   end
   local status, msg, headers = E.submit(hook, r, caller)
   if status then

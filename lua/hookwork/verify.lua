@@ -418,35 +418,40 @@ end
 V.schemes = S
 
 -- Compiles a webhook's `verify` option: a scheme or a list of schemes
--- (every one must pass).  Returns the list, or nil.
-function V.compile(v, where)
+-- (any one passing is enough: a sender moving from one scheme to another
+-- is served by both).  Returns the list, or nil.
+function V.compile(v)
   if v == nil then return nil end
   local list = V.is_scheme(v) and { v } or v
   if type(list) ~= "table" or #list == 0 then
-    fail((where and where .. ": " or "") .. "hw.webhook: 'verify' must be a hw.verify scheme or a list of them")
+    fail("hw.webhook: 'verify' must be a hw.verify scheme or a list of them")
   end
   for i, s in ipairs(list) do
     if not V.is_scheme(s) then
-      fail(string.format("%shw.webhook: verify entry %d is not a hw.verify scheme", where and where .. ": " or "", i))
+      fail(string.format("hw.webhook: verify entry %d is not a hw.verify scheme", i))
     end
   end
   return list
 end
 
--- Checks a request against every scheme: nil when it passes, or
--- "signature: REASON" / "auth: REASON", the metric reason, the challenge.
+-- Checks a request against the schemes: nil when one passes, or
+-- "signature: REASON" / "auth: REASON" (the first scheme's), the metric
+-- reason, the WWW-Authenticate challenge.
 function V.check(list, req, now)
+  local first
   for _, s in ipairs(list) do
     local ok, good, code, msg = pcall(s.check, req, now)
-    if not ok then
-      -- a payload function (hmac) failed: the request cannot be verified
-      return "signature: payload function failed", s.kind .. "_error", nil, good
-    end
-    if not good then
-      return s.kind .. ": " .. msg, s.kind .. "_" .. code, s.challenge
+    if ok and good then return nil end
+    if not first then
+      if not ok then
+        -- a payload function (hmac) failed: the request cannot be verified
+        first = { "signature: payload function failed", s.kind .. "_error", s.challenge }
+      else
+        first = { s.kind .. ": " .. msg, s.kind .. "_" .. code, s.challenge }
+      end
     end
   end
-  return nil
+  return first[1], first[2], first[3]
 end
 
 -- hw.secret("NAME"): the environment variable, read at load time; an
