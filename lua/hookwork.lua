@@ -336,13 +336,5 @@ hw.base64 = { encode = crypto.b64_encode, decode = crypto.b64_decode }
 hw.base64url = { encode = crypto.b64url_encode, decode = crypto.b64url_decode }
 hw.hex = { encode = crypto.hex_encode, decode = crypto.hex_decode }
 hw.time = { now = function() return R.now() end }
-if not hw.json.array then
-  hw.json.array = function(t)
-    if t ~= nil and type(t) ~= "table" then error("hw.json.array: expects a table", 2) end
-    t = t or {}
-    if U.array then return U.array(t) end
-    return setmetatable(t, { __jsontype = "array" })
-  end
-end
 
 return hw

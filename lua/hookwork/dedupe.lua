@@ -117,7 +117,7 @@ function D.record(e, status, ctype, headers, body)
   if status == 504 or status == 503 or e.failed then return end
   e.answer = { status = status, ctype = ctype, headers = headers or {}, body = body or "" }
   core.write("dedupe_answer", e.cycle, e.step, e.key, e.tx, status, ctype,
-             U.encode(#e.answer.headers > 0 and e.answer.headers or U.EMPTY_ARRAY), e.answer.body)
+             U.encode(U.json.array(U.copy(e.answer.headers))), e.answer.body)
 end
 
 local function stored(e)

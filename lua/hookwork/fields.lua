@@ -62,10 +62,7 @@ local function from_form(t, v)
 end
 
 -- Marks t as a JSON array (so an empty one stays []).
-local function mark_array(t)
-  if U.array then return U.array(t) end
-  return setmetatable(t, { __jsontype = "array" })
-end
+local function mark_array(t) return U.json.array(t) end
 
 -- Form keys: "a[b][c]" and "a.b.c" both name a nested field; "a[]"
 -- appends to a list.  Returns the path, or { key } when it is not one.

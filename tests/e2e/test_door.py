@@ -771,6 +771,7 @@ def hw_crypto_for_cycle_code():
         b64u = hw.base64url.encode("\\251\\255"), b64ud = hw.base64url.decode("Zm9vYmE"),
         hex = hw.hex.encode("\\0\\171"), hexd = hw.hex.decode("414243"),
         bad = select(2, hw.base64.decode("!!")), badhex = select(2, hw.hex.decode("abc")),
+        empty = hw.json.encode({ list = hw.json.array({}) }),
         now_ok = type(t0) == "number" and math.abs(t0 - os.time()) < 5,
         badenc = select(2, pcall(hw.crypto.sha256, "x", "base32")),
         badalg = select(2, pcall(hw.crypto.hmac, "sha3", "k", "m")),
@@ -795,6 +796,7 @@ def hw_crypto_for_cycle_code():
         eq((j["hex"], j["hexd"]), ("00ab", "ABC"))
         eq((j["bad"], j["badhex"]), ("not valid base64", "not valid hex"))
         eq(j["now_ok"], True)
+        eq(json.loads(j["empty"]), {"list": []})
         contains(j["badenc"], 'encoding must be "hex", "base64" or "base64url"')
         contains(j["badalg"], "unknown HMAC algorithm 'sha3'")
 
@@ -814,3 +816,18 @@ def verify_list_any_scheme_passes():
         r = post(e, url, body, {"X-Hub-Signature-256": "sha256=" + mac(hashlib.sha256, "x", body)})
         eq((r.status, r.json), (401, {"error": "auth: missing Authorization header"}))
         eq(count(e, "l"), 2)
+
+
+@test
+def empty_arrays_stay_arrays_end_to_end():
+    with Recorder() as rec, body_engine(rec) as e:
+        e.start()
+        url = e.hook_url("b", "in")
+        h = {"Content-Type": "application/json"}
+        # [] stays [] in tx.data, the store, outbound json and the admin API
+        js, raw, t = through(e, rec, url, b'{"lines":[],"meta":{},"nested":{"l":[]}}', h, 1)
+        eq(js["data"], {"lines": [], "meta": {}, "nested": {"l": []}})
+        eq({k: t["data"][k] for k in ("lines", "meta", "nested")}, {"lines": [], "meta": {}, "nested": {"l": []}})
+        js, raw, t = through(e, rec, url, b"[]", h, 2)
+        eq(js["data"], {"body": []})
+        eq(t["data"]["body"], [])
