@@ -62,7 +62,12 @@ static void over_budget(lua_State *L, hw_engine_t *e, long n) {
   hw_budget_t *b = hw_sched_budget(e);
   b->used += n;
   if (b->killed || b->used > e->cfg.step_budget) {
-    b->killed = 1;
+    /* Sticky only inside a step (cleared when its call returns); outside
+     * one the engine's own code gets one error and a fresh count. */
+    if (b->depth > 0)
+      b->killed = 1;
+    else
+      b->used = 0;
     luaL_error(L, "step stopped: it ran past its budget of %I instructions",
                (lua_Integer) e->cfg.step_budget);
   }

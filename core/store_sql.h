@@ -138,7 +138,6 @@ static const hw_stmt_def_t hw_stmts[] = {
    " t.state, t.error FROM dedupe d LEFT JOIN tx t ON t.id = d.tx"
    " WHERE d.cycle = ?1 AND d.step = ?2 AND d.key = ?3"
    " AND d.expires_at > ?4"},
-  {"tx_runs", 0, 1, "SELECT runs FROM tx WHERE id = ?1"},
   {"expired", 0, 1, "SELECT id FROM tx WHERE state = 'waiting'"
    " AND expires_at IS NOT NULL AND expires_at <= ?1 LIMIT 1000"},
   {"counts", 0, 0, "SELECT cycle, state, count(*) AS n FROM tx"

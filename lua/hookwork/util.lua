@@ -12,11 +12,13 @@ function U.split_path(name)
   return parts
 end
 
+-- Raw reads: the engine reads tx.data outside steps (a park's match
+-- value), where no metamethod of cycle code may run.
 function U.get(t, path)
   if type(path) == "string" then path = U.split_path(path) end
   for i = 1, #path do
     if type(t) ~= "table" then return nil end
-    t = t[path[i]]
+    t = rawget(t, path[i])
   end
   return t
 end

@@ -365,12 +365,12 @@ def memory_is_charged_to_the_run_that_holds_it():
     """Garbage collected while other runs work does not count against them:
     many runs, each allocating a few MB that become garbage, all complete."""
     churn = one_step("churn", """
-      for i = 1, 40 do local s = string.rep("z", 1000000 + i) end
+      for i = 1, 24 do local s = string.rep("z", 1000000 + i) end
       tx.data.ok = true
 """)
     with Engine({"churn.lua": churn}, env={"HOOKWORK_RUN_MEMORY": "16000000"}) as e:
         e.start()
-        ids = [accepted(e.post(e.hook_url("churn", "in"), json={})) for _ in range(20)]
+        ids = [accepted(e.post(e.hook_url("churn", "in"), json={})) for _ in range(12)]
         for i in ids:
             eq(e.wait_tx(i, {"completed", "failed"}, timeout=30)["state"], "completed")
 
@@ -568,3 +568,28 @@ def link_checks_the_target_webhooks_methods():
         eq(lst, [], "no transaction started in the target")
         t = run_tx(e, "source2")
         eq(t["state"], "completed", "%r" % t.get("history"))
+
+
+# ------------------------------------------------------------ engine reads of tx.data
+
+@test
+def engine_reads_of_data_run_no_cycle_code():
+    """Outside a step the engine reads tx.data raw: a metamethod left in the
+    data (here a looping __index and __pairs) cannot run there, so the run
+    still ends (before: the park's lookup ran it, the kill flag outlived it
+    and the transaction stayed running)."""
+    src = cycle("meta", """
+    hw.webhook { name = "in" },
+    hw.step { name = "s", run = function(tx)
+      local spin = function() while true do end end
+      tx.data = setmetatable({ kept = 1 }, { __index = spin, __pairs = spin })
+    end },
+    hw.webhook { name = "later", match = "order" },
+""")
+    with Engine({"meta.lua": src, "simple.lua": SIMPLE}) as e:
+        e.start()
+        t = run_tx(e, "meta", states=("failed", "waiting", "completed"), timeout=20)
+        eq(t["state"], "failed")
+        contains(last_error(t), "tx.data.order is missing")
+        eq(t["data"], {"kept": 1})
+        eq(run_tx(e, "simple")["state"], "completed")
