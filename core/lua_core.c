@@ -534,6 +534,14 @@ static int l_core_where(lua_State *L) {
   return 1;
 }
 
+/* core.store_pending() -> writes not yet committed (recovery paces itself
+ * by it, so the backlog never queues ahead of new requests' commits) */
+static int l_core_store_pending(lua_State *L) {
+  hw_store_t *st = ENGINE(L)->store;
+  lua_pushinteger(L, st ? (lua_Integer) hw_store_pending(st) : 0);
+  return 1;
+}
+
 /* core.stopping() -> 0 serving, 1 draining, 2 at the shutdown deadline */
 static int l_core_stopping(lua_State *L) {
   lua_pushinteger(L, ENGINE(L)->stopping);
@@ -583,6 +591,7 @@ static const luaL_Reg core_fns[] = {
   {"spawn", l_core_spawn}, {"wait", l_core_wait}, {"wake", l_core_wake},
   {"commit", l_core_commit}, {"write_req", l_core_write_req},
   {"store_refusal", l_core_store_refusal}, {"stopping", l_core_stopping},
+  {"store_pending", l_core_store_pending},
   {"write", l_core_write},
   {"query", l_core_query}, {"http", l_core_http},
   {"answer", l_core_answer},

@@ -11,6 +11,7 @@ local A = require "hookwork.accept"
 local V = require "hookwork.verify"
 local D = require "hookwork.dedupe"
 local crypto = require "hookwork.crypto"
+local Rec = require "hookwork.recovery"
 local core = R.core
 local E = {}
 
@@ -206,25 +207,9 @@ function E.start()
   L.rebuild()
   local ids = L.rows("max_ids")[1]
   R.ids.tx, R.ids.job, R.ids.hist = ids.tx, ids.job, ids.hist
-  local n = 0
-  local function recover(j, run)
-    local req = U.decode(j.request or "{}", "lax") or {}
-    if type(req.body) == "string" and type(req.headers) == "table" then
-      local v, is_form, kind = F.parse_body(req) -- the stored body is decoded
-      if kind == "json" then req.json = v elseif is_form then req.form = v end
-    end
-    core.spawn(M.run_job, { id = j.id, tx = j.tx, run = run or j.run,
-                            cycle = j.cycle, entry = j.entry, ckpt_step = j.ckpt_step,
-                            data = U.decode(j.ckpt_data or j.data or "{}", "lax") or {},
-                            request = req })
-    n = n + 1
-  end
-  for _, j in ipairs(L.rows("tx_running")) do
-    j.tx, j.id = j.id, nil
-    recover(j, 1)
-  end
-  for _, j in ipairs(L.rows("jobs_all")) do recover(j) end
-  if n > 0 then core.log("engine", n .. " unfinished runs resume") end
+  -- the backlog streams in, a page at a time (recovery.lua)
+  Rec.start(ids.tx, ids.job)
+  Rec.feed()
 end
 
 local last_expiry = 0
@@ -244,6 +229,7 @@ function E.tick()
   C.tick(now)
   if R.cfg.mode ~= 2 then expire(now) D.tick(now) end
   A.rotate(now)
+  Rec.feed()
 end
 
 function E.shutdown() C.shutdown() end

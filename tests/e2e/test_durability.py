@@ -432,3 +432,86 @@ def tmpfs_full_503_then_recovers():
     finally:
         subprocess.run(["umount", mnt])
         os.rmdir(mnt)
+
+
+# ---------------------------------------------------------------- recovery at any size
+
+PARK_LUA = """local hw = require "hookwork"
+return hw.cycle {
+  name = "pk",
+  steps = {
+    hw.webhook { name = "in", fields = { id = "string" } },
+    hw.webhook { name = "st", match = "id" },
+    hw.step { name = "s", run = function(tx) tx.data.resumed = true end },
+  },
+}
+"""
+
+REQ = json.dumps({"method": "POST", "path": "/hooks/x", "headers": {}, "query": {},
+                  "body": "{}", "ip": "127.0.0.1"})
+
+
+def make_backlog(data_dir, n_first, n_jobs):
+    """n_first transactions still 'running' (a crash mid first run) and
+    n_jobs resumes of parked transactions not yet run, written straight into
+    the store."""
+    con = sqlite3.connect(os.path.join(data_dir, "hookwork.db"))
+    now = time.time()
+    with con:
+        con.executemany(
+            "INSERT INTO tx(id, cycle, state, step, data, created, updated, runs, request)"
+            " VALUES(?, 'ff', 'running', 'in', ?, ?, ?, 1, ?)",
+            ((k, '{"n":%d}' % k, now, now, REQ) for k in range(1, n_first + 1)))
+        con.executemany(
+            "INSERT INTO tx(id, cycle, state, step, wait_step, match_value, parked_at, data,"
+            " snapshot, created, updated, runs) VALUES(?, 'pk', 'waiting', 'st', 'st', ?, ?, ?, ?, ?, ?, 1)",
+            ((n_first + k, "m%d" % k, now, '{"id":"m%d"}' % k, '{"id":"m%d"}' % k, now, now)
+             for k in range(1, n_jobs + 1)))
+        con.executemany(
+            "INSERT INTO jobs(id, tx, run, entry, data, request) VALUES(?, ?, 2, 'st', ?, ?)",
+            ((k, n_first + k, '{"id":"m%d"}' % k, REQ) for k in range(1, n_jobs + 1)))
+    con.close()
+
+
+def vm_hwm_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+@test
+def recovery_of_a_large_backlog_streams():
+    sanitized = bool(os.environ.get("HOOKWORK_SANITIZED"))
+    n_first, n_jobs = (20000, 2000) if sanitized else (200000, 20000)
+    with Engine({"ff.lua": FF_LUA, "pk.lua": PARK_LUA}) as e:
+        e.start()
+        url = e.hook_url("ff", "in")
+        e.stop()
+        make_backlog(e.data_dir, n_first, n_jobs)
+        t0 = time.time()
+        e.start(wait=False)
+        e.wait_healthy(timeout=10)
+        ok(time.time() - t0 < 10, "serving within seconds")
+        # a new request is taken while the backlog runs
+        t1 = time.time()
+        r = e.post(url, json={"n": -1}, timeout=10)
+        eq(r.status, 202, "new request during recovery: %r" % r)
+        ok(time.time() - t1 < 2, "answered promptly during recovery", time.time() - t1)
+        eq(r.json["transaction"], str(n_first + n_jobs + 1), "ids go on after the stored ones")
+
+        def left():
+            return db_rows(e.data_dir, "SELECT (SELECT count(*) FROM tx WHERE state = 'running'),"
+                           " (SELECT count(*) FROM jobs)")[0]
+        wait_until(lambda: left() == (0, 0), timeout=600 if sanitized else 240, interval=0.5,
+                   msg="the backlog worked through")
+        done = db_rows(e.data_dir, "SELECT cycle, state, count(*) FROM tx GROUP BY cycle, state")
+        # a resumed run leaves its transaction waiting for the next match
+        eq(sorted(done), [("ff", "completed", n_first + 1), ("pk", "waiting", n_jobs)])
+        eq(db_rows(e.data_dir, "SELECT count(*) FROM tx WHERE cycle = 'pk' AND"
+                   " json_extract(data, '$.resumed') = 1")[0][0], n_jobs, "every resume ran")
+        if not sanitized:
+            hwm = vm_hwm_kb(e.proc.pid)
+            ok(hwm < 400 * 1024, "bounded memory (peak RSS %d MiB)" % (hwm // 1024))
+        contains(e.log(), "recovered %d unfinished runs" % (n_first + n_jobs))
