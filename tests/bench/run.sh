@@ -8,12 +8,16 @@
 #                  the shared peer rig (/work/shared/bench/peers/run_peers.sh);
 #   out   issue 3: webhook -> one outbound POST to a local nginx, ~1,000 in flight;
 #   park  issue 5: N parked transactions (distinct match values), then random
-#                  resumes with N parked and with 1,000 parked.
+#                  resumes with N parked and with 1,000 parked;
+#   door  issue 11: fire-and-forget with verify = github on a 1 KiB body,
+#                  beside the same webhook without verify, in one engine.
 # It prints a summary table and rewrites the generated section of
-# docs/BENCHMARKS.md (between the BENCH:BEGIN / BENCH:END markers).
+# docs/BENCHMARKS.md (between the BENCH:BEGIN / BENCH:END markers; the door's
+# figures between BENCH:DOOR:BEGIN / BENCH:DOOR:END, so BENCH_ONLY=door
+# leaves the others as they are).
 #
 # Knobs (environment):
-#   BENCH_ONLY="ff sync out park"   which parts to run
+#   BENCH_ONLY="ff sync out park door"   which parts to run
 #   BENCH_DURATION=10   seconds per measured wrk run    BENCH_WARMUP=2 (seconds)
 #   BENCH_CONNS=50      wrk connections (ff, sync, park) BENCH_OUT_CONNS=1000 (out)
 #   BENCH_PARKED=1000000  transactions to park           BENCH_PARKED_SMALL=1000
@@ -26,7 +30,7 @@ set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/tests/bench
-ONLY=${BENCH_ONLY:-"ff sync out park"}
+ONLY=${BENCH_ONLY:-"ff sync out park door"}
 DUR=${BENCH_DURATION:-10}
 WARM=${BENCH_WARMUP:-2}
 CONNS=${BENCH_CONNS:-50}
@@ -426,11 +430,60 @@ bench_park() {
   stop_engine
 }
 
+# ================================================================ 5. door
+bench_door() {
+  local plain signed body sig line r k url hdr warmed=""
+  log "== the door (issue 11): wrk -t1 -c$CONNS -d${DUR}s, 1 KiB JSON, verify = github vs none"
+  mkdir -p "$TMP/door"
+  body=$TMP/door/body.json
+  python3 - "$body" <<'PY'
+import json, sys
+b = {"order_id": "A1", "amount": 12.5, "pad": ""}
+b["pad"] = "x" * (1024 - len(json.dumps(b, separators=(",", ":"))))
+open(sys.argv[1], "w").write(json.dumps(b, separators=(",", ":")))
+PY
+  sig=$(python3 -c 'import hmac, hashlib, sys
+print("sha256=" + hmac.new(b"bench-door-secret", open(sys.argv[1], "rb").read(), hashlib.sha256).hexdigest())' "$body")
+  put door.body "$(wc -c < "$body")"
+  start_engine door bench_door.lua BENCH_GITHUB_SECRET=bench-door-secret || return
+  cp "$HERE/cycles/bench_door_github.lua" "$TMP/door/cycles/"
+  for ((r = 0; r < 50; r++)); do
+    signed=$(hook_url bench_door_github signed); [ -n "$signed" ] && break; sleep 0.1
+  done
+  plain=$(hook_url bench_door plain)
+  [ -n "$plain" ] && [ -n "$signed" ] || { log "no webhook URLs for the door bench"; stop_engine; return; }
+  # the signed webhook must refuse a wrong signature and take the right one
+  r=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Hub-Signature-256: sha256=00' --data-binary @"$body" "$signed")
+  [ "$r" = 401 ] || log "warning: a wrong signature got $r, not 401"
+  r=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Hub-Signature-256: $sig" --data-binary @"$body" "$signed")
+  [ "$r" = 202 ] || { log "the signed request got $r, not 202"; stop_engine; return; }
+  for k in plain signed plain signed; do   # a warm-up each, then the measured pair
+    url=$plain; hdr=""
+    [ $k = signed ] && url=$signed && hdr="X-Hub-Signature-256: $sig"
+    wait_drained 120 >/dev/null
+    case " $warmed " in
+      *" $k "*) ;;
+      *) WRK_BODY_FILE=$body WRK_HEADER=$hdr run_wrk "$TMP/door-$k-warm.txt" -t1 -c"$CONNS" \
+           -d"${WARM}s" --timeout $WRK_TIMEOUT -s "$HERE/wrk_door.lua" "$url" >/dev/null
+         warmed="$warmed $k"; continue ;;
+    esac
+    line=$(WRK_BODY_FILE=$body WRK_HEADER=$hdr run_wrk "$TMP/door-$k.txt" -t1 -c"$CONNS" -d"${DUR}s" \
+      --timeout $WRK_TIMEOUT -s "$HERE/wrk_door.lua" "$url")
+    log "door $k: $line"
+    put door.$k.rps "$(field "$line" rps)"; put door.$k.p50 "$(field "$line" p50_ms)"
+    put door.$k.p99 "$(field "$line" p99_ms)"; put door.$k.non2xx "$(field "$line" non2xx)"
+  done
+  put door.rss "$(mb "$(proc_kb "$ENG_PID" VmHWM)")"
+  put door.rejected "$(metric 'hookwork_rejected_requests_total{cycle="bench_door_github"' | cut -d. -f1)"
+  stop_engine
+}
+
 # ================================================================ run
 want ff && bench_ff
 want sync && bench_sync
 want out && bench_out
 want park && bench_park
+want door && bench_door
 
 # ================================================================ report
 num() { [[ "$1" =~ ^[0-9.]+$ ]]; }
@@ -452,6 +505,24 @@ ff_half=$(calc "%.0f" "$(get ff.nginx.rps)/2" || echo n/a); num "$(get ff.nginx.
 sync_ratio=$(ratio "$(get sync.hookwork.rps)" "$(get sync.nodered.rps)")
 res_ratio=$(ratio "$(get resume.big.p99)" "$(get resume.small.p99)")
 res_rps_ratio=$(ratio "$(get resume.small.rps)" "$(get resume.big.rps)")
+
+DOOR_SECTION=$TMP/door.md
+door_cost=n/a
+num "$(get door.plain.rps)" && num "$(get door.signed.rps)" &&
+  door_cost=$(awk -v a="$(get door.plain.rps)" -v b="$(get door.signed.rps)" 'BEGIN{printf "%.1f", 100*(a-b)/a}')
+{
+echo "## The door (issue 11): the cost of verify, $NOW"
+echo
+echo "- $(nproc) CPUs, $CPU; commit $COMMIT; one engine, two cycles: the same fire-and-forget webhook (one trivial step) with \`verify = hw.verify.github{...}\` and without"
+echo "- wrk \`-t1 -c$CONNS -d${DUR}s\` each after a ${WARM}s warm-up each, the backlog drained before each run; POST of a $(get door.body)-byte JSON body; CPU over the whole bench run: $STEAL"
+echo
+echo "| webhook | req/s | p50 ms | p99 ms | non-2xx |"
+echo "|---|---:|---:|---:|---:|"
+echo "| without verify | $(get door.plain.rps) | $(get door.plain.p50) | $(get door.plain.p99) | $(get door.plain.non2xx) |"
+echo "| \`verify = github\` (HMAC-SHA256 of the body, constant-time compare) | $(get door.signed.rps) | $(get door.signed.p50) | $(get door.signed.p99) | $(get door.signed.non2xx) |"
+echo
+echo "Verification costs $door_cost % of throughput (aim: under 15 %; met: $(cmp "$door_cost" '<' 15)). Peak RSS $(get door.rss) MB. A request with a wrong signature was refused before the runs (rejections counted: $(get door.rejected))."
+} > "$DOOR_SECTION"
 
 SECTION=$TMP/section.md
 {
@@ -496,8 +567,31 @@ if [ "$(get park.n)" != n/a ] && [ "$(get park.n)" -lt 1000000 ] 2>/dev/null; th
 fi
 } > "$SECTION"
 
-echo
-cat "$SECTION"
+# write_section FILE BEGIN-MARK END-MARK: FILE's text between the marks of DOC
+write_section() {
+  python3 - "$DOC" "$1" "$2" "$3" <<'PY'
+import os, sys
+doc, sec, B, E = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3], sys.argv[4]
+text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n\nRun with `make bench`.\n"
+if B not in text or E not in text:
+    text = text.rstrip("\n") + "\n\n" + B + "\n" + E + "\n"
+head, rest = text.split(B, 1)
+tail = rest.split(E, 1)[1]
+open(doc, "w").write(head + B + "\n" + sec + E + tail)
+PY
+}
+
+if want door; then
+  echo; cat "$DOOR_SECTION"
+  [ -n "$DOC" ] && write_section "$DOOR_SECTION" "<!-- BENCH:DOOR:BEGIN (generated by tests/bench/run.sh) -->" \
+    "<!-- BENCH:DOOR:END -->" && log "wrote the door's figures to $DOC"
+fi
+if [ "$ONLY" = door ]; then
+  DOC=""   # only the door ran: the main section keeps the figures of its own run
+else
+  echo
+  cat "$SECTION"
+fi
 
 if [ -n "$DOC" ]; then
   mkdir -p "$(dirname "$DOC")"
