@@ -74,7 +74,7 @@
 ---@field methods? hw.Method[] default {"POST"}
 ---@field expires? number seconds a parked transaction waits
 ---@field verify? hw.Verifier|hw.Verifier[] signature or auth check before anything is stored
----@field dedupe? boolean|{header?: string, field?: string, window?: number}|fun(req: hw.Request): string?
+---@field dedupe? boolean|{header?: string, field?: string, key?: fun(req: hw.Request): string?, window?: number}|fun(req: hw.Request): string?
 ---@field cors? {origins: string[]|"*", headers?: string[], max_age?: number}
 ---@field early? number seconds an unmatched request is kept for a later park
 ---@field pick? '"most_recent"'|'"oldest"'|'"all"'|'"only"'
@@ -179,11 +179,11 @@ function json.decode(s) end
 ---@return T
 function json.array(t) end
 
----@alias hw.Encoding '"hex"'|'"base64"'
+---@alias hw.Encoding '"hex"'|'"base64"'|'"base64url"'
 
 ---@class hw.Crypto
 local crypto = {}
----@param algorithm '"sha1"'|'"sha256"'|'"sha512"'
+---@param algorithm '"md5"'|'"sha1"'|'"sha256"'|'"sha384"'|'"sha512"'
 ---@param key string
 ---@param message string
 ---@param encoding? hw.Encoding raw bytes when omitted
@@ -211,8 +211,9 @@ function crypto.md5(msg, encoding) end
 ---@return boolean
 function crypto.equal(a, b) end
 ---@param n integer
+---@param encoding? hw.Encoding
 ---@return string n random bytes
-function crypto.random(n) end
+function crypto.random(n, encoding) end
 
 ---@class hw.Codec
 local codec = {}
@@ -252,7 +253,7 @@ function verify.bearer(o) end
 ---@param o {name: string, value: string|string[]}
 ---@return hw.Verifier
 function verify.header(o) end
----@param o {secret?: string|string[], public_key?: string, algorithms?: string[], header?: string, audience?: string, issuer?: string}
+---@param o {secret?: string|string[], public_key?: string|string[], algorithms?: string[], header?: string, audience?: string, issuer?: string, leeway?: number}
 ---@return hw.Verifier
 function verify.jwt(o) end
 
