@@ -75,10 +75,11 @@ function E.submit(hook, r, caller)
     end
   end
   if st.verify then
-    local msg, reason, challenge = V.check(st.verify, r, R.now())
+    local msg, reason, challenge, detail = V.check(st.verify, r, R.now())
     if msg then
       R.count(R.metrics.rejected, cy.name .. "\0" .. st.name .. "\0" .. reason)
-      core.log("webhook", string.format("%s/%s: 401 for %s: %s", cy.name, st.name, r.ip, msg))
+      core.log("webhook", string.format("%s/%s: 401 for %s: %s%s", cy.name, st.name, r.ip, msg,
+                                        detail and " (" .. detail .. ")" or ""))
       return 401, msg, challenge and { "WWW-Authenticate: " .. challenge } or nil
     end
   end

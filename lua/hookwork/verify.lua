@@ -436,7 +436,8 @@ end
 
 -- Checks a request against the schemes: nil when one passes, or
 -- "signature: REASON" / "auth: REASON" (the first scheme's), the metric
--- reason, the WWW-Authenticate challenge.
+-- reason, the WWW-Authenticate challenge, and for the log only the error
+-- of a failed payload function.
 function V.check(list, req, now)
   local first
   for _, s in ipairs(list) do
@@ -445,13 +446,13 @@ function V.check(list, req, now)
     if not first then
       if not ok then
         -- a payload function (hmac) failed: the request cannot be verified
-        first = { "signature: payload function failed", s.kind .. "_error", s.challenge }
+        first = { "signature: payload function failed", s.kind .. "_error", s.challenge, tostring(good) }
       else
         first = { s.kind .. ": " .. msg, s.kind .. "_" .. code, s.challenge }
       end
     end
   end
-  return first[1], first[2], first[3]
+  return first[1], first[2], first[3], first[4]
 end
 
 -- hw.secret("NAME"): the environment variable, read at load time; an

@@ -831,3 +831,75 @@ def empty_arrays_stay_arrays_end_to_end():
         js, raw, t = through(e, rec, url, b"[]", h, 2)
         eq(js["data"], {"body": []})
         eq(t["data"]["body"], [])
+
+
+FAULT_SO = os.path.join(os.path.dirname(KEYS), "fault", "faultfs.so")
+
+
+def set_fault(ctl, mode):
+    with open(ctl + ".tmp", "w") as f:
+        f.write(mode)
+    os.rename(ctl + ".tmp", ctl)
+
+
+@test
+def dedupe_key_of_a_refused_request_is_not_kept():
+    """A request the store could not commit (503) leaves no dedupe key: the
+    sender's retry after recovery runs, and only then is a duplicate one."""
+    import tempfile
+    ok(os.path.exists(FAULT_SO), "%s is missing: run make" % FAULT_SO)
+    with Recorder() as rec, tempfile.TemporaryDirectory(prefix="hookwork-fault-") as t:
+        ctl = os.path.join(t, "ctl")
+        set_fault(ctl, "ok")
+        e = Engine({"dd.lua": dedupe_cycle("dd", rec, '{ header = "X-Id" }')})
+        e.env_extra.update({"LD_PRELOAD": FAULT_SO, "HW_FAULT_CTL": ctl, "HW_FAULT_PATH": e.data_dir,
+                            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"})
+        with e:
+            e.start()
+            url = e.hook_url("dd", "in")
+            accepted(e.post(url, json={"n": 0}, headers={"X-Id": "warm"}))
+            set_fault(ctl, "eio")
+            time.sleep(0.1)
+            out = []
+            ths = [threading.Thread(target=lambda: out.append(e.post(url, json={"n": 1}, headers={"X-Id": "k1"})))
+                   for _ in range(2)]
+            for th in ths:
+                th.start()
+            for th in ths:
+                th.join(20)
+            eq(sorted(r.status for r in out), [503, 503], "both copies refused while nothing commits")
+            set_fault(ctl, "ok")
+            wait_until(lambda: e.post(url, json={"n": 2}, headers={"X-Id": "probe-%f" % time.time()}).status == 202,
+                       timeout=15, msg="the store works again")
+            r = e.post(url, json={"n": 1}, headers={"X-Id": "k1"})
+            first = accepted(r)
+            ok("duplicate" not in r.json, "the retry after recovery is not a duplicate", r.json)
+            eq(e.post(url, json={"n": 1}, headers={"X-Id": "k1"}).json,
+               {"accepted": True, "transaction": first, "duplicate": True})
+            e.wait_tx(first, "completed")
+            eq(len([x for x in rec.find("PATCH", "/remote/dd") if x.json == {"n": 1}]), 1)
+
+
+@test
+def hmac_payload_function_signs_what_the_sender_signs():
+    src = cycle("p", """
+    hw.webhook { name = "in", verify = hw.verify.hmac { secret = "pk", header = "X-Signature",
+      algorithm = "sha1", encoding = "base64",
+      payload = function(req)
+        if req.headers["x-boom"] then error("payload kaboom") end
+        return req.method .. " " .. req.path .. "?" .. req.query .. "\\n" .. req.body
+      end } },
+""")
+    with Engine({"p.lua": src}) as e:
+        e.start()
+        url = e.hook_url("p", "in")
+        path = e.hook_path("p", "in")
+        body = '{"a":1}'
+        signed = "POST %s?x=1\n%s" % (path, body)
+        h = {"X-Signature": mac(hashlib.sha1, "pk", signed, "base64")}
+        accepted(post(e, url + "?x=1", body, h))
+        eq(post(e, url + "?x=2", body, h).json, {"error": "signature: no matching signature"})
+        r = post(e, url + "?x=1", body, dict(h, **{"X-Boom": "1"}))
+        eq((r.status, r.json), (401, {"error": "signature: payload function failed"}))
+        contains(e.log(), "payload kaboom")
+        eq(count(e, "p"), 1)
