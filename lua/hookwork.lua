@@ -57,7 +57,8 @@ local function compile_cors(s)
   if type(c) ~= "table" then fail(s.where, "hw.webhook: 'cors' must be a table {origins = ...}") end
   for k in pairs(c) do
     if k ~= "origins" and k ~= "headers" and k ~= "max_age" then
-      fail(s.where, string.format("hw.webhook: cors: unknown option '%s'", tostring(k)))
+      fail(s.where, string.format("hw.webhook: cors: unknown option '%s'%s", tostring(k),
+                                  U.did_you_mean(k, { "origins", "headers", "max_age" })))
     end
   end
   local out = { origins = {}, max_age = c.max_age or 600 }
@@ -300,14 +301,16 @@ end
 hw.http = require("hookwork.http")(hw)
 
 -- The door: verification schemes and secrets from the environment.
-hw.verify = {}
+hw.verify = setmetatable({}, { __index = function(_, k)
+  error(string.format("hw.verify.%s: no such scheme%s", tostring(k), U.did_you_mean(k, V.schemes)), 2)
+end })
 for name, make in pairs(V.schemes) do
-  hw.verify[name] = function(o)
+  rawset(hw.verify, name, function(o)
     local where = core.where(2)
     local ok, scheme = pcall(make, o)
     if not ok then fail(where, tostring(scheme)) end
     return scheme
-  end
+  end)
 end
 hw.secret = V.secret(os.getenv)
 

@@ -25,6 +25,14 @@ local function counts()
   return by
 end
 
+-- The door of a webhook as the admin API shows it: scheme names only,
+-- never a secret.
+local function door_verify(list)
+  local names = {}
+  for i, v in ipairs(list) do names[i] = v.scheme end
+  return array(names)
+end
+
 local function cycle_view(cy, by)
   local hooks = {}
   if cy.def then
@@ -40,7 +48,10 @@ local function cycle_view(cy, by)
                                 table.sort(l)
                                 return l
                               end)()),
-                              synchronous = s.sync }
+                              synchronous = s.sync,
+                              verify = s.verify and door_verify(s.verify) or nil,
+                              dedupe = s.dedupe and true or nil,
+                              cors = s.cors and true or nil }
       end
     end
   end

@@ -37,7 +37,8 @@ function D.compile(v, verify, where)
   end
   for k in pairs(v) do
     if k ~= "header" and k ~= "field" and k ~= "key" and k ~= "window" then
-      fail(where, string.format("hw.webhook: dedupe: unknown option '%s'", tostring(k)))
+      fail(where, string.format("hw.webhook: dedupe: unknown option '%s'%s", tostring(k),
+                                U.did_you_mean(k, { "header", "field", "key", "window" })))
     end
   end
   local n = (v.header and 1 or 0) + (v.field and 1 or 0) + (v.key and 1 or 0)

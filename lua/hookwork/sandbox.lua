@@ -33,6 +33,12 @@ function S.view(t, name, seen)
     if type(v) == "table" then v = S.view(v, name .. "." .. tostring(k), seen) end
     inner[k] = v
   end
+  -- a function __index on the original (hw.verify's "no such scheme")
+  -- still answers misses; a table __index would expose engine tables
+  local mt = getmetatable(t)
+  if type(mt) == "table" and type(mt.__index) == "function" then
+    setmetatable(inner, { __index = mt.__index })
+  end
   VIEWS[proxy] = true
   return setmetatable(proxy, {
     __index = inner,

@@ -35,7 +35,7 @@ local function check_opts(scheme, o, allowed)
   if type(o) ~= "table" then fail("hw.verify." .. scheme .. " expects a table of options") end
   for k in pairs(o) do
     if not allowed[k] then
-      fail(string.format("hw.verify.%s: unknown option '%s'", scheme, tostring(k)))
+      fail(string.format("hw.verify.%s: unknown option '%s'%s", scheme, tostring(k), U.did_you_mean(k, allowed)))
     end
   end
 end
@@ -422,6 +422,9 @@ V.schemes = S
 -- is served by both).  Returns the list, or nil.
 function V.compile(v)
   if v == nil then return nil end
+  if type(v) == "function" then
+    fail("hw.webhook: 'verify' must be a scheme: call it, as in hw.verify.github { secret = ... }")
+  end
   local list = V.is_scheme(v) and { v } or v
   if type(list) ~= "table" or #list == 0 then
     fail("hw.webhook: 'verify' must be a hw.verify scheme or a list of them")

@@ -386,6 +386,8 @@ def verify_runs_before_a_synchronous_cycle_stores_anything():
             eq((r.status, r.json), (200, {"done": True}))
             eq(count(e, "sy"), 1)
             eq(len(rec.find("POST", "/side-effect")), 1)
+            w = e.cycle("sy")["webhooks"][0]
+            eq((w["verify"], w.get("dedupe"), w.get("cors")), (["bearer"], None, None))
             # the secret is nowhere in the admin API, the metrics or the log
             for path in ("/api/cycles", "/api/transactions", "/metrics", "/api/connectors"):
                 ok(SECRET_TEXT not in e.admin("GET", path).text, "secret in " + path)
@@ -903,3 +905,33 @@ def hmac_payload_function_signs_what_the_sender_signs():
         eq((r.status, r.json), (401, {"error": "signature: payload function failed"}))
         contains(e.log(), "payload kaboom")
         eq(count(e, "p"), 1)
+
+
+@test
+def door_options_misuse_named_at_load():
+    from lib import run_cli
+    import tempfile
+    cases = [
+        ('verify = hw.verify.gihub { secret = "x" }', "hw.verify.gihub: no such scheme (did you mean 'github'?)"),
+        ("verify = hw.verify.github", "'verify' must be a scheme: call it, as in hw.verify.github { secret = ... }"),
+        ('verify = hw.verify.github { secrets = "x" }', "hw.verify.github: unknown option 'secrets' (did you mean 'secret'?)"),
+        ('verify = hw.verify.github { secret = "" }', "hw.verify.github: 'secret' entry 1 must be a non-empty string"),
+        ('verify = hw.verify.stripe { secret = "s", tolerance = -1 }', "'tolerance' must be a positive number of seconds"),
+        ('verify = hw.verify.jwt { algorithms = { "RS256" }, public_key = "nope" }', "public_key 1 is not a PEM public key for RS256"),
+        ('verify = hw.verify.jwt { algorithms = { "none" }, secret = "s" }', "unknown algorithm 'none'"),
+        ('verify = hw.verify.hmac { secret = "s", header = "X", algorithm = "md4" }', "'algorithm' must be sha1, sha256 or sha512"),
+        ('dedupe = { header = "x", windw = 3 }', "dedupe: unknown option 'windw' (did you mean 'window'?)"),
+        ('dedupe = { header = "x", field = "y" }', "dedupe: give exactly one of 'header', 'field' or 'key'"),
+        ('dedupe = { header = "x", window = 0 }', "dedupe: 'window' must be a positive number of seconds"),
+        ('cors = { origins = { "https://a.example/path" } }', "origin 1 must be like https://app.example.com"),
+        ('cors = { origin = "*" }', "cors: unknown option 'origin' (did you mean 'origins'?)"),
+    ]
+    with tempfile.TemporaryDirectory(prefix="hookwork-door-check-") as d:
+        for i, (opt, msg) in enumerate(cases):
+            p = os.path.join(d, "c%d.lua" % i)
+            with open(p, "w") as f:
+                f.write(cycle("c%d" % i, '    hw.webhook { name = "in", %s },\n' % opt))
+            r = run_cli(["check", p])
+            eq(r.returncode, 1, "%s: exit status (stderr %r)" % (opt, r.stderr))
+            contains(r.stderr, msg, opt)
+            contains(r.stderr, p + ":", "the file is named")
