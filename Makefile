@@ -3,7 +3,7 @@
 # into the repo); see third_party/README.md.
 
 CC      ?= cc
-PKGS    := liblua5.4-dev libuv1-dev libcurl4-openssl-dev \
+PKGS    := clang liblua5.4-dev libuv1-dev libcurl4-openssl-dev \
            libsqlite3-dev node-llhttp python3 curl \
            lua-check lintian binutils \
            chromium chromium-driver python3-selenium \
@@ -30,7 +30,8 @@ LIBOBJS += $(BUILD)/console_assets.o
 LLOBJS  := $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
 STAMP   := third_party/.deps-installed
 
-.PHONY: all deps run test asan debug unit e2e bench clean install deb
+.PHONY: all deps run test asan debug unit e2e bench clean install deb fuzz \
+        fuzz-build fuzz-replay fuzz-bins
 all: hookwork tests/fault/faultfs.so
 
 # The durability tests' fault injector (LD_PRELOAD; never linked into hookwork).
@@ -95,6 +96,33 @@ unit: $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT))
 	@bash tests/run_unit.sh $(BUILD)/unit
 
 # make run ARGS="--listen 127.0.0.1:9090 --admin 127.0.0.1:9091"
+# libFuzzer harnesses: every tests/fuzz/fuzz_NAME.c, linked with the engine
+# objects built by clang under ASan/UBSan in build/fuzz; its seed corpus is
+# tests/fuzz/corpus/NAME/.  `make fuzz` runs each for FUZZ_SECONDS (new
+# inputs go to build/fuzz/work/NAME); `make fuzz-replay` (part of make test)
+# runs every corpus file once.
+FUZZ       := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+FUZZ_OPT   := -O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=all \
+              -fsanitize=fuzzer-no-link,address,undefined
+fuzz-build: $(STAMP)
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT="$(FUZZ_OPT)" \
+	  fuzz-bins
+
+fuzz-bins: $(patsubst tests/fuzz/%.c,$(BUILD)/fuzzbin/%,$(FUZZ))
+
+$(BUILD)/fuzzbin/%: tests/fuzz/%.c $(LIBOBJS) $(LLOBJS)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ $<"
+	@$(CC) $(CFLAGS_BASE) $(OPT) -fsanitize=fuzzer,address,undefined -o $@ $< \
+	  $(LIBOBJS) $(LLOBJS) $(LIBS)
+
+fuzz: fuzz-build
+	@bash tests/fuzz/run.sh fuzz $(FUZZ_SECONDS)
+
+fuzz-replay: fuzz-build
+	@bash tests/fuzz/run.sh replay
+
 run: hookwork
 	./hookwork run $(ARGS)
 
