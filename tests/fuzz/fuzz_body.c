@@ -1,7 +1,7 @@
 /* fuzz_body: body decoding and field extraction, the way a webhook reads a
  * request (lua/hookwork/fields.lua through the engine's own Lua state:
- * JSON or form bodies, then a `fields` spec with every type, dotted and
- * optional names).
+ * JSON, form and multipart bodies, then a `fields` spec with every type,
+ * dotted and optional names, and no spec).
  *
  * Input: the first byte picks the Content-Type, the rest is the body.  A
  * Lua error (rather than a nil, message answer) would be a 500 for the
@@ -19,21 +19,28 @@ static hw_engine_t E;
 static uv_loop_t loop;
 static int ready;
 
+/* The webhook path of engine.lua: parse_body, then to_data with and without
+ * a spec; each answers a value or (nil, message[, status]). */
 static const char setup[] =
   "local F = require 'hookwork.fields'\n"
   "local spec = assert(F.compile({ id = 'string', n = 'number?',\n"
   "  i = 'integer?', b = 'boolean?', o = 'object?', a = 'array?',\n"
   "  ['c.email'] = 'string?', x = 'any?' }))\n"
+  "local function check(data, err, status)\n"
+  "  if data == nil then\n"
+  "    assert(type(err) == 'string', 'no message')\n"
+  "    assert(status == nil or (status >= 400 and status < 500))\n"
+  "  else assert(type(data) == 'table') end\n"
+  "  return data\n"
+  "end\n"
   "return function(ct, body)\n"
-  "  local req = { method = 'POST', headers = { ['content-type'] = ct },\n"
-  "                body = body }\n"
-  "  local obj, is_form = F.parse_body(req)\n"
-  "  if not obj then assert(type(is_form) == 'string'); return end\n"
-  "  assert(type(obj) == 'table')\n"
-  "  local data, err = F.extract(spec, obj, is_form)\n"
-  "  if not data then assert(type(err) == 'string'); return end\n"
-  "  assert(type(data.id) == 'string')\n"
-  "  F.extract(nil, obj, is_form)\n"
+  "  local headers = { ['content-type'] = ct }\n"
+  "  local obj, is_form, kind = F.parse_body({ headers = headers, body = body })\n"
+  "  if obj == nil then assert(type(is_form) == 'string'); return end\n"
+  "  local mt = F.media_type(headers)\n"
+  "  local data = check(F.to_data(spec, obj, is_form, kind, mt))\n"
+  "  if data then assert(type(data.id) == 'string') end\n"
+  "  check(F.to_data(nil, obj, is_form, kind, mt))\n"
   "end\n";
 
 static void init(void) {
@@ -62,7 +69,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const char *const types[] = {
     "application/json", "application/x-www-form-urlencoded",
     "text/plain", "", "application/json; charset=utf-8",
-    "APPLICATION/X-WWW-FORM-URLENCODED; charset=latin1"};
+    "APPLICATION/X-WWW-FORM-URLENCODED; charset=latin1",
+    "multipart/form-data; boundary=XyZ", "application/vnd.api+json"};
   lua_State *L;
 
   if (!ready)

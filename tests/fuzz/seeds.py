@@ -116,7 +116,7 @@ xff = {
 for name, data in xff.items():
     write("xff", name, data)
 
-J, FORM, TEXT, NONE = "\x00", "\x01", "\x02", "\x03"
+J, FORM, TEXT, NONE, MULTI, VND = "\x00", "\x01", "\x02", "\x03", "\x06", "\x07"
 body = {
     "json_ok": J + '{"id":"A1","n":1.5,"i":3,"b":true,"o":{},"a":[],"c":{"email":"x@y"},"x":null}',
     "json_int_float": J + '{"id":"A","i":3.0,"n":1e308}',
@@ -147,6 +147,11 @@ body = {
     "text_plain": TEXT + "hello",
     "none_blank": NONE + "   \n",
     "none_json": NONE + '{"id":"A"}',
+    "multipart_ok": MULTI + '--XyZ\r\nContent-Disposition: form-data; name="id"\r\n\r\nA1\r\n'
+                    '--XyZ\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\n'
+                    'Content-Type: text/plain\r\n\r\nhello\r\n--XyZ--\r\n',
+    "multipart_broken": MULTI + '--XyZ\r\nContent-Disposition: form-data; name="id"\r\n\r\nA1',
+    "vnd_json": VND + '{"id":"A"}',
 }
 for name, data in body.items():
     write("body", name, data)
