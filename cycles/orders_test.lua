@@ -33,7 +33,7 @@ t.case("a failing lookup answers 500", function()
   t.mock("GET", "/api/customers/A3", { status = 404 })
   local res = t.post("orders", "new order", { order_id = "A3", amount = 500 })
   t.eq(res.status, 500)
-  t.eq(res.json.error, "customer lookup: status 404")
+  t.eq(res.json.error, "step 'enrich' failed: customer lookup: status 404")
 end)
 
 t.case("status updates come only from allowed addresses", function()

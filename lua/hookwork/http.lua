@@ -20,6 +20,8 @@ end
 local function build_headers(conn, use_conn, own, auth)
   local order, byname = {}, {}
   local function put(k, v)
+    local bad = U.header_problem(k, v)
+    if bad then error("hw.http: " .. bad, 0) end
     local lk = tostring(k):lower()
     if not byname[lk] then order[#order + 1] = lk end
     byname[lk] = tostring(k) .. ": " .. tostring(v)
@@ -78,7 +80,7 @@ local function request(o)
   local byname, order = build_headers(conn, same_origin, o.headers, o.auth)
   local body = o.body
   if o.json ~= nil then
-    body = U.encode(o.json)
+    body = U.encode(o.json, "json")
     if not byname["content-type"] then
       order[#order + 1] = "content-type"
       byname["content-type"] = "Content-Type: application/json"

@@ -22,6 +22,20 @@ local function errmsg(e)
   return "(error object is a " .. type(e) .. " value)"
 end
 
+-- What an outside caller may see of an error: its own text, without the
+-- FILE:LINE: positions Lua puts in front, and never a traceback.  The full
+-- message stays in the history and the log.
+local function public(msg)
+  msg = tostring(msg)
+  for _ = 1, 8 do
+    local rest = msg:match("^[^:\n]*%.lua:%d+: (.*)$") or msg:match('^%[string ".-"%]:%d+: (.*)$')
+    if not rest then break end
+    msg = rest
+  end
+  return msg:match("^(.-)\n%s*stack traceback:") or msg
+end
+M.public_error = public
+
 local null = U.null
 
 -- Times in history are integer milliseconds: cheaper to encode than
@@ -49,7 +63,7 @@ end
 function Run:checkpoint()
   -- I/O from a decision, map or respond function: best effort, the data
   -- as it is now.
-  self.step_json = self.step_json or U.encode(self.tx.data)
+  self.step_json = self.step_json or U.encode(self.tx.data, "tx.data")
   if self.job.id then
     core.write("job_ckpt", self.job.id, self.cur.name, self.step_json)
   else
@@ -98,6 +112,9 @@ end
 
 local function value(v, tx) if type(v) == "function" then return v(tx) end return v end
 
+-- Headers that frame the answer on the connection: the server's alone.
+local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
+
 function KIND.respond(run, s)
   local tx = run.tx
   local status = value(s.status, tx) or 200
@@ -108,7 +125,7 @@ function KIND.respond(run, s)
     if tostring(k):lower() == "content-type" then ctype = tostring(v) end
   end
   if type(body) == "table" then
-    body, ctype = U.encode(body), ctype or "application/json"
+    body, ctype = U.encode(body, "body"), ctype or "application/json"
   elseif body == nil then
     body = ""
   else
@@ -116,7 +133,13 @@ function KIND.respond(run, s)
   end
   local list = {}
   for k, v in pairs(headers) do
-    if tostring(k):lower() ~= "content-type" then list[#list + 1] = tostring(k) .. ": " .. tostring(v) end
+    local lk = tostring(k):lower()
+    if FRAMING[lk] then
+      error(string.format("respond: header '%s' is set by the engine, not by a respond step", tostring(k)), 0)
+    end
+    local bad = U.header_problem(k, v)
+    if bad then error("respond: " .. bad, 0) end
+    if lk ~= "content-type" then list[#list + 1] = tostring(k) .. ": " .. tostring(v) end
   end
   if run.caller and C.pending(run.caller) then
     C.answer(run.caller, math.tointeger(status) or 200, ctype, list, body)
@@ -185,7 +208,7 @@ local function park(run, s, t0)
   end
   local mv, now = U.scalar_string(v), R.now()
   local exp = s.expires and now + s.expires or nil
-  local snap = U.encode(tx.data)
+  local snap = run.data_json -- tx.data as the last step left it
   core.write("tx_park", run.job.tx, s.name, mv, now, exp, snap, run.job.run)
   A.note_park(run.cycle, s.name, mv, run.job.tx, snap, exp, run.job.run)
   run:hist(s.name, "parked", t0)
@@ -205,7 +228,7 @@ local function exec(run)
     -- resumes.  After a step that did I/O, that point is also written
     -- down, so a crash later does not repeat the finished call.
     if s.kind == "step" or s.kind == "request" or s.kind == "link" or run.dirty then
-      run.step_json = U.encode(run.tx.data)
+      run.step_json = run.data_json -- tx.data has not changed since
     else
       run.step_json = nil
     end
@@ -223,6 +246,16 @@ local function exec(run)
       run:hist(s.name, "failed", t0, msg)
       return "failed", s.name, msg
     end
+    -- Data this step left that JSON cannot hold (nan, inf, a function, a
+    -- cycle, nesting over 200) fails this step, named by its path, while
+    -- the last storable data is still at hand.
+    local enc_ok, text = pcall(U.encode, run.tx.data, "tx.data")
+    if not enc_ok then
+      local msg = errmsg(text)
+      run:hist(s.name, "failed", t0, msg)
+      return "failed", s.name, msg
+    end
+    run.data_json = text
     if ctl == "stop" then
       run:hist(s.name, "stopped", t0)
       return "completed", s.name
@@ -263,9 +296,17 @@ local function setup(job)
   return run
 end
 
+-- The data a run ends with: as it is now, or, when that cannot be stored,
+-- as it was after the last step that left it storable.
+local function final_data(run, job)
+  local ok, text = pcall(U.encode, run and run.tx.data or job.data, "tx.data")
+  if ok then return text end
+  return run and run.data_json or "{}"
+end
+
 local function finish(run, job, outcome, step, err)
   local now = R.now()
-  local data = outcome ~= "parked" and U.encode(run and run.tx.data or job.data)
+  local data = outcome ~= "parked" and final_data(run, job)
   if outcome == "parked" then
     -- tx_park wrote everything
   elseif job.run > 1 then
@@ -275,11 +316,16 @@ local function finish(run, job, outcome, step, err)
   end
   if run then run:flush_hist() end
   if job.id then core.write("job_delete", job.id) end
+  if outcome == "failed" then
+    -- the full message, position included (the caller gets public(err))
+    core.log("tx " .. job.tx, string.format("failed at step '%s': %s", step, err))
+  end
   local caller = job.caller
   if caller and C.pending(caller) then
     local id = tostring(job.tx)
     if outcome == "failed" then
-      C.json(caller, 500, { error = err, transaction = id })
+      C.json(caller, 500, { error = string.format("step '%s' failed: %s", step, public(err)),
+                            transaction = id })
     else
       local st = (outcome == "parked" or job.run > 1) and "waiting" or "completed"
       C.json(caller, 200, { transaction = id, state = st })
@@ -303,6 +349,12 @@ function M.run_job(job)
   local outcome, step = "failed", job.entry
   if run then R.runs[co] = run end
   if run and not err then
+    local ok, text = pcall(U.encode, run.tx.data, "tx.data")
+    if ok then run.data_json = text end
+  end
+  if run and not err and not run.data_json then
+    err = "tx.data cannot be stored"
+  elseif run and not err then
     local ok, o, s, e = pcall(exec, run)
     if ok then outcome, step, err = o, s, e else err = errmsg(o) end
   end

@@ -79,6 +79,21 @@ function U.encode(v, root) return J.encode(v, root) end
 -- refusing them.
 function U.decode(s, mode) return J.decode(s, mode) end
 
+-- Why a header cannot be sent as given, or nil: the name must be an HTTP
+-- token and the value free of CR, LF and NUL (else one header could add
+-- others, or a second response).  The message names the header, never its
+-- value (it may be a secret).
+function U.header_problem(name, value)
+  name, value = tostring(name), tostring(value)
+  if not name:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
+    return string.format("header name %q is not a valid HTTP header name", name)
+  end
+  if value:find("[\r\n%z]") then
+    return string.format("header '%s' has CR, LF or NUL in its value", name)
+  end
+  return nil
+end
+
 -- Numbers that hold integers print without ".0" (match values, URLs).
 function U.scalar_string(v)
   if math.type(v) == "float" and v == math.floor(v) and v > -2^53 and v < 2^53 then
