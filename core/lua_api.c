@@ -191,6 +191,16 @@ static void acct_sub(hw_memacct_t *a, size_t n) {
     free(a);
 }
 
+/* A refusal inside a step costs that step's budget what the full garbage
+ * collection Lua runs before asking again costs (about a heap's worth of
+ * traversal), so a loop of pcall'd failing allocations ends like any other
+ * runaway loop.  (The allocator must not raise: the hook raises later.) */
+static int refused(hw_budget_t *b, size_t limit, size_t heap) {
+  b->mem_hit = limit;
+  b->used += (long) (heap / 8) + 1000;
+  return 1;
+}
+
 /* Growth by `grow` bytes charged to `a`: refused past a limit.  Shrinking
  * never fails (Lua relies on that). */
 static int refuse(hw_engine_t *e, hw_memacct_t *a, size_t grow) {
@@ -199,15 +209,10 @@ static int refuse(hw_engine_t *e, hw_memacct_t *a, size_t grow) {
   size_t limit = m->limit;
   if (b->depth > 0)
     limit -= m->limit / 16; /* cycle code leaves the engine its reserve */
-  if (m->total + grow > limit) {
-    if (b->depth > 0)
-      b->mem_hit = m->limit;
-    return 1;
-  }
-  if (a != NULL && b->depth > 0 && a->bytes + grow > m->run_limit) {
-    b->mem_hit = m->run_limit;
-    return 1;
-  }
+  if (m->total + grow > limit)
+    return b->depth > 0 ? refused(b, m->limit, m->total) : 1;
+  if (a != NULL && b->depth > 0 && a->bytes + grow > m->run_limit)
+    return refused(b, m->run_limit, m->total);
   return 0;
 }
 

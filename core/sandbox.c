@@ -10,7 +10,7 @@
  *     the strings' metatable;
  *   - os.getenv that returns nothing for HOOKWORK_* names;
  *   - pcall and xpcall that re-raise a step's budget stop they caught.
- * core.protect (scheduler.c) is added here too.
+ * core.protect (scheduler.c) and core.charge are added here too.
  *
  * Owns: the registry table of coroutine owners (thread -> owner serial,
  * weak keys).  Parts of the coroutine functions follow Lua 5.4's
@@ -304,6 +304,12 @@ static int l_sandbox(lua_State *L) {
   return 1;
 }
 
+/* core.charge(n): n units of work against the current budget (load). */
+static int l_charge(lua_State *L) {
+  hw_sched_charge(L, (long) luaL_checkinteger(L, 1));
+  return 0;
+}
+
 void hw_sandbox_fns(lua_State *L, hw_engine_t *e) {
   lua_newtable(L); /* thread -> owner serial, weak keys */
   lua_createtable(L, 0, 1);
@@ -316,4 +322,6 @@ void hw_sandbox_fns(lua_State *L, hw_engine_t *e) {
   lua_setfield(L, -2, "sandbox");
   lua_pushcfunction(L, hw_sched_protect);
   lua_setfield(L, -2, "protect");
+  lua_pushcfunction(L, l_charge);
+  lua_setfield(L, -2, "charge");
 }

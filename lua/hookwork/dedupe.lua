@@ -71,8 +71,9 @@ function D.key(spec, req, obj)
   elseif spec.field then
     k = type(obj) == "table" and U.get(obj, spec.field) or nil
   else
-    local ok, v = pcall(spec.fn, req, obj)
-    if not ok then return nil, "dedupe key function failed: " .. tostring(v) end
+    -- cycle code: a step's scope (budget, memory), its error a string
+    local ok, v = core.protect(spec.fn, req, obj)
+    if not ok then return nil, "dedupe key function failed: " .. v end
     k = v
   end
   if k == nil or k == U.null or type(k) == "table" then return nil end

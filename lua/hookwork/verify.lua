@@ -8,7 +8,10 @@ local crypto = require "hookwork.crypto"
 local U = require "hookwork.util"
 local V = {}
 
-local SCHEME = {} -- metatable marking scheme objects
+-- Scheme objects carry a protected metatable (cycle code cannot reach or
+-- change it); the engine knows its own schemes by this weak set.
+local SCHEME = { __metatable = "hookwork verify scheme" }
+local SCHEMES = setmetatable({}, { __mode = "k" })
 
 local function fail(msg) error(msg, 0) end
 
@@ -75,10 +78,11 @@ end
 
 local function new(kind, scheme, fields)
   fields.kind, fields.scheme = kind, scheme
+  SCHEMES[fields] = true
   return setmetatable(fields, SCHEME)
 end
 
-function V.is_scheme(v) return getmetatable(v) == SCHEME end
+function V.is_scheme(v) return SCHEMES[v] == true end
 
 -- ---------------------------------------------------------------- schemes
 
@@ -256,7 +260,10 @@ function S.hmac(o)
       if not given then return no("malformed", o.header .. " is not " .. enc) end
       local msg = req.body
       if payload then
-        msg = payload(req)
+        -- cycle code: a step's scope (budget, memory), its error a string
+        local okp, m = require("hookwork.core").protect(payload, req)
+        if not okp then return no("malformed", "payload function failed: " .. m) end
+        msg = m
         if type(msg) ~= "string" then return no("malformed", "payload function did not return a string") end
       end
       local expected = {}

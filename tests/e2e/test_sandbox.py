@@ -63,6 +63,8 @@ R.listed = 0
 for k in pairs(hw) do R.listed = R.listed + 1 end
 R.http_get = type(hw.http.get)
 R.mt = getmetatable(hw)
+local okv, scheme = pcall(hw.verify.hmac, { header = "X-Sig", secret = "k" })
+R.scheme_mt = okv and type(getmetatable(scheme)) or tostring(scheme)
 return hw.cycle {
   name = "evil", connector = "shared",
   steps = {
@@ -133,6 +135,7 @@ def each_file_gets_its_own_read_only_hookwork():
         ok(d["listed"] >= 8, "pairs lists the API", d["listed"])
         eq(d["http_get"], "function")
         eq(d["mt"], "read-only")
+        eq(d["scheme_mt"], "string", "verify scheme metatables are hidden")
         eq(d["tx_mt"], "string", "the TX metatable is hidden")
         eq(d["tx_setmt"], False)
         eq(d["tx_mt_write"], False)
@@ -400,6 +403,9 @@ SLOW_C = {
     "insert": 'local t = setmetatable({}, { __len = function() return 2^40 end, __index = rawequal, __newindex = rawequal })\n'
               '      table.insert(t, 1, 0)',
     "concat": 'local t = setmetatable({}, { __index = type })\n      tx.data.r = #table.concat(t, "", 1, 2^40)',
+    "load": 'local f = load(string.rep("x=1 ", 14000000))',
+    "oom_loop": 'local keep = {} for i = 1, 40 do keep[i] = string.rep("k", 1000000 + i) end\n'
+                '      while true do pcall(string.rep, "x", 100000000) end',
 }
 
 
@@ -430,7 +436,7 @@ def c_functions_cannot_hold_the_loop():
                 eq(t["data"]["r"], "00")
             else:
                 eq(t["state"], "failed", k)
-                contains(last_error(t), "step stopped: ", k)  # budget (or memory: concat)
+                contains(last_error(t), "step stopped: ", k)  # budget (or memory: concat, oom_loop)
             ok(took < 4, "%s ended in %.1fs" % (k, took))
             if os.environ.get("E2E_TIMES"):
                 print("  %s: %.2fs, /healthz waited at most %.2fs" % (k, took, worst[0]))
