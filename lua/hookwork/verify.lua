@@ -262,7 +262,7 @@ function S.hmac(o)
       if payload then
         -- cycle code: a step's scope (budget, memory), its error a string
         local okp, m = require("hookwork.core").protect(payload, req)
-        if not okp then return no("malformed", "payload function failed: " .. m) end
+        if not okp then error(m, 0) end -- V.check names it (and logs m)
         msg = m
         if type(msg) ~= "string" then return no("malformed", "payload function did not return a string") end
       end
