@@ -11,7 +11,7 @@ function card(c) {
     autocomplete: 'off', 'aria-describedby': errId + ' ' + id + '-help' });
   area.value = c.allowed_ips.join('\n');
   const err = el('p', { id: errId, class: 'field-error', 'aria-live': 'polite' });
-  const source = el('span', { class: 'muted', text: c.allowed_ips_source === 'api' ? 'set here (overrides the file until it is saved again)' : 'from ' + (c.file || 'the file') });
+  const source = el('span', { class: 'muted', text: c.allowed_ips_source === 'api' ? 'set here (overrides the file until it is saved again)' : c.file ? 'from ' + c.file : 'none set' });
   const save = el('button', { type: 'submit', class: 'primary' }, 'Save');
   const form = el('form', { class: 'ips', novalidate: true },
     el('label', { for: id }, 'Allowed IPs'),

@@ -116,7 +116,7 @@ function latency(family) {
 export function chart(title, unit, lines, opts = {}) {
   const W = opts.width || 600, H = opts.height || 140, P = 4;
   const all = lines.flatMap((l) => l.points.filter((p) => p.v !== null).map((p) => p.v));
-  const max = Math.max(1e-9, ...all) * 1.1;
+  const max = Math.max(opts.floor || 1, ...all) * 1.1; // all zero: lines at the bottom
   // The time axis spans what was sampled, at least a minute, at most KEEP.
   const now = Date.now();
   const first = samples.length ? samples[0].t : now;
@@ -192,5 +192,6 @@ export function mount(main) {
       el('tbody', {}, rows))) : el('p', { class: 'muted', text: 'None yet.' }));
     raw.textContent = lastText;
   });
-  return {}; // the sampler drives this page
+  // The sampler draws this page; refresh only reports its health.
+  return { refresh: async () => { if (lastError) throw new Error(lastError); } };
 }
