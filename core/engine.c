@@ -22,6 +22,8 @@ double hw_now(void) {
   return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+double hw_mono(void) { return (double) uv_hrtime() / 1e9; }
+
 int hw_parse_hostport(const char *s, char *host, size_t hostlen, int *port) {
   const char *colon;
   char *end;
@@ -187,7 +189,7 @@ static void on_tick(uv_timer_t *t) {
   lua_pushnumber(e->L, hw_now());
   hw_lua_call(e, "tick", 1, 0);
   if (e->stopping == 1 && e->store != NULL && ((e->nruns == 0 && hw_store_pending(e->store) == 0) ||
-                           hw_now() > e->stop_deadline))
+                           hw_mono() > e->stop_deadline))
     finish(e);
 }
 
@@ -424,7 +426,7 @@ int hw_engine_serve(hw_engine_t *e) {
 void hw_engine_stop(hw_engine_t *e) {
   if (e->stopping == 0) {
     e->stopping = 1;
-    e->stop_deadline = hw_now() + e->cfg.grace;
+    e->stop_deadline = hw_mono() + e->cfg.grace;
     if (e->web != NULL) {
       hw_http_server_close(e->web, NULL, NULL);
       e->web = NULL;

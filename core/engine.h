@@ -105,7 +105,7 @@ typedef struct hw_engine_s {
   hw_luamem_t mem;
   int nruns;
   int stopping;            /* 1: draining; 2: forced */
-  double stop_deadline;
+  double stop_deadline;    /* hw_mono() seconds */
   int exit_code;
   char public_base[512];   /* "http://host:port" of webhook URLs */
   char listen_host[256];
@@ -129,7 +129,8 @@ void hw_engine_close_handles(hw_engine_t *e);
 /* Frees everything after the loop has run dry. */
 void hw_engine_free(hw_engine_t *e);
 
-double hw_now(void); /* wall clock, unix seconds */
+double hw_now(void); /* wall clock, unix seconds: for stored times */
+double hw_mono(void); /* monotonic seconds: for waiting (deadlines) */
 
 /* admin.c */
 void hw_admin_handle(hw_http_server_t *srv, hw_http_req_t *req, void *arg);

@@ -385,6 +385,13 @@ void hw_lua_core_test_fns(lua_State *L, hw_engine_t *e);
 
 /* --- utilities ------------------------------------------------------- */
 
+/* core.mono() -> seconds on the monotonic clock (any origin): what waits
+ * are measured with, so a wall-clock step does not fire or stall them. */
+static int l_core_mono(lua_State *L) {
+  lua_pushnumber(L, (lua_Number) uv_hrtime() / 1e9);
+  return 1;
+}
+
 static int l_core_now(lua_State *L) {
   lua_pushnumber(L, hw_now());
   return 1;
@@ -595,7 +602,7 @@ static const luaL_Reg core_fns[] = {
   {"write", l_core_write},
   {"query", l_core_query}, {"http", l_core_http},
   {"answer", l_core_answer},
-  {"now", l_core_now}, {"token", l_core_token},
+  {"now", l_core_now}, {"mono", l_core_mono}, {"token", l_core_token},
   {"ipfilter", l_core_ipfilter}, {"ip_match", l_core_ip_match},
   {"log", l_core_log}, {"listdir", l_core_listdir},
   {"readfile", l_core_readfile}, {"where", l_core_where},

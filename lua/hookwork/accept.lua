@@ -34,7 +34,7 @@ function A.pos_of(tx) return R.pend.pos[tx] or R.pend.pos_prev[tx] end
 
 local function find_waiting(cycle, step, mv)
   local key = cycle .. "\0" .. step .. "\0" .. mv
-  local now = R.now()
+  local now = R.clock()
   local p = R.pend.cur[key] or R.pend.prev[key]
   if p and A.pos_of(p.tx) == key and (not p.expires_at or p.expires_at > now) and not p.expired then
     return { id = p.tx, snapshot = p.snapshot, runs = p.runs }
@@ -105,7 +105,7 @@ function A.accept(cy, st, data, obj, request, caller, linked)
     job.caller, job.on_end = caller, caller.on_end
     if st.sync then
       caller.timeout = cy.def.sync_timeout
-      caller.deadline = now + cy.def.sync_timeout
+      caller.deadline = R.clock() + cy.def.sync_timeout
     end
   end
   return job

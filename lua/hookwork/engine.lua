@@ -214,11 +214,12 @@ function E.start()
 end
 
 local last_expiry = 0
+-- now: R.clock(), the clock expires_at is on; the stored time is wall.
 local function expire(now, force)
   if not force and now - last_expiry < 0.5 then return end
   last_expiry = now
   for _, row in ipairs(core.query("expired", now)) do
-    core.write("tx_expire", row.id, now)
+    core.write("tx_expire", row.id, R.now())
     local key = A.pos_of(row.id)
     local p = key and (R.pend.cur[key] or R.pend.prev[key])
     if p and p.tx == row.id then p.expired = true end
@@ -226,15 +227,15 @@ local function expire(now, force)
 end
 
 function E.tick()
-  local now = R.now()
-  C.tick(now)
-  if R.cfg.mode ~= 2 then expire(now) D.tick(now) end
-  A.rotate(now)
+  local now, clock = R.now(), R.clock()
+  C.tick(clock)
+  if R.cfg.mode ~= 2 then expire(clock) D.tick(now) end
+  A.rotate(clock)
   Rec.feed()
 end
 
 function E.shutdown() C.shutdown() end
-function E.expire_now() expire(R.now(), true) end
+function E.expire_now() expire(R.clock(), true) end
 
 function E.admin(method, path, query, body)
   return require("hookwork.admin").route(method, path, query, body)

@@ -207,7 +207,7 @@ local function park(run, s, t0)
     return "failed", s.name, msg
   end
   local mv, now = U.scalar_string(v), R.now()
-  local exp = s.expires and now + s.expires or nil
+  local exp = s.expires and R.clock() + s.expires or nil
   local snap = run.data_json -- tx.data as the last step left it
   core.write("tx_park", run.job.tx, s.name, mv, now, exp, snap, run.job.run)
   A.note_park(run.cycle, s.name, mv, run.job.tx, snap, exp, run.job.run)

@@ -447,3 +447,77 @@ def a_cycle_calling_itself_stays_bounded():
         innermost = [t for t in txs if e.tx(t["id"])["data"].get("inner") == 503]
         eq(len(innermost), 1)
         eq(e.admin("GET", "/healthz").status, 200)
+
+
+# ---------------------------------------------------------------- monotonic waits
+
+def clock_engine(files, args=()):
+    """An engine whose wall clock the test can step (tests/e2e/clockshift.c,
+    LD_PRELOAD); returns (engine, shift(seconds))."""
+    e = Engine(files, args=list(args))
+    so = os.path.join(e.tmp, "clockshift.so")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clockshift.c")
+    r = __import__("subprocess").run(["cc", "-shared", "-fPIC", "-O2", "-o", so, src, "-ldl"],
+                                     capture_output=True, text=True)
+    ok(r.returncode == 0, "shim builds", r.stderr)
+    ctl = os.path.join(e.tmp, "shift")
+    with open(ctl, "w") as f:
+        f.write("0")
+    e.env_extra.update({"LD_PRELOAD": so, "HW_CLOCK_SHIFT": ctl,
+                        "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"})
+
+    def shift(seconds):
+        with open(ctl + ".tmp", "w") as f:
+            f.write(str(seconds))
+        os.rename(ctl + ".tmp", ctl)
+    return e, shift
+
+
+@test
+def sync_timeout_ignores_a_wall_clock_step():
+    with Recorder() as rec:
+        rec.route("GET", "/slow", delay=1.5, json={"v": 7})
+        c = cycle("s", """    hw.webhook { name = "in" },
+    hw.step { name = "call", run = function(tx) tx.data.v = hw.http.get(%s).json.v end },
+    hw.respond { name = "r", body = function(tx) return { v = tx.data.v } end },"""
+                  % lua_str(rec.url + "/slow"), extra="\n  sync_timeout = 5,")
+        e, shift = clock_engine({"s.lua": c})
+        with e:
+            e.start()
+            path = e.hook_path("s", "in")
+            import threading
+            t = threading.Timer(0.5, shift, args=(3600,))
+            t.start()
+            t0 = time.time()
+            r = e.post(path, json={}, timeout=15)
+            t.join()
+            eq(r.status, 200, "answered by the respond step, not a 504")
+            eq(r.json, {"v": 7})
+            ok(time.time() - t0 >= 1.4, "it did wait for the call")
+
+
+@test
+def expires_ignores_a_wall_clock_step():
+    c = cycle("p", """    hw.webhook { name = "in" },
+    hw.webhook { name = "status", match = "id", expires = 60 },
+    hw.step { name = "done", run = function(tx) tx.data.done = true end },""")
+    e, shift = clock_engine({"p.lua": c})
+    with e:
+        e.start()
+        r = e.post(e.hook_path("p", "in"), json={"id": "A1"})
+        eq(r.status, 202)
+        tid = r.json["transaction"]
+        e.wait_tx(tid, "waiting")
+        shift(3600)
+        time.sleep(1.5)           # several expiry passes
+        eq(e.tx(tid)["state"], "waiting")
+        r = e.post(e.hook_path("p", "status"), json={"id": "A1"})
+        eq(r.status, 202)
+        wait_until(lambda: e.tx(tid)["data"].get("done"), timeout=5)
+        # a real expiry still happens, on the monotonic clock
+        c2 = cycle("q", """    hw.webhook { name = "in" },
+    hw.webhook { name = "status", match = "id", expires = 1 },""")
+        e.write("q.lua", c2)
+        path = e.hook_path("q", "in")
+        tid2 = e.post(path, json={"id": "B"}).json["transaction"]
+        e.wait_tx(tid2, "expired", timeout=6)
