@@ -176,7 +176,9 @@ function D.tick(now)
   if now - mem.at >= 5 then
     mem.prev, mem.cur, mem.at = mem.cur, {}, now
   end
-  if now - mem.purged >= 60 then
+  -- expired keys go in batches of at most 1000 a second: cheap when there
+  -- are none, and ahead of any steady rate of new keys a webhook takes
+  if now - mem.purged >= 1 then
     mem.purged = now
     core.write("dedupe_purge", now)
   end

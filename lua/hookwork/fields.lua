@@ -66,16 +66,28 @@ local function mark_array(t) return U.json.array(t) end
 
 -- Form keys: "a[b][c]" and "a.b.c" both name a nested field; "a[]"
 -- appends to a list.  Returns the path, or { key } when it is not one.
+-- Walks by position (a long key costs linear time) and stops at
+-- MAX_FORM_DEPTH levels: nil, message.
+local MAX_FORM_DEPTH = 32
+
 local function form_path(k)
-  local head, rest = k:match("^([^%[]+)(.*)$")
-  if not head then return { k } end
+  local open = k:find("[", 1, true)
+  local head = open and k:sub(1, open - 1) or k
+  if head == "" then return { k } end
   local path = U.split_path(head)
   if #path == 0 then return { k } end
-  while rest ~= "" do
-    local seg, r = rest:match("^%[([^%]]*)%](.*)$")
-    if not seg then return { k } end
-    path[#path + 1] = seg
-    rest = r
+  local pos = open
+  while pos and pos <= #k do
+    if #path > MAX_FORM_DEPTH then break end
+    if k:byte(pos) ~= 91 then return { k } end -- "["
+    local close = k:find("]", pos + 1, true)
+    if not close then return { k } end
+    path[#path + 1] = k:sub(pos + 1, close - 1)
+    pos = close + 1
+  end
+  if #path > MAX_FORM_DEPTH then
+    return nil, string.format("form field '%s': nested deeper than %d levels",
+                              #k > 40 and k:sub(1, 40) .. "..." or k, MAX_FORM_DEPTH)
   end
   return path
 end
@@ -87,7 +99,8 @@ local function form_builder()
   local b = { root = root }
   function b.put(key, v)
     if type(v) == "table" then leaves[v] = true end
-    local path = form_path(key)
+    local path, perr = form_path(key)
+    if not path then return perr end
     local t = root
     for i = 1, #path - 1 do
       local p = path[i]

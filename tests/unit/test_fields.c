@@ -150,6 +150,20 @@ LUA_CASE(form_repeated_and_nested_keys,
   "d = assert(T.run({ ['a.b'] = 'integer', tag = 'array' }, 'a[b]=7&tag=x&tag=y', ct))\n"
   "assert(d.a.b == 7 and d.tag[2] == 'y')")
 
+LUA_CASE(hostile_form_keys_are_linear_and_bounded,
+  "local ct = 'application/x-www-form-urlencoded'\n"
+  "local _, e = T.run(nil, string.rep('[x]', 300000) .. '=1', ct)\n"
+  "local d = assert(T.run(nil, string.rep('[x]', 300000) .. '=1', ct))\n"
+  "assert(d[string.rep('[x]', 300000)] == '1')\n"
+  "_, e = T.run(nil, 'a' .. string.rep('[x]', 300000) .. '=1', ct)\n"
+  "assert(e and e:find('nested deeper than 32 levels', 1, true), e)\n"
+  "_, e = T.run(nil, 'a' .. string.rep('.x', 300000) .. '=1', ct)\n"
+  "assert(e and e:find('nested deeper than 32 levels', 1, true), e)\n"
+  "d = assert(T.run(nil, 'a' .. string.rep('[x]', 31) .. '=1', ct))\n"
+  "for i = 1, 31 do d = d[i == 1 and 'a' or 'x'] end\n"
+  "d = assert(T.run(nil, string.rep('k=v&', 100000), ct))\n"
+  "assert(#d.k == 100000)")
+
 LUA_CASE(multipart_text_and_files,
   "local ct = 'multipart/form-data; boundary=XyZ'\n"
   "local body = 'preamble\\r\\n--XyZ\\r\\nContent-Disposition: form-data; name=\"title\"\\r\\n\\r\\nHello\\r\\n'"
@@ -186,6 +200,6 @@ RUN_TESTS("fields", T(missing_field_named), T(mistyped_field_named),
           T(integer_is_finite_and_exact), T(empty_array_is_not_an_object),
           T(form_values_converted), T(json_labelled_as_form_is_json),
           T(malformed_json_and_non_objects), T(any_json_without_fields),
-          T(form_repeated_and_nested_keys), T(multipart_text_and_files),
+          T(form_repeated_and_nested_keys), T(hostile_form_keys_are_linear_and_bounded), T(multipart_text_and_files),
           T(without_fields_copies_top_level), T(bad_specs_rejected),
           T(empty_body_is_empty_object))
