@@ -134,6 +134,8 @@ static const hw_stmt_def_t hw_stmts[] = {
    " WHERE cycle = ?1 AND wait_step = ?2 AND match_value = ?3"
    " AND state = 'waiting' AND (expires_at IS NULL OR expires_at > ?4)"
    " ORDER BY parked_at DESC, id DESC LIMIT 1"},
+  {"dedupe_due", 0, 1, "SELECT 1 AS due FROM dedupe WHERE expires_at <= ?1"
+   " LIMIT 1"},
   {"dedupe_get", 0, 4, "SELECT d.tx, d.status, d.ctype, d.headers, d.body,"
    " t.state, t.error FROM dedupe d LEFT JOIN tx t ON t.id = d.tx"
    " WHERE d.cycle = ?1 AND d.step = ?2 AND d.key = ?3"

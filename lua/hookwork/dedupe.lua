@@ -176,11 +176,13 @@ function D.tick(now)
   if now - mem.at >= 5 then
     mem.prev, mem.cur, mem.at = mem.cur, {}, now
   end
-  -- expired keys go in batches of at most 1000 a second: cheap when there
-  -- are none, and ahead of any steady rate of new keys a webhook takes
+  -- expired keys go in batches of at most 1000 a second, ahead of any
+  -- steady rate of new keys; an index probe first, so an idle engine
+  -- writes nothing
   if now - mem.purged >= 1 then
     mem.purged = now
-    core.write("dedupe_purge", now)
+    local due = core.query("dedupe_due", now)
+    if due and due[1] then core.write("dedupe_purge", now) end
   end
 end
 

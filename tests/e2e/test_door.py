@@ -935,3 +935,23 @@ def door_options_misuse_named_at_load():
             eq(r.returncode, 1, "%s: exit status (stderr %r)" % (opt, r.stderr))
             contains(r.stderr, msg, opt)
             contains(r.stderr, p + ":", "the file is named")
+
+
+@test
+def dedupe_expired_keys_are_purged_from_the_store():
+    import sqlite3
+    with Recorder() as rec:
+        with Engine({"pg.lua": dedupe_cycle("pg", rec, '{ header = "X-Id", window = 1 }')}) as e:
+            e.start()
+            url = e.hook_url("pg", "in")
+            for i in range(5):
+                accepted(e.post(url, json={"n": i}, headers={"X-Id": "p%d" % i}))
+
+            def rows():
+                con = sqlite3.connect(os.path.join(e.data_dir, "hookwork.db"), timeout=10)
+                try:
+                    return con.execute("SELECT count(*) FROM dedupe").fetchone()[0]
+                finally:
+                    con.close()
+            wait_until(lambda: rows() == 5, msg="keys stored")
+            wait_until(lambda: rows() == 0, timeout=10, msg="expired keys purged")
