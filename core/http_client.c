@@ -74,6 +74,9 @@ struct hw_hc_xfer_s {
   hw_hc_attempt_t *att;            /* sized retries + 1 at start */
   int nhdr, hvec_cap, natt, att_cap, retries, err, too_large, oom;
   int allow_private, denied, mem_full;
+  int follow, hops_left, post, head;   /* redirects, followed by us */
+  struct curl_slist *hdrs_pub;     /* hdrs without the origin-bound ones */
+  char origin[256];                /* "scheme://host:port" of the URL */
   char why[192];                   /* why the policy refused an address */
   long timeout_ms;
   size_t max_response;
@@ -466,6 +469,7 @@ static uint64_t retry_delay(hw_hc_xfer_t *x) {
 
 static void xfer_free(hw_hc_xfer_t *x) {
   curl_slist_free_all(x->hdrs);
+  curl_slist_free_all(x->hdrs_pub);
   curl_easy_cleanup(x->easy);
   free(x->strs.p);
   free(x->body.p);
@@ -500,7 +504,8 @@ static void xfer_recycle(hw_hc_xfer_t *x) {
 
   curl_easy_reset(x->easy);
   curl_slist_free_all(x->hdrs);
-  x->hdrs = NULL;
+  curl_slist_free_all(x->hdrs_pub);
+  x->hdrs = x->hdrs_pub = NULL;
   hc->buffered -= x->body.len;
   buf_trim(&x->strs);
   buf_trim(&x->body);
@@ -544,20 +549,47 @@ static long timeout_ms(double t) {
 
 /* "Expect:" first: curl would otherwise wait for 100-continue on big bodies,
  * costing a round trip that webhook receivers rarely honour. */
-static int headers_build(hw_hc_xfer_t *x, const char *const *h) {
+static struct curl_slist *slist_build(const char *const *h) {
   struct curl_slist *l = curl_slist_append(NULL, "Expect:"), *n;
 
-  if (l == NULL) return UV_ENOMEM;
+  if (l == NULL) return NULL;
   for (; h != NULL && *h != NULL; h++) {
     n = curl_slist_append(l, *h);
     if (n == NULL) {
       curl_slist_free_all(l);
-      return UV_ENOMEM;
+      return NULL;
     }
     l = n;
   }
-  x->hdrs = l;
+  return l;
+}
+
+/* Every header, and (when some are bound to the origin) the list without
+ * them, for a redirect that leaves the origin. */
+static int headers_build(hw_hc_xfer_t *x, const hw_hc_request_t *r) {
+  int i, n = r->origin_headers;
+
+  for (i = 0; n > 0 && i < n; i++)
+    if (r->headers == NULL || r->headers[i] == NULL) return UV_EINVAL;
+  if ((x->hdrs = slist_build(r->headers)) == NULL) return UV_ENOMEM;
+  if (n > 0 && (x->hdrs_pub = slist_build(r->headers + n)) == NULL)
+    return UV_ENOMEM;
   return 0;
+}
+
+/* "scheme://host:port" of url, lower-cased, into out ("" when not
+ * http(s)). */
+static void origin_of(const char *url, char *out, size_t n) {
+  const char *p = strstr(url, "://");
+  size_t len, i;
+
+  out[0] = '\0';
+  if (p == NULL) return;
+  p += 3;
+  len = (size_t) (p - url) + strcspn(p, "/?#");
+  if (len >= n) len = n - 1;
+  for (i = 0; i < len; i++) out[i] = (char) tolower((unsigned char) url[i]);
+  out[len] = '\0';
 }
 
 /* GET, HEAD and POST use curl's own modes so redirects behave as browsers
@@ -600,9 +632,7 @@ static int easy_setup(hw_hc_xfer_t *x, const hw_hc_request_t *r) {
   /* a stall: less than 1 byte/s over the timeout (in whole seconds) */
   SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
   SET(CURLOPT_LOW_SPEED_TIME, (x->timeout_ms + 999) / 1000);
-  SET(CURLOPT_FOLLOWLOCATION, r->follow > 0 ? 1L : 0L);
-  SET(CURLOPT_MAXREDIRS, (long) (r->follow > MAX_REDIRS ? MAX_REDIRS
-                                                         : r->follow));
+  SET(CURLOPT_FOLLOWLOCATION, 0L); /* we follow (follow_redirect) */
   SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
   SET(CURLOPT_OPENSOCKETDATA, (void *) x);
   /* a connection opened with allow_private never serves another call */
@@ -639,7 +669,12 @@ static int xfer_prepare(hw_hc_xfer_t *x, const hw_hc_request_t *r) {
   if (buf_add(&x->strs, r->method, strlen(r->method), 1) < 0) return UV_ENOMEM;
   x->url_off = x->strs.len;
   if (buf_add(&x->strs, r->url, strlen(r->url), 1) < 0) return UV_ENOMEM;
-  if ((rc = headers_build(x, r->headers)) < 0) return rc;
+  if ((rc = headers_build(x, r)) < 0) return rc;
+  x->follow = x->hops_left = r->follow > MAX_REDIRS ? MAX_REDIRS
+                           : r->follow > 0 ? r->follow : 0;
+  x->post = strcasecmp(r->method, "POST") == 0;
+  x->head = strcasecmp(r->method, "HEAD") == 0;
+  origin_of(r->url, x->origin, sizeof x->origin);
   return easy_setup(x, r);
 }
 
@@ -710,8 +745,58 @@ static void on_retry(uv_timer_t *t) {
   retry_arm(hc);
 }
 
-/* One attempt ended (curl reported CURLMSG_DONE): record it, then retry or
- * deliver. */
+/* A 3xx with a Location while hops are left: points the transfer at the
+ * target.  Each hop is a new transfer on the same handle, so the address
+ * policy sees its connection; a hop to another origin drops the
+ * origin-bound headers for good; 303 (and 301/302 after a POST) turn the
+ * request into a GET, as browsers do.  0, or a negative code with why. */
+static int follow_redirect(hw_hc_xfer_t *x, const char *loc, long status,
+                           char *why, size_t n) {
+  char origin[256];
+  char *url;
+  CURLcode c;
+
+  if (x->hops_left == 0) {
+    snprintf(why, n, "more than %d redirect%s (follow = %d)", x->follow,
+             x->follow == 1 ? "" : "s", x->follow);
+    return UV_ELOOP;
+  }
+  if (strncasecmp(loc, "http://", 7) != 0 &&
+      strncasecmp(loc, "https://", 8) != 0) {
+    snprintf(why, n, "redirect to %.200s: only http and https are allowed",
+             loc);
+    return UV_EINVAL;
+  }
+  if ((url = strdup(loc)) == NULL) return UV_ENOMEM;
+  x->hops_left--;
+  origin_of(url, origin, sizeof origin);
+  c = curl_easy_setopt(x->easy, CURLOPT_URL, url);
+  free(url);
+  if (c == CURLE_OK && x->hdrs_pub != NULL && strcmp(origin, x->origin) != 0) {
+    c = curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs_pub);
+    curl_slist_free_all(x->hdrs);  /* never again, even back at home */
+    x->hdrs = x->hdrs_pub;
+    x->hdrs_pub = NULL;
+  }
+  if (c == CURLE_OK && !x->head &&
+      (status == 303 || (x->post && (status == 301 || status == 302)))) {
+    c = curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, NULL);
+    if (c == CURLE_OK) c = curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
+    x->post = 0;
+  }
+  if (c != CURLE_OK) {
+    snprintf(why, n, "redirect: %s", curl_easy_strerror(c));
+    return c == CURLE_OUT_OF_MEMORY ? UV_ENOMEM : UV_EINVAL;
+  }
+  return 0;
+}
+
+static int is_redirect(long s) {
+  return s == 301 || s == 302 || s == 303 || s == 307 || s == 308;
+}
+
+/* One attempt ended (curl reported CURLMSG_DONE): record it, then follow a
+ * redirect, retry or deliver. */
 static void attempt_done(hw_hc_xfer_t *x, CURLcode rc) {
   hw_hc_t *hc = x->hc;
   hw_hc_attempt_t *a = &x->att[x->natt++];  /* sized retries + 1 */
@@ -725,6 +810,20 @@ static void attempt_done(hw_hc_xfer_t *x, CURLcode rc) {
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   a->status = (int) status;
   x->err = rc == CURLE_OK ? 0 : attempt_error(x, rc, a->error, sizeof a->error);
+  if (rc == CURLE_OK && x->follow > 0 && is_redirect(status)) {
+    char *loc = NULL;
+    curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &loc);
+    if (loc != NULL) {
+      x->err = follow_redirect(x, loc, status, a->error, sizeof a->error);
+      if (x->err < 0) {
+        deliver(x, x->err);
+      } else {
+        x->natt--;                 /* a hop is not an attempt */
+        if (attempt_start(x) < 0) restart_failed(x);
+      }
+      return;
+    }
+  }
   if (x->natt <= x->retries && !x->too_large && !x->oom && !x->mem_full &&
       !x->denied && retryable(rc, status)) {
     retry_schedule(x, retry_delay(x));

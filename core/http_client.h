@@ -35,7 +35,10 @@ typedef struct hw_hc_request_s {
   int retries;               /* extra attempts after the first; default 0,
                                 at most 100 */
   int follow;                /* redirects to follow (hops, at most 20);
-                                0: none */
+                                0: none (a 3xx is the answer) */
+  int origin_headers;        /* the first N of headers go to the URL's
+                                origin only: a redirect elsewhere drops
+                                them (the connector's headers) */
   int allow_private;         /* lifts the built-in link-local/metadata
                                 refusal (never the operator's deny list) */
   int insecure;              /* 1 disables TLS verification (default 0) */

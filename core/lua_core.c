@@ -347,6 +347,8 @@ static int l_core_http(lua_State *L) {
   q.insecure = lua_toboolean(L, -1);
   lua_getfield(L, 1, "allow_private");
   q.allow_private = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "origin_headers");
+  q.origin_headers = (int) lua_tointeger(L, -1);
   lua_getfield(L, 1, "max_response");
   if (lua_tonumber(L, -1) > (lua_Number) ENGINE(L)->cfg.max_response)
     return luaL_error(L, "%s %s: max_response %s is over the engine's limit "

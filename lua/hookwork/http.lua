@@ -18,15 +18,16 @@ end
 -- base_url's origin, never elsewhere; the call's own headers win, names
 -- compared without case.
 local function build_headers(conn, use_conn, own, auth)
-  local order, byname = {}, {}
-  local function put(k, v)
+  local order, byname, from_conn = {}, {}, {}
+  local function put(k, v, c)
     local bad = U.header_problem(k, v)
     if bad then error("hw.http: " .. bad, 0) end
     local lk = tostring(k):lower()
     if not byname[lk] then order[#order + 1] = lk end
     byname[lk] = tostring(k) .. ": " .. tostring(v)
+    from_conn[lk] = c
   end
-  if use_conn then for k, v in pairs(conn.headers or {}) do put(k, v) end end
+  if use_conn then for k, v in pairs(conn.headers or {}) do put(k, v, true) end end
   for k, v in pairs(own or {}) do put(k, v) end
   if auth and not byname["authorization"] then
     if auth.bearer then
@@ -36,7 +37,15 @@ local function build_headers(conn, use_conn, own, auth)
       put("Authorization", "Basic " .. b64(auth.user .. ":" .. (auth.password or "")))
     end
   end
-  return byname, order
+  -- the connector's own headers first: they stay on the origin, and a
+  -- redirect elsewhere drops them (core.http's origin_headers)
+  table.sort(order, function(a, b)
+    if (from_conn[a] or false) ~= (from_conn[b] or false) then return from_conn[a] == true end
+    return a < b
+  end)
+  local nconn = 0
+  for _, k in ipairs(order) do if from_conn[k] then nconn = nconn + 1 end end
+  return byname, order, nconn
 end
 
 local function resolve_url(url, conn)
@@ -77,7 +86,7 @@ local function request(o)
   if o.query and next(o.query) then
     url = url .. (url:find("?", 1, true) and "&" or "?") .. U.encode_query(o.query)
   end
-  local byname, order = build_headers(conn, same_origin, o.headers, o.auth)
+  local byname, order, nconn = build_headers(conn, same_origin, o.headers, o.auth)
   local body = o.body
   if o.json ~= nil then
     body = U.encode(o.json, "json")
@@ -92,7 +101,7 @@ local function request(o)
                 body = body ~= nil and tostring(body) or nil,
                 timeout = tonumber(o.timeout) or 30, retries = tonumber(o.retries) or 0,
                 follow = o.follow, insecure = o.insecure,
-                allow_private = conn.allow_private == true,
+                allow_private = conn.allow_private == true, origin_headers = nconn,
                 max_response = o.max_response }
   run:checkpoint()
   local res = (R.transport or core.http)(req)

@@ -199,3 +199,47 @@ def responses_in_flight_are_bounded_together():
         with Engine({"out.lua": caller(rec.url + "/big")}) as e:
             e.start()
             eq(run_once(e)["state"], "completed")
+
+
+@test
+def redirect_elsewhere_drops_the_connectors_headers():
+    with Recorder() as rec:
+        conn = ('local hw = require "hookwork"\nreturn hw.connector { name = "c", base_url = %s,\n'
+                '  headers = { ["X-Api-Key"] = "k3y" } }\n' % lua_str(rec.url))
+        # same server, another origin (host spelled differently)
+        rec.route("GET", "/away", status=302,
+                  headers={"Location": "http://localhost:%d/landing" % rec.port})
+        rec.route("GET", "/home", status=307, headers={"Location": "/landing2"})
+        for path, landing, key in (("/away", "/landing", None), ("/home", "/landing2", "k3y")):
+            out = cycle("out", """    hw.webhook { name = "in" },
+    hw.step { name = "call", run = function(tx)
+      tx.data.status = hw.http.get(%s, { follow = 2, headers = { ["X-Own"] = "mine" } }).status
+    end },""" % lua_str(path), extra='\n  connector = "c",')
+            with Engine({"c.lua": conn, "out.lua": out}) as e:
+                e.start()
+                t = run_once(e)
+                eq(t["state"], "completed", path)
+                eq(t["data"]["status"], 200)
+            first = rec.find("GET", path)[-1]
+            eq(first.headers.get("x-api-key"), "k3y", "the first hop is on the origin")
+            hop = rec.wait_for("GET", landing)[-1]
+            eq(hop.headers.get("x-api-key"), key, landing)
+            eq(hop.headers.get("x-own"), "mine", "the call's own headers go on")
+
+
+@test
+def post_303_becomes_get_and_307_keeps_the_method():
+    with Recorder() as rec:
+        rec.route("POST", "/p303", status=303, headers={"Location": "/after303"})
+        rec.route("POST", "/p307", status=307, headers={"Location": "/after307"})
+        for src, dst, method in (("/p303", "/after303", "GET"), ("/p307", "/after307", "POST")):
+            out = cycle("out", """    hw.webhook { name = "in" },
+    hw.step { name = "call", run = function(tx)
+      tx.data.status = hw.http.post(%s, { follow = 1, json = { a = 1 } }).status
+    end },""" % lua_str(rec.url + src))
+            with Engine({"out.lua": out}) as e:
+                e.start()
+                eq(run_once(e)["state"], "completed")
+            got = rec.wait_for(method, dst)[-1]
+            if method == "POST":
+                eq(got.json, {"a": 1})
