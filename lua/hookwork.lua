@@ -18,6 +18,20 @@ local hw = { json = { encode = U.encode, decode = U.decode, null = U.null,
 local STEP = { __metatable = "hookwork step" }
 local STEPS = setmetatable({}, { __mode = "k" })
 
+-- What cycle files hand over is copied raw (no metamethod of theirs runs
+-- when the engine reads it later, outside any step), and what hw makes for
+-- a file is marked, so the loader accepts nothing else as the file's result.
+local MADE = require("hookwork.sandbox").made
+local function raw_copy(v, seen)
+  if type(v) ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then return seen[v] end
+  local c = {}
+  seen[v] = c
+  for k, x in next, v do c[raw_copy(k, seen)] = raw_copy(x, seen) end
+  return c
+end
+
 local function fail(where, msg) error((where and where .. ": " or "") .. msg, 0) end
 
 local COMMON = { name = true }
@@ -245,8 +259,13 @@ function hw.cycle(o)
       fail(where, string.format("hw.cycle: unknown option '%s'%s", tostring(k), U.did_you_mean(k, allowed)))
     end
   end
+  local steps = o.steps
+  if type(steps) == "table" then -- the list itself; the steps are hw's
+    steps = {}
+    for i = 1, rawlen(o.steps) do steps[i] = rawget(o.steps, i) end
+  end
   local c = { __kind = "cycle", where = where, name = o.name,
-              connector = o.connector or "default", steps = o.steps,
+              connector = o.connector or "default", steps = steps,
               autostart = o.autostart ~= false, description = o.description,
               sync_timeout = o.sync_timeout or 30 }
   if c.name ~= nil and (type(c.name) ~= "string" or c.name == "") then
@@ -257,6 +276,7 @@ function hw.cycle(o)
     fail(where, "hw.cycle: 'sync_timeout' must be a positive number of seconds")
   end
   normalize_steps(c, where)
+  MADE[c] = true
   return c
 end
 
@@ -273,8 +293,8 @@ function hw.connector(o)
   end
   if type(o.name) ~= "string" or o.name == "" then fail(where, "hw.connector: 'name' is required") end
   local c = { __kind = "connector", where = where, name = o.name,
-              base_url = o.base_url, headers = o.headers or {},
-              allowed_ips = o.allowed_ips or {}, secrets = o.secrets or {},
+              base_url = o.base_url, headers = raw_copy(o.headers or {}),
+              allowed_ips = raw_copy(o.allowed_ips or {}), secrets = raw_copy(o.secrets or {}),
               allow_private = o.allow_private }
   if c.allow_private ~= nil and type(c.allow_private) ~= "boolean" then
     fail(where, "hw.connector: 'allow_private' must be true or false")
@@ -287,6 +307,7 @@ function hw.connector(o)
   local filter, err = core.ipfilter(c.allowed_ips)
   if not filter then fail(where, "hw.connector: allowed_ips: " .. err) end
   c.filter = filter
+  MADE[c] = true
   return c
 end
 

@@ -21,7 +21,7 @@ function L.load_file(path, text, allow_test)
   -- the loader code that follows.
   local ok, obj = core.protect(chunk)
   if not ok then return nil, obj end
-  if type(obj) ~= "table" or (obj.__kind ~= "cycle" and obj.__kind ~= "connector") then
+  if not S.made[obj] then -- (a table of the file's own could carry metamethods)
     return nil, path .. ":1: the file must return hw.cycle{...} or hw.connector{...}"
   end
   if obj.__kind == "cycle" and obj.name == nil then

@@ -13,6 +13,10 @@ local SAFE_GLOBALS = { "assert", "error", "ipairs", "next", "pairs", "select", "
   "rawlen", "_VERSION" }
 local SAFE_LIBS = { "string", "table", "math", "utf8", "os" }
 
+-- The cycles and connectors hw made (weak keys): a file's result must be
+-- one of them, never a table of the file's own.
+S.made = setmetatable({}, { __mode = "k" })
+
 -- Views made by S.view: rawset on one is refused too.
 local VIEWS = setmetatable({}, { __mode = "k" })
 

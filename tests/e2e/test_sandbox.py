@@ -599,3 +599,31 @@ def engine_reads_of_data_run_no_cycle_code():
         contains(last_error(t), "tx.data.order is missing")
         eq(t["data"], {"kept": 1})
         eq(run_tx(e, "simple")["state"], "completed")
+
+
+@test
+def a_files_result_is_read_without_running_its_code():
+    """What a file returns is read by the loader and later by the engine
+    outside any step: a table of the file's own (with a looping __index)
+    is refused, and the tables handed to hw.cycle/hw.connector are copied
+    raw, so none of their metamethods runs in the loader or the admin API."""
+    spin = "function() while true do end end"
+    fake = 'return setmetatable({}, { __index = %s, __newindex = %s })\n' % (spin, spin)
+    listy = ('local hw = require "hookwork"\n'
+             'local steps = setmetatable({ hw.webhook { name = "in" },\n'
+             '  hw.step { name = "s", run = function(tx) tx.data.ok = true end } },\n'
+             '  { __index = %s, __len = %s })\n'
+             'return hw.cycle { name = "listy", connector = "odd", steps = steps }\n' % (spin, spin))
+    conn = ('local hw = require "hookwork"\n'
+            'return hw.connector { name = "odd",\n'
+            '  allowed_ips = setmetatable({ "127.0.0.1" }, { __index = %s, __len = %s }),\n'
+            '  secrets = setmetatable({ k = "v" }, { __index = %s, __pairs = %s }) }\n' % (spin, spin, spin, spin))
+    with Engine({"aaa_fake.lua": fake, "bbb_conn.lua": conn, "ccc_listy.lua": listy,
+                 "zzz_simple.lua": SIMPLE}) as e:
+        e.start(wait=False)
+        e.wait_healthy(timeout=20)
+        contains(e.cycle("aaa_fake").get("load_error") or "", "the file must return hw.cycle")
+        t = run_tx(e, "listy")
+        eq(t["state"], "completed", "%r" % t.get("history"))
+        eq(e.admin("GET", "/api/connectors").status, 200)
+        eq(run_tx(e, "simple")["state"], "completed")
