@@ -2,8 +2,8 @@
 // searched in data (q=PATH=VALUE), paged with the engine's cursor and kept
 // live by the poller.  An engine without paging (the answer is a plain
 // array) is filtered here by step and match instead.
-import { el, sync, badge, ago, fmtTime, errorBox } from './util.js';
-import { call, get, errText, enc } from './api.js';
+import { el, sync, badge, ago, fmtTime, errorBox, say } from './util.js';
+import { call, get, errText, enc, missingRoute } from './api.js';
 
 const STATES = ['running', 'waiting', 'completed', 'failed', 'expired', 'cancelled'];
 const PAGE = 50;
@@ -55,7 +55,35 @@ export function mount(main, route) {
   const nextB = el('button', { type: 'button', disabled: true }, 'Older');
   const pageInfo = el('span', { class: 'muted' });
   const pager = el('nav', { class: 'pager', 'aria-label': 'Pages' }, prevB, pageInfo, nextB);
-  main.append(el('div', { class: 'page-head' }, el('h1', {}, 'Transactions')), form, note, wrap, empty, pager);
+  // "Retry these": shown while the filter is state=failed on an engine with
+  // the operations API (POST /api/transactions/retry?cycle=&step=).
+  const bulk = el('div', { class: 'actions', hidden: true });
+  let bulkMissing = false;
+  main.append(el('div', { class: 'page-head' }, el('h1', {}, 'Transactions')), form, bulk, note, wrap, empty, pager);
+
+  function drawBulk(paged) {
+    const show = paged && !bulkMissing && query.get('state') === 'failed' && !query.get('match') && !query.get('q');
+    if (!show) { bulk.hidden = true; bulk.replaceChildren(); return; }
+    if (!bulk.hidden) return;
+    const scope = [query.get('cycle') && 'of ' + query.get('cycle'), query.get('step') && 'at ' + query.get('step')].filter(Boolean).join(' ');
+    const ask = el('button', { type: 'button', id: 'retry-all' }, 'Retry all failed' + (scope ? ' ' + scope : '') + '…');
+    const sure = el('span', { class: 'group', hidden: true }, el('span', { text: 'Run every failed transaction ' + (scope ? scope + ' ' : '') + 'again?' }),
+      el('button', { type: 'button', class: 'primary', id: 'retry-all-yes', onclick: async () => {
+        const p = new URLSearchParams();
+        for (const k of ['cycle', 'step']) if (query.get(k)) p.set(k, query.get(k));
+        const r = await call('/api/transactions/retry' + (p.toString() ? '?' + p : ''), { method: 'POST' });
+        if (missingRoute(r)) { bulkMissing = true; say('This engine has no bulk retry.', 'bad'); }
+        else if (!r.ok) say(errText(r), 'bad');
+        else say('Retried ' + (r.data && r.data.retried) + ' transactions', 'ok');
+        bulk.hidden = true;
+        drawBulk(true);
+        refresh();
+      } }, 'Yes, retry'),
+      el('button', { type: 'button', id: 'retry-all-no', onclick: () => { sure.hidden = true; ask.hidden = false; ask.focus(); } }, 'No'));
+    ask.addEventListener('click', () => { ask.hidden = true; sure.hidden = false; sure.querySelector('#retry-all-yes').focus(); });
+    bulk.replaceChildren(ask, sure);
+    bulk.hidden = false;
+  }
 
   function fill() {
     cycleSel.value = query.get('cycle') || '';
@@ -108,9 +136,11 @@ export function mount(main, route) {
       if (query.get('match')) list = list.filter((t) => String(t.match) === query.get('match'));
       if (query.get('q')) note.replaceChildren(errorBox('This engine cannot search in data (no q= support).'));
       next = null;
+      drawBulk(false);
     } else {
       list = r.data.transactions || [];
       next = r.data.next || null;
+      drawBulk(true);
     }
     sync(body, list, (t) => t.id, row);
     empty.hidden = list.length > 0;
@@ -120,7 +150,7 @@ export function mount(main, route) {
   }
   return {
     refresh,
-    update(r) { query = r.query; cursors = [null]; page = 0; fill(); },
+    update(r) { query = r.query; cursors = [null]; page = 0; fill(); bulk.hidden = true; bulk.replaceChildren(); },
     showError: (m) => note.replaceChildren(errorBox(m)),
   };
 }

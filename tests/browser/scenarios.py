@@ -217,16 +217,20 @@ return hw.cycle { name = "flaky", steps = {
 
 
 @scenario
-def retry_a_failed_transaction(b):
+def retry_a_failed_transaction_then_all_failed_of_the_cycle(b):
     with Engine(examples({"flaky.lua": FLAKY % ('error("remote said no")', "")})) as e:
         e.start()
         probe = e.admin("POST", "/api/transactions/0/retry")
         if probe.status == 404 and probe.json == {"error": "not found"}:
             raise Skip("POST /api/transactions/ID/retry answers 404 in this build "
                        "(the operations API has not landed)")
-        r = e.post(e.hook_url("flaky", "in"), json={"n": 1})
-        tid = r.json["transaction"]
-        e.wait_tx(tid, "failed")
+        ids = []
+        for n in (1, 2, 3):
+            r = e.post(e.hook_url("flaky", "in"), json={"n": n})
+            ids.append(r.json["transaction"])
+        for t in ids:
+            e.wait_tx(t, "failed")
+        tid = ids[0]
         e.write("flaky.lua", FLAKY % ("tx.data.done = true", 'hw.webhook { name = "v2", match = "n" },'))
         e.hook_url("flaky", "v2", timeout=5)  # the fixed version is live
         b.open(e, "#/tx/" + tid)
@@ -236,6 +240,19 @@ def retry_a_failed_transaction(b):
         t = e.wait_tx(tid, ["waiting", "completed"])
         eq(t["data"].get("done"), True)
         ok(not b.finds("#retry"), "no Retry once it is not failed")
+        # the other two from the list: "retry these"
+        b.open(e, "#/transactions?cycle=flaky&state=failed")
+        b.wait(lambda: len(b.finds("table.list tbody tr")) == 2, msg="two failed")
+        b.wait(lambda: b.find("#retry-all")).click()
+        b.find("#retry-all-no").click()
+        eq(b.d.switch_to.active_element.get_attribute("id"), "retry-all", "focus back")
+        eq(e.tx(ids[1])["state"], "failed", "No retried nothing")
+        b.find("#retry-all").click()
+        b.find("#retry-all-yes").click()
+        b.wait_text("#status", "Retried 2")
+        for t in ids[1:]:
+            eq(e.wait_tx(t, ["waiting", "completed"])["data"].get("done"), True)
+        b.wait(lambda: not b.finds("table.list tbody tr"), msg="no failed left in the list")
 
 
 @scenario
