@@ -30,7 +30,7 @@ LIBOBJS += $(BUILD)/console_assets.o
 LLOBJS  := $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
 STAMP   := third_party/.deps-installed
 
-.PHONY: all deps run test asan debug unit e2e bench clean install deb fuzz \
+.PHONY: all deps run test asan tsan chaos debug unit e2e bench clean install deb fuzz \
         fuzz-build fuzz-replay fuzz-bins
 all: hookwork tests/fault/faultfs.so
 
@@ -83,6 +83,25 @@ hookwork-asan: $(OBJS) $(LLOBJS)
 	@echo "  LINK $@"
 	@$(CC) -o $@ $(OBJS) $(LLOBJS) $(LIBS) $(LDFLAGS)
 
+# ThreadSanitizer: the store's unit tests and a short load against
+# ./hookwork-tsan (webhooks, resumes, a store failure and its recovery, a
+# graceful stop); fails on any report.
+TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+tsan: $(STAMP) tests/fault/faultfs.so
+	$(MAKE) BUILD=build/tsan OPT="$(TSAN_FLAGS)" LDFLAGS="-fsanitize=thread" \
+	  hookwork-tsan build/tsan/unit/test_store
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" build/tsan/unit/test_store
+	HOOKWORK_BIN=$(CURDIR)/hookwork-tsan python3 tests/tsan/load.py
+
+hookwork-tsan: $(OBJS) $(LLOBJS)
+	@echo "  LINK $@"
+	@$(CC) -o $@ $(OBJS) $(LLOBJS) $(LIBS) $(LDFLAGS)
+
+# make chaos (not in make test): kill -9 and SIGTERM at random moments under
+# full load; every acknowledged request must be stored once and complete.
+chaos: hookwork
+	python3 tests/chaos/chaos.py
+
 debug: $(STAMP)
 	$(MAKE) BUILD=build/debug OPT="-O0 -g -DLUA_USE_APICHECK" hookwork
 
@@ -133,7 +152,7 @@ bench: hookwork
 	@bash tests/bench/run.sh
 
 clean:
-	rm -rf build hookwork hookwork-asan
+	rm -rf build hookwork hookwork-asan hookwork-tsan tests/fault/faultfs.so
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the Lua side and
 # the editor type definitions, the man page, the docs and a systemd unit.
