@@ -25,7 +25,7 @@
  * a second connection on the loop thread.  Whole iterations are sealed
  * together, so the writes one run makes at one point commit together.
  */
-#include "store.h"
+#include "store_int.h"
 #include "store_sql.h"
 #include "log.h"
 
@@ -39,86 +39,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#define HW_OP_MAXV 12
-#define HW_FAIL_KEEP_NS (60 * (uint64_t) 1000000000) /* failed ranges kept */
-#define HW_RETRY_MIN_NS (100 * (uint64_t) 1000000)
-#define HW_RETRY_MAX_NS (1000 * (uint64_t) 1000000)
-#define HW_MAX_PENDING_DEFAULT 100000
+_Static_assert(HW_NSTMTS <= HW_STORE_MAXSTMTS, "raise HW_STORE_MAXSTMTS");
 
-typedef struct hw_op_s {
-  struct hw_op_s *next;
-  uint64_t seq;
-  int id;
-  int n;
-  int req; /* a request's write: dropped when its batch fails */
-  hw_val_t v[HW_OP_MAXV];
-  char *buf; /* one allocation holding every text value */
-} hw_op_t;
-
-typedef struct hw_waiter_s {
-  struct hw_waiter_s *next;
-  uint64_t seq; /* the write waited for (awaiters) */
-  uint64_t thr; /* told once the writer's mark reaches it */
-  hw_store_cb cb;
-  void *arg;
-} hw_waiter_t;
-
-/* A failed batch: request writes with seq in (lo, hi] were dropped. */
-typedef struct hw_fail_s {
-  struct hw_fail_s *next;
-  uint64_t lo, hi;
-  uint64_t at; /* uv_hrtime when the loop learned of it */
-  char msg[200];
-} hw_fail_t;
-
-struct hw_store_s {
-  uv_loop_t *loop;
-  sqlite3 *wr, *rd;
-  sqlite3_stmt *wstmt[HW_NSTMTS];
-  sqlite3_stmt *rstmt[HW_NSTMTS];
-  int lockfd;
-  size_t max_pending;
-  /* loop thread only */
-  hw_op_t *head, **tail;       /* written this iteration, not yet sealed */
-  hw_waiter_t *ahead, **atail; /* awaiters, by thr */
-  hw_waiter_t *fhead, **ftail; /* flushers, by thr */
-  uint64_t alast, flast;       /* thr of the newest awaiter / flusher */
-  uint64_t seq;                /* last op written */
-  uint64_t sealed;             /* last op handed to the writer */
-  hw_fail_t *fails;            /* failed ranges the loop knows, oldest first */
-  uv_async_t *async;           /* writer -> loop: a batch was decided */
-  uv_timer_t *linger;          /* seals writes nobody waits for */
-  size_t unsealed;             /* ops written since the last seal */
-  char errmsg[256];            /* last query error */
-  /* shared, under mu */
-  uv_mutex_t mu;
-  uv_cond_t cv;                /* wakes the writer */
-  uv_cond_t donecv;            /* a batch was decided (settle waits) */
-  hw_op_t *shead, **stail;     /* sealed, waiting for the writer */
-  uint64_t shead_last;         /* seq of the last sealed op */
-  uint64_t done;               /* ops up to here decided */
-  uint64_t durable;            /* every kept op up to here is committed */
-  size_t ncarry;               /* ops kept for retry */
-  hw_fail_t *newfails, **newfails_tail; /* writer -> loop */
-  int failing;                 /* the last batch failed on the disk */
-  char reason[200];            /* why, while failing */
-  int stop;
-  /* writer thread only */
-  uv_thread_t thread;
-  int thread_started;
-  char wmsg[200];              /* the writer's own message buffer */
-  /* checkpointer thread: copies the WAL into the database file four times
-   * a second with its own connection (PASSIVE: it never blocks the
-   * writer), so the writer's own automatic checkpoint, which keeps the WAL
-   * bounded, finds little left to copy and stalls commits only briefly */
-  sqlite3 *ck;
-  uv_cond_t ckcv;              /* wakes the checkpointer to stop */
-  uv_thread_t ckthread;
-  int ck_started;
-};
-
-static void writer_main(void *arg);
-static void checkpointer_main(void *arg);
 static void on_async(uv_async_t *h);
 
 static int open_conn(const char *path, sqlite3 **db, char *err, size_t len) {
@@ -314,11 +236,11 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
     }
   }
   if (rc == 0) {
-    rc = uv_thread_create(&st->thread, writer_main, st);
+    rc = uv_thread_create(&st->thread, hw_store__writer_main, st);
     st->thread_started = rc == 0;
   }
   if (rc == 0) {
-    rc = uv_thread_create(&st->ckthread, checkpointer_main, st);
+    rc = uv_thread_create(&st->ckthread, hw_store__checkpointer_main, st);
     st->ck_started = rc == 0;
   }
   if (rc != 0) {
@@ -343,11 +265,15 @@ int hw_store_stmt_is_write(int id) {
   return id >= 0 && id < HW_NSTMTS && hw_stmts[id].write;
 }
 
+const char *hw_store__stmt_name(int id) {
+  return id >= 0 && id < HW_NSTMTS ? hw_stmts[id].name : "?";
+}
+
 int hw_store_stmt_nparams(int id) {
   return id >= 0 && id < HW_NSTMTS ? hw_stmts[id].nparams : -1;
 }
 
-static int bind_vals(sqlite3_stmt *s, const hw_val_t *v, int n) {
+int hw_store__bind(sqlite3_stmt *s, const hw_val_t *v, int n) {
   int i, rc = SQLITE_OK;
   sqlite3_reset(s);
   sqlite3_clear_bindings(s);
@@ -446,220 +372,6 @@ int hw_store_flush(hw_store_t *st, hw_store_cb cb, void *arg) {
   return add_waiter(st, &st->ftail, &st->flast, st->seq, st->seq, cb, arg);
 }
 
-static void free_ops(hw_op_t *op) {
-  while (op != NULL) {
-    hw_op_t *next = op->next;
-    free(op->buf);
-    free(op);
-    op = next;
-  }
-}
-
-/* Errors of the disk or the lock pass; errors of a statement's own data
- * (a constraint, a type) never will. */
-static int transient(int code) {
-  switch (code & 0xff) {
-  case SQLITE_CONSTRAINT: case SQLITE_MISMATCH: case SQLITE_RANGE:
-  case SQLITE_TOOBIG: case SQLITE_ERROR:
-    return 0;
-  default:
-    return 1;
-  }
-}
-
-/* Writer thread: one SQLite transaction for the whole batch, all or
- * nothing.  On failure *bad is the op whose own data failed (never
- * transient), or NULL when the disk failed; st->wmsg says why. */
-static int run_batch(hw_store_t *st, hw_op_t *ops, int probe, hw_op_t **bad,
-                     int *retry) {
-  hw_op_t *op;
-  int rc;
-
-  *bad = NULL;
-  *retry = 1;
-  if (sqlite3_exec(st->wr, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-    snprintf(st->wmsg, sizeof st->wmsg, "begin: %s", sqlite3_errmsg(st->wr));
-    return -EIO;
-  }
-  if (probe) {
-    int id = hw_store_stmt_id("store_probe");
-    hw_val_t v = {HW_V_INT, (int64_t) uv_hrtime(), 0, NULL, 0};
-    sqlite3_stmt *s = st->wstmt[id];
-    if (bind_vals(s, &v, 1) != SQLITE_OK || sqlite3_step(s) != SQLITE_DONE) {
-      snprintf(st->wmsg, sizeof st->wmsg, "%s", sqlite3_errmsg(st->wr));
-      sqlite3_reset(s);
-      goto fail;
-    }
-    sqlite3_reset(s);
-  }
-  for (op = ops; op != NULL; op = op->next) {
-    sqlite3_stmt *s = st->wstmt[op->id];
-    rc = bind_vals(s, op->v, op->n);
-    if (rc == SQLITE_OK)
-      rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-      int code = sqlite3_extended_errcode(st->wr);
-      snprintf(st->wmsg, sizeof st->wmsg, "%s", sqlite3_errmsg(st->wr));
-      if (!transient(code)) {
-        *bad = op;
-        *retry = 0;
-        hw_log("store", "write %s failed, dropped: %s", hw_stmts[op->id].name,
-               st->wmsg);
-      }
-      sqlite3_reset(s);
-      sqlite3_clear_bindings(s);
-      goto fail;
-    }
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-  }
-  if (sqlite3_exec(st->wr, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-    return 0;
-  snprintf(st->wmsg, sizeof st->wmsg, "%s", sqlite3_errmsg(st->wr));
-fail:
-  if (!sqlite3_get_autocommit(st->wr))
-    sqlite3_exec(st->wr, "ROLLBACK", NULL, NULL, NULL);
-  return -EIO;
-}
-
-/* After a failed batch: request writes and the bad op go, the others stay
- * (in order) for the next batch.  Returns the kept list. */
-static hw_op_t *keep_ops(hw_op_t *ops, hw_op_t *bad, size_t *nkept) {
-  hw_op_t *kept = NULL, **kt = &kept, *next;
-  *nkept = 0;
-  for (; ops != NULL; ops = next) {
-    next = ops->next;
-    ops->next = NULL;
-    if (ops->req || ops == bad) {
-      free(ops->buf);
-      free(ops);
-    } else {
-      *kt = ops;
-      kt = &ops->next;
-      (*nkept)++;
-    }
-  }
-  return kept;
-}
-
-static void writer_main(void *arg) {
-  hw_store_t *st = arg;
-  hw_op_t *carry = NULL, *batch, *newops, *bad, **t;
-  uint64_t last = 0, lo, retry_at = 0, pause = HW_RETRY_MIN_NS;
-  uint64_t failed_since = 0, last_log = 0, nfailed = 0, now;
-  size_t nkept = 0;
-  int rc, retry, probe = 0, stop_tries = 0;
-
-  uv_mutex_lock(&st->mu);
-  for (;;) {
-    /* wait for work; while the disk fails, retry on the pause only */
-    while (!st->stop) {
-      if (st->failing) {
-        now = uv_hrtime();
-        if (now >= retry_at)
-          break;
-        uv_cond_timedwait(&st->cv, &st->mu, retry_at - now);
-      } else if (st->shead != NULL || carry != NULL) {
-        break;
-      } else {
-        uv_cond_wait(&st->cv, &st->mu);
-      }
-    }
-    if (st->stop && st->shead == NULL && (carry == NULL || stop_tries > 0))
-      break; /* everything committed, or the last attempt at close failed */
-    newops = st->shead;
-    lo = st->done;
-    if (newops != NULL)
-      last = st->shead_last;
-    st->shead = NULL;
-    st->stail = &st->shead;
-    if (st->stop)
-      stop_tries++;
-    uv_mutex_unlock(&st->mu);
-
-    for (t = &carry; *t != NULL; t = &(*t)->next)
-      ;
-    *t = newops; /* kept writes first: they were written first */
-    batch = carry;
-    carry = NULL;
-    rc = run_batch(st, batch, probe, &bad, &retry);
-    now = uv_hrtime();
-    if (rc == 0) {
-      free_ops(batch);
-      nkept = 0;
-      probe = 0;
-      if (failed_since != 0)
-        hw_log("store", "commits work again after %.1f s (%llu failed "
-               "attempts)", (now - failed_since) / 1e9,
-               (unsigned long long) nfailed);
-      failed_since = nfailed = 0;
-      pause = HW_RETRY_MIN_NS;
-    } else {
-      carry = keep_ops(batch, bad, &nkept);
-      probe = 1;
-      if (retry) {
-        nfailed++;
-        if (failed_since == 0)
-          failed_since = now;
-        if (nfailed == 1 || now - last_log > 5 * (uint64_t) 1000000000) {
-          hw_log("store", "commit failed (%llu attempts so far; %zu writes "
-                 "kept for retry): %s", (unsigned long long) nfailed, nkept,
-                 st->wmsg);
-          last_log = now;
-        }
-      }
-    }
-
-    uv_mutex_lock(&st->mu);
-    if (newops != NULL && rc != 0) {
-      hw_fail_t *f = calloc(1, sizeof *f);
-      if (f != NULL) {
-        f->lo = lo;
-        f->hi = last;
-        snprintf(f->msg, sizeof f->msg, "%s", st->wmsg);
-        *st->newfails_tail = f;
-        st->newfails_tail = &f->next;
-      } else {
-        hw_log("store", "out of memory recording a failed batch");
-      }
-    }
-    if (newops != NULL)
-      st->done = last;
-    st->ncarry = nkept;
-    st->durable = carry != NULL ? carry->seq - 1 : st->done;
-    st->failing = rc != 0 && retry;
-    if (st->failing) {
-      snprintf(st->reason, sizeof st->reason, "%s", st->wmsg);
-      retry_at = now + pause;
-      pause = pause * 2 > HW_RETRY_MAX_NS ? HW_RETRY_MAX_NS : pause * 2;
-    }
-    if (st->async != NULL)
-      uv_async_send(st->async);
-    uv_cond_broadcast(&st->donecv);
-  }
-  if (carry != NULL)
-    hw_log("store", "%zu writes could not be stored before close: %s; what "
-           "they record runs again after restart", nkept, st->wmsg);
-  free_ops(carry);
-  st->ncarry = 0;
-  uv_cond_broadcast(&st->donecv);
-  uv_mutex_unlock(&st->mu);
-}
-
-static void checkpointer_main(void *arg) {
-  hw_store_t *st = arg;
-  uv_mutex_lock(&st->mu);
-  while (!st->stop) {
-    uv_cond_timedwait(&st->ckcv, &st->mu, (uint64_t) 250e6);
-    if (st->stop)
-      break;
-    uv_mutex_unlock(&st->mu);
-    sqlite3_wal_checkpoint_v2(st->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                              NULL);
-    uv_mutex_lock(&st->mu);
-  }
-  uv_mutex_unlock(&st->mu);
-}
 
 static const hw_fail_t *failed(const hw_store_t *st, uint64_t seq) {
   const hw_fail_t *f;
@@ -848,7 +560,7 @@ int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
     return -EINVAL;
   }
   s = st->rstmt[id];
-  if (bind_vals(s, vals, n) != SQLITE_OK) {
+  if (hw_store__bind(s, vals, n) != SQLITE_OK) {
     snprintf(st->errmsg, sizeof st->errmsg, "%s: %s", hw_stmts[id].name,
              sqlite3_errmsg(st->rd));
     return -EINVAL;
@@ -921,7 +633,7 @@ int hw_store_close(hw_store_t *st) {
     st->fails = f->next;
     free(f);
   }
-  free_ops(st->shead);
+  hw_store__free_ops(st->shead);
   for (i = 0; i < HW_NSTMTS; i++) {
     sqlite3_finalize(st->wstmt[i]);
     sqlite3_finalize(st->rstmt[i]);

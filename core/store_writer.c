@@ -1,0 +1,231 @@
+/* store_writer: the store's writer and checkpointer threads (see store.c
+ * for the design).  The writer commits each batch handed over in one SQLite
+ * transaction, all or nothing; after a failure it keeps the writes nobody
+ * waits for, drops the requests' writes (recording the failed range), and
+ * retries with a pause while the disk fails.
+ *
+ * Owns: the writer's kept writes and its message buffer (st->wmsg), which
+ * only it touches; everything it shares with the loop is under st->mu.
+ * Uses: SQLite (the writer and checkpointer connections), libuv threads. */
+#include "store_int.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void hw_store__free_ops(hw_op_t *op) {
+  while (op != NULL) {
+    hw_op_t *next = op->next;
+    free(op->buf);
+    free(op);
+    op = next;
+  }
+}
+
+/* Errors of the disk or the lock pass; errors of a statement's own data
+ * (a constraint, a type) never will. */
+static int transient(int code) {
+  switch (code & 0xff) {
+  case SQLITE_CONSTRAINT: case SQLITE_MISMATCH: case SQLITE_RANGE:
+  case SQLITE_TOOBIG: case SQLITE_ERROR:
+    return 0;
+  default:
+    return 1;
+  }
+}
+
+/* Writer thread: one SQLite transaction for the whole batch, all or
+ * nothing.  On failure *bad is the op whose own data failed (never
+ * transient), or NULL when the disk failed; st->wmsg says why. */
+static int run_batch(hw_store_t *st, hw_op_t *ops, int probe, hw_op_t **bad,
+                     int *retry) {
+  hw_op_t *op;
+  int rc;
+
+  *bad = NULL;
+  *retry = 1;
+  if (sqlite3_exec(st->wr, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    snprintf(st->wmsg, sizeof st->wmsg, "begin: %s", sqlite3_errmsg(st->wr));
+    return -EIO;
+  }
+  if (probe) {
+    int id = hw_store_stmt_id("store_probe");
+    hw_val_t v = {HW_V_INT, (int64_t) uv_hrtime(), 0, NULL, 0};
+    sqlite3_stmt *s = st->wstmt[id];
+    if (hw_store__bind(s, &v, 1) != SQLITE_OK || sqlite3_step(s) != SQLITE_DONE) {
+      snprintf(st->wmsg, sizeof st->wmsg, "%s", sqlite3_errmsg(st->wr));
+      sqlite3_reset(s);
+      goto fail;
+    }
+    sqlite3_reset(s);
+  }
+  for (op = ops; op != NULL; op = op->next) {
+    sqlite3_stmt *s = st->wstmt[op->id];
+    rc = hw_store__bind(s, op->v, op->n);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+      int code = sqlite3_extended_errcode(st->wr);
+      snprintf(st->wmsg, sizeof st->wmsg, "%s", sqlite3_errmsg(st->wr));
+      if (!transient(code)) {
+        *bad = op;
+        *retry = 0;
+        hw_log("store", "write %s failed, dropped: %s", hw_store__stmt_name(op->id),
+               st->wmsg);
+      }
+      sqlite3_reset(s);
+      sqlite3_clear_bindings(s);
+      goto fail;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+  }
+  if (sqlite3_exec(st->wr, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+    return 0;
+  snprintf(st->wmsg, sizeof st->wmsg, "%s", sqlite3_errmsg(st->wr));
+fail:
+  if (!sqlite3_get_autocommit(st->wr))
+    sqlite3_exec(st->wr, "ROLLBACK", NULL, NULL, NULL);
+  return -EIO;
+}
+
+/* After a failed batch: request writes and the bad op go, the others stay
+ * (in order) for the next batch.  Returns the kept list. */
+static hw_op_t *keep_ops(hw_op_t *ops, hw_op_t *bad, size_t *nkept) {
+  hw_op_t *kept = NULL, **kt = &kept, *next;
+  *nkept = 0;
+  for (; ops != NULL; ops = next) {
+    next = ops->next;
+    ops->next = NULL;
+    if (ops->req || ops == bad) {
+      free(ops->buf);
+      free(ops);
+    } else {
+      *kt = ops;
+      kt = &ops->next;
+      (*nkept)++;
+    }
+  }
+  return kept;
+}
+
+void hw_store__writer_main(void *arg) {
+  hw_store_t *st = arg;
+  hw_op_t *carry = NULL, *batch, *newops, *bad, **t;
+  uint64_t last = 0, lo, retry_at = 0, pause = HW_RETRY_MIN_NS;
+  uint64_t failed_since = 0, last_log = 0, nfailed = 0, now;
+  size_t nkept = 0;
+  int rc, retry, probe = 0, stop_tries = 0;
+
+  uv_mutex_lock(&st->mu);
+  for (;;) {
+    /* wait for work; while the disk fails, retry on the pause only */
+    while (!st->stop) {
+      if (st->failing) {
+        now = uv_hrtime();
+        if (now >= retry_at)
+          break;
+        uv_cond_timedwait(&st->cv, &st->mu, retry_at - now);
+      } else if (st->shead != NULL || carry != NULL) {
+        break;
+      } else {
+        uv_cond_wait(&st->cv, &st->mu);
+      }
+    }
+    if (st->stop && st->shead == NULL && (carry == NULL || stop_tries > 0))
+      break; /* everything committed, or the last attempt at close failed */
+    newops = st->shead;
+    lo = st->done;
+    if (newops != NULL)
+      last = st->shead_last;
+    st->shead = NULL;
+    st->stail = &st->shead;
+    if (st->stop)
+      stop_tries++;
+    uv_mutex_unlock(&st->mu);
+
+    for (t = &carry; *t != NULL; t = &(*t)->next)
+      ;
+    *t = newops; /* kept writes first: they were written first */
+    batch = carry;
+    carry = NULL;
+    rc = run_batch(st, batch, probe, &bad, &retry);
+    now = uv_hrtime();
+    if (rc == 0) {
+      hw_store__free_ops(batch);
+      nkept = 0;
+      probe = 0;
+      if (failed_since != 0)
+        hw_log("store", "commits work again after %.1f s (%llu failed "
+               "attempts)", (now - failed_since) / 1e9,
+               (unsigned long long) nfailed);
+      failed_since = nfailed = 0;
+      pause = HW_RETRY_MIN_NS;
+    } else {
+      carry = keep_ops(batch, bad, &nkept);
+      probe = 1;
+      if (retry) {
+        nfailed++;
+        if (failed_since == 0)
+          failed_since = now;
+        if (nfailed == 1 || now - last_log > 5 * (uint64_t) 1000000000) {
+          hw_log("store", "commit failed (%llu attempts so far; %zu writes "
+                 "kept for retry): %s", (unsigned long long) nfailed, nkept,
+                 st->wmsg);
+          last_log = now;
+        }
+      }
+    }
+
+    uv_mutex_lock(&st->mu);
+    if (newops != NULL && rc != 0) {
+      hw_fail_t *f = calloc(1, sizeof *f);
+      if (f != NULL) {
+        f->lo = lo;
+        f->hi = last;
+        snprintf(f->msg, sizeof f->msg, "%s", st->wmsg);
+        *st->newfails_tail = f;
+        st->newfails_tail = &f->next;
+      } else {
+        hw_log("store", "out of memory recording a failed batch");
+      }
+    }
+    if (newops != NULL)
+      st->done = last;
+    st->ncarry = nkept;
+    st->durable = carry != NULL ? carry->seq - 1 : st->done;
+    st->failing = rc != 0 && retry;
+    if (st->failing) {
+      snprintf(st->reason, sizeof st->reason, "%s", st->wmsg);
+      retry_at = now + pause;
+      pause = pause * 2 > HW_RETRY_MAX_NS ? HW_RETRY_MAX_NS : pause * 2;
+    }
+    if (st->async != NULL)
+      uv_async_send(st->async);
+    uv_cond_broadcast(&st->donecv);
+  }
+  if (carry != NULL)
+    hw_log("store", "%zu writes could not be stored before close: %s; what "
+           "they record runs again after restart", nkept, st->wmsg);
+  hw_store__free_ops(carry);
+  st->ncarry = 0;
+  uv_cond_broadcast(&st->donecv);
+  uv_mutex_unlock(&st->mu);
+}
+
+void hw_store__checkpointer_main(void *arg) {
+  hw_store_t *st = arg;
+  uv_mutex_lock(&st->mu);
+  while (!st->stop) {
+    uv_cond_timedwait(&st->ckcv, &st->mu, (uint64_t) 250e6);
+    if (st->stop)
+      break;
+    uv_mutex_unlock(&st->mu);
+    sqlite3_wal_checkpoint_v2(st->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                              NULL);
+    uv_mutex_lock(&st->mu);
+  }
+  uv_mutex_unlock(&st->mu);
+}
