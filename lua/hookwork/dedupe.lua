@@ -100,7 +100,9 @@ end
 -- the same commit as the request.  Returns the entry (job.dedupe).
 function D.note(cycle, step, key, tx, window, now)
   local e = { cycle = cycle, step = step, key = key, tx = tx, expires = now + window }
-  core.write("dedupe_put", cycle, step, key, tx, e.expires)
+  -- a request's write: dropped with the request's own if their batch fails
+  -- (a kept write would outlive the request and make its retry a duplicate)
+  e.seq = core.write_req("dedupe_put", cycle, step, key, tx, e.expires)
   mem.cur[mkey(cycle, step, key)] = e
   return e
 end
@@ -129,7 +131,10 @@ end
 -- A duplicate's answer, once the first delivery is durable (it waits for
 -- the same commit).
 local function answer(e, sync, caller)
-  local ok = core.commit()
+  -- the first delivery's own commit (a full flush would wait for the store
+  -- to recover while commits fail)
+  local ok
+  if e.seq then ok = core.commit(e.seq) else ok = core.commit() end
   local id = tostring(e.tx)
   if not ok or e.failed then
     C.json(caller, 503, { error = "store unavailable: the first delivery was not stored" },
