@@ -9,7 +9,7 @@
  * buffers, so a steady stream of requests allocates little.  Retry waits share
  * one client timer armed for the nearest deadline (a sorted list), and
  * cancellations are delivered from a zero-delay timer, so a done callback
- * never runs inside hw_hc_start, hw_hc_cancel or hw_hc_close.
+ * never runs inside hw_hc_start or hw_hc_close.
  *
  * Uses: libuv, libcurl (>= 7.85).  Owns: the multi handle, its connection
  * cache, every socket watcher and transfer.
@@ -1022,6 +1022,5 @@ int hw_hc_start(hw_hc_t *hc, const hw_hc_request_t *req, hw_hc_done_cb cb,
   return 0;
 }
 
-void hw_hc_cancel(hw_hc_xfer_t *xfer) { if (xfer != NULL) cancel_one(xfer); }
 
 int hw_hc_active(const hw_hc_t *hc) { return hc->active; }

@@ -100,10 +100,6 @@ void hw_hc_close(hw_hc_t *hc);
  * it must not be used after that. */
 int hw_hc_start(hw_hc_t *hc, const hw_hc_request_t *req, hw_hc_done_cb cb,
                 void *arg, hw_hc_xfer_t **xfer);
-/* Cancels one transfer; its cb is called with error UV_ECANCELED (later, from
- * the loop, not inside this call).  A no-op if it is already cancelled or its
- * cb is running. */
-void hw_hc_cancel(hw_hc_xfer_t *xfer);
 
 /* Number of transfers in flight (for metrics/tests). */
 int hw_hc_active(const hw_hc_t *hc);

@@ -422,17 +422,6 @@ TEST(concurrent_200) {
   ASSERT_EQ(fx_close(&f), 0);
 }
 
-typedef struct { uv_timer_t t; fx_t *f; hw_hc_xfer_t *x; } canceller_t;
-
-static void on_cancel_timer(uv_timer_t *t) {
-  canceller_t *c = t->data;
-
-  c->f->in_call = 1;
-  hw_hc_cancel(c->x);
-  c->f->in_call = 0;
-  uv_close((uv_handle_t *) t, NULL);
-}
-
 static void on_stop_timer(uv_timer_t *t) {
   uv_stop(t->loop);
 }
@@ -446,40 +435,6 @@ static void run_for(uv_loop_t *loop, uint64_t ms) {
   uv_run(loop, UV_RUN_DEFAULT);
   uv_close((uv_handle_t *) &t, NULL);
   uv_run(loop, UV_RUN_NOWAIT);     /* runs the close callback */
-}
-
-TEST(cancel) {
-  canceller_t tm;
-  char u[128];
-  hw_hc_request_t rq = { .method = "GET", .url = u, .retries = 3 };
-  hw_hc_xfer_t *x2;
-  got_t g, g2;
-  fx_t f;
-
-  ASSERT_EQ(fx_open(&f), 0);
-  memset(&g, 0, sizeof g);
-  memset(&g2, 0, sizeof g2);
-  url(u, sizeof u, "/delay?ms=2000");
-  ASSERT_EQ(start(&f, &rq, &g, &tm.x), 0);     /* cancelled mid-flight */
-  ASSERT_EQ(start(&f, &rq, &g2, &x2), 0);      /* cancelled at once */
-  f.in_call = 1;
-  hw_hc_cancel(x2);
-  f.in_call = 0;
-  ASSERT_EQ(g2.calls, 0);
-  uv_timer_init(&f.loop, &tm.t);
-  tm.t.data = &tm;
-  tm.f = &f;
-  uv_timer_start(&tm.t, on_cancel_timer, 50, 0);
-  uv_run(&f.loop, UV_RUN_DEFAULT);
-  ASSERT_EQ(g.calls, 1);
-  ASSERT_EQ(g.sync_calls, 0);
-  ASSERT_EQ(g.error, UV_ECANCELED);
-  ASSERT_TRUE(g.seconds < 1.0);
-  ASSERT_TRUE(strstr(g.errmsg, "/delay?ms=2000: cancelled") != NULL);
-  ASSERT_EQ(g2.calls, 1);
-  ASSERT_EQ(g2.sync_calls, 0);
-  ASSERT_EQ(g2.error, UV_ECANCELED);
-  ASSERT_EQ(fx_close(&f), 0);
 }
 
 static void on_done_close(hw_hc_response_t *r, void *arg) {
@@ -557,4 +512,4 @@ RUN_TESTS("http_client",
   T(tls_failure), T(timeout), T(retry_503_then_200),
   T(retry_exhausted_and_off), T(retry_connection_error),
   T(retry_after_honoured), T(response_too_large), T(redirects),
-  T(concurrent_200), T(cancel), T(close_in_flight), T(invalid_requests))
+  T(concurrent_200), T(close_in_flight), T(invalid_requests))
