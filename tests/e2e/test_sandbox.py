@@ -404,6 +404,7 @@ SLOW_C = {
               '      table.insert(t, 1, 0)',
     "concat": 'local t = setmetatable({}, { __index = type })\n      tx.data.r = #table.concat(t, "", 1, 2^40)',
     "load": 'local f = load(string.rep("x=1 ", 14000000))',
+    "date": 'tx.data.r = #os.date(string.rep("%p", 8000000))',
     "oom_loop": 'local keep = {} for i = 1, 40 do keep[i] = string.rep("k", 1000000 + i) end\n'
                 '      while true do pcall(string.rep, "x", 100000000) end',
 }
@@ -627,3 +628,4 @@ def a_files_result_is_read_without_running_its_code():
         eq(t["state"], "completed", "%r" % t.get("history"))
         eq(e.admin("GET", "/api/connectors").status, 200)
         eq(run_tx(e, "simple")["state"], "completed")
+
