@@ -10,6 +10,7 @@ http/  requests, including a request-smuggling/desync set: CL.TE, TE.CL,
        (odd: one read; even: small pieces).
 xff/   "TRUSTED\\nPEER\\nFIELD..." inputs for fuzz_xff.
 body/  Content-Type selector byte + body for fuzz_body.
+json/  JSONTestSuite-style y_/n_/i_ texts for fuzz_json.
 """
 import os
 
@@ -155,3 +156,37 @@ body = {
 }
 for name, data in body.items():
     write("body", name, data)
+
+# json/  JSON texts for fuzz_json (JSON -> Lua -> JSON): JSONTestSuite-style
+#        y_ (accepted) and n_ (refused) cases, i_ for our documented choices.
+json_seeds = {
+    "y_empty_array": "[]", "y_empty_object": "{}", "y_nested_empties": '[[],{},[[]],{"a":[]}]',
+    "y_ws": " \t\n\r[1] \n", "y_int_max": "9223372036854775807", "y_int_min": "-9223372036854775808",
+    "y_int_2p53_plus1": "9007199254740993", "y_int_15": "123456789012345",
+    "y_int_over": "9223372036854775808", "y_minus_zero": "-0", "y_float_int": "[1.0,2.50,-3e0]",
+    "y_small": "[0.1,1e-300,5e-324,1e-400,2.2250738585072014e-308]",
+    "y_big": "1.7976931348623157e308", "y_exp": "[1e2,1E+2,1e-2,0e0,-0.0e-0]",
+    "y_strings": '["x","\\u00e9","\\ud83d\\ude00","a\\/b","\\"\\\\\\b\\f\\n\\r\\t","\\u0000"]',
+    "y_utf8_raw": '["\xc3\xa9","\xe2\x82\xac","\xf0\x9f\x98\x80","\xf4\x8f\xbf\xbf","\x7f"]',
+    "y_literals": "[true,false,null]", "y_dup_keys": '{"a":1,"a":[2]}',
+    "y_object": '{"id":"A1","n":1.5,"o":{"k":[1,{"x":null}]},"e":""}',
+    "y_depth_200": "[" * 200 + "]" * 200,
+    "y_sparse_like": '{"1":1,"3":3}', "y_numeric_keys": '{"1":"a","2":"b"}',
+    "i_lone_high": '"\\ud800"', "i_lone_low": '"\\udc00"', "i_high_then_char": '"\\ud800\\u0041"',
+    "n_hex": "0x10", "n_nan": "NaN", "n_inf": "Infinity", "n_minus_inf": "-Infinity",
+    "n_overflow": '{"times":1e999}', "n_leading_zero": "01", "n_minus_leading_zero": "-01",
+    "n_trailing_comma_array": "[1,]", "n_trailing_comma_object": '{"a":1,}',
+    "n_double_comma": "[1,,2]", "n_missing_comma": "[1 2]", "n_missing_colon": '{"a" 1}',
+    "n_unquoted_key": "{a:1}", "n_single_quote": "'a'", "n_bad_escape": '"\\x"',
+    "n_short_u": '"\\u12"', "n_control_char": '"a\x1fb"', "n_raw_newline": '"a\nb"',
+    "n_bad_utf8": '"\xff"', "n_utf8_surrogate": '"\xed\xa0\x80"', "n_overlong": '"\xc0\xaf"',
+    "n_past_max": '"\xf4\x90\x80\x80"', "n_cut_utf8": '"\xe2\x82"', "n_empty": "",
+    "n_blank": "   ", "n_open": "[", "n_close": "]", "n_trailing_garbage": "[1]x",
+    "n_two_values": "{}{}", "n_dot_first": ".5", "n_dot_last": "1.", "n_dot_exp": "1.e5",
+    "n_exp_only": "1e", "n_plus": "+1", "n_minus": "-", "n_tru": "tru", "n_truex": "truex",
+    "n_nul": "nul", "n_unterminated": '"abc', "n_bom": "\xef\xbb\xbf{}",
+    "n_depth_201": "[" * 201 + "]" * 201, "n_unclosed_object": '{"a":1',
+    "n_nul_byte": '"a\x00b"',
+}
+for name, data in json_seeds.items():
+    write("json", name, data)
