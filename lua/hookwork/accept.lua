@@ -75,8 +75,8 @@ function A.accept(cy, st, data, obj, request, caller, linked)
   if st.index == 1 then
     R.ids.tx = R.ids.tx + 1
     local id = R.ids.tx
-    job = { tx = id, run = 1, data = data }
-    job.seq = core.write_req("tx_insert", id, cy.name, "running", st.name, U.encode(data), now,
+    job = { tx = id, run = 1, data = data, data_json = U.encode(data, "tx.data") }
+    job.seq = core.write_req("tx_insert", id, cy.name, "running", st.name, job.data_json, now,
                              now, 1, linked and linked.cycle, linked and linked.id,
                              stored_request(request))
   else
@@ -95,8 +95,9 @@ function A.accept(cy, st, data, obj, request, caller, linked)
     job = { tx = found.id, run = next_run(found.id, found.runs), data = U.merge(snap, data) }
     R.ids.job = R.ids.job + 1
     job.id = R.ids.job
+    job.data_json = U.encode(job.data, "tx.data") -- the run starts from it too
     job.seq = core.write_req("job_insert", job.id, job.tx, job.run, st.name,
-                             U.encode(job.data), stored_request(request))
+                             job.data_json, stored_request(request))
   end
   job.cycle, job.entry, job.request, job.accepted = cy.name, st.name, request, now
   job.def = cy.def -- if the file goes away before the run starts

@@ -240,6 +240,7 @@ local function exec(run)
     R.count(R.metrics.tasks, run.cycle)
     -- One step, one protected call: its budget and memory scope end here,
     -- and any error comes back as a string.
+    run.data_fresh = false -- the step may change tx.data
     local ok, ctl, status, note = core.protect(KIND[s.kind], run, s)
     if not ok then
       local msg = ctl
@@ -255,7 +256,7 @@ local function exec(run)
       run:hist(s.name, "failed", t0, msg)
       return "failed", s.name, msg
     end
-    run.data_json = text
+    run.data_json, run.data_fresh = text, true
     if ctl == "stop" then
       run:hist(s.name, "stopped", t0)
       return "completed", s.name
@@ -299,6 +300,7 @@ end
 -- The data a run ends with: as it is now, or, when that cannot be stored,
 -- as it was after the last step that left it storable.
 local function final_data(run, job)
+  if run and run.data_fresh then return run.data_json end
   local ok, text = pcall(U.encode, run and run.tx.data or job.data, "tx.data")
   if ok then return text end
   return run and run.data_json or "{}"
@@ -349,8 +351,10 @@ function M.run_job(job)
   local outcome, step = "failed", job.entry
   if run then R.runs[co] = run end
   if run and not err then
-    local ok, text = pcall(U.encode, run.tx.data, "tx.data")
-    if ok then run.data_json = text end
+    -- accept encoded the same data for the store: no need to again
+    local ok, text = true, job.data_json
+    if not text then ok, text = pcall(U.encode, run.tx.data, "tx.data") end
+    if ok then run.data_json, run.data_fresh = text, true end
   end
   if run and not err and not run.data_json then
     err = "tx.data cannot be stored"
