@@ -163,7 +163,7 @@ function S.stripe(o)
   local tol = tolerance("stripe", o)
   return new("signature", "stripe", {
     headers = { "stripe-signature" },
-    delivery = function(req, obj) return type(obj) == "table" and obj.id or nil end,
+    delivery = function(_, obj) return type(obj) == "table" and obj.id or nil end,
     check = function(req, now)
       local v = req.headers["stripe-signature"]
       if not v then return no("missing", "missing Stripe-Signature header") end
@@ -237,7 +237,9 @@ function S.hmac(o)
   check_opts("hmac", o, { secret = true, header = true, algorithm = true,
                           encoding = true, prefix = true, payload = true })
   local keys = secrets("hmac", "secret", o.secret)
-  if type(o.header) ~= "string" or o.header == "" then fail("hw.verify.hmac: 'header' must name the signature header") end
+  if type(o.header) ~= "string" or o.header == "" then
+    fail("hw.verify.hmac: 'header' must name the signature header")
+  end
   local alg = o.algorithm or "sha256"
   if not ALGS[alg] then fail("hw.verify.hmac: 'algorithm' must be sha1, sha256 or sha512") end
   local enc = o.encoding or "hex"
@@ -253,7 +255,9 @@ function S.hmac(o)
     check = function(req)
       local v = req.headers[header]
       if not v then return no("missing", "missing " .. o.header .. " header") end
-      if v:sub(1, #prefix) ~= prefix then return no("malformed", o.header .. " does not start with '" .. prefix .. "'") end
+      if v:sub(1, #prefix) ~= prefix then
+        return no("malformed", o.header .. " does not start with '" .. prefix .. "'")
+      end
       local given
       if enc == "hex" then given = crypto.hex_decode(v:sub(#prefix + 1))
       else given = crypto.b64_decode(v:sub(#prefix + 1)) end
