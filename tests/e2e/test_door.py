@@ -955,3 +955,30 @@ def dedupe_expired_keys_are_purged_from_the_store():
                     con.close()
             wait_until(lambda: rows() == 5, msg="keys stored")
             wait_until(lambda: rows() == 0, timeout=10, msg="expired keys purged")
+
+
+@test
+def verify_and_dedupe_on_a_mid_cycle_webhook():
+    with Recorder() as rec:
+        src = cycle("mc", """
+    hw.webhook { name = "order" },
+    hw.webhook { name = "status", match = "order_id", dedupe = { header = "X-Event" },
+                 verify = hw.verify.shopify { secret = "shop" } },
+    hw.request { name = "tell", method = "POST", url = %s,
+                 json = function(tx) return { order_id = tx.data.order_id, status = tx.data.status } end },
+""" % lua_str(rec.url + "/status"))
+        with Engine({"mc.lua": src}) as e:
+            e.start()
+            tx = accepted(e.post(e.hook_url("mc", "order"), json={"order_id": "SO-1"}))
+            e.wait_tx(tx, "waiting")
+            url = e.hook_url("mc", "status")
+            body = '{"order_id":"SO-1","status":"Packed"}'
+            h = {"X-Shopify-Hmac-Sha256": mac(hashlib.sha256, "shop", body, "base64"), "X-Event": "ev-1",
+                 "Content-Type": "application/json"}
+            eq(post(e, url, body, dict(h, **{"X-Shopify-Hmac-Sha256": "AAAA"})).status, 401)
+            eq(accepted(post(e, url, body, h)), tx)
+            eq(post(e, url, body, h).json, {"accepted": True, "transaction": tx, "duplicate": True})
+            rec.wait_for("POST", "/status")
+            time.sleep(0.3)
+            eq([r.json for r in rec.find("POST", "/status")], [{"order_id": "SO-1", "status": "Packed"}])
+            eq(e.tx(tx)["runs"], 2)
