@@ -377,7 +377,34 @@ TEST(back_pressure) {
   rm_tmp();
 }
 
-RUN_TESTS("store", T(open_write_flush_read), T(data_survives_reopen),
+/* A store that fails half-way through opening (a damaged file) closes only
+ * what it opened, says why, and leaves the directory unlocked. */
+TEST(failed_open_cleans_up) {
+  uv_loop_t loop;
+  hw_store_t *st = NULL;
+  char err[256], path[128];
+  FILE *f;
+
+  mkdir_tmp();
+  uv_loop_init(&loop);
+  snprintf(path, sizeof path, "%s/hookwork.db", dir);
+  f = fopen(path, "w");
+  ASSERT_TRUE(f != NULL);
+  fputs("this is not a database, just some text long enough to be read", f);
+  fclose(f);
+  ASSERT_TRUE(hw_store_open(&loop, dir, &st, err, sizeof err) < 0);
+  ASSERT_TRUE(st == NULL);
+  ASSERT_TRUE(strstr(err, "not a database") != NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  remove(path);
+  ASSERT_EQ(hw_store_open(&loop, dir, &st, err, sizeof err), 0); /* unlocked */
+  ASSERT_EQ(hw_store_close(st), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  rm_tmp();
+}
+
+RUN_TESTS("store", T(failed_open_cleans_up), T(open_write_flush_read), T(data_survives_reopen),
           T(group_commit_many_flushes), T(bad_arguments_rejected),
           T(two_failed_batches_both_told), T(batch_all_or_nothing),
           T(value_count_checked), T(directory_locked), T(back_pressure))
