@@ -35,7 +35,8 @@ static const char usage[] =
   "(seconds to finish on SIGTERM),\n"
   "  HOOKWORK_MAX_RUNS, HOOKWORK_MAX_OUTBOUND, HOOKWORK_MAX_BODY_BUFFER, "
   "HOOKWORK_MAX_RESPONSE,\n"
-  "  HOOKWORK_MAX_RESPONSE_BUFFER (limits, see docs/operations.md)\n";
+  "  HOOKWORK_MAX_RESPONSE_BUFFER, HOOKWORK_MAX_PENDING (uncommitted writes)\n"
+  "  (limits, see docs/reference.md)\n";
 
 /* A positive size from the environment, or def. */
 static size_t env_size(const char *name, size_t def) {
