@@ -126,40 +126,50 @@ static int error_text(lua_State *L) {
   return 1;
 }
 
+/* The stack is `true` (pushed before the call) and the results, or `true`
+ * and the error.  The scope is left before anything that could fail. */
 static int protect_done(lua_State *L, int status, lua_KContext ctx) {
   hw_engine_t *e = engine_of(L);
   hw_budget_t *b = hw_sched_budget(e);
-  (void) ctx; /* the results start at index 1 */
+  size_t mem_hit;
+  int killed;
+  (void) ctx;
   if (status == LUA_OK || status == LUA_YIELD) {
     scope_leave(e, b);
-    lua_pushboolean(L, 1);
-    lua_insert(L, 1);
     return lua_gettop(L);
   }
-  if (lua_type(L, -1) != LUA_TSTRING && !b->killed && !b->mem_hit) {
+  if (lua_type(L, 2) != LUA_TSTRING && !b->killed && !b->mem_hit) {
     lua_pushcfunction(L, error_text);
-    lua_insert(L, -2);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
-      lua_pop(L, 1);
+    lua_insert(L, 2);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, 2) != LUA_TSTRING) {
+      lua_settop(L, 1);
       lua_pushliteral(L, "(error object is not a string)");
     }
   }
-  if (b->mem_hit)
-    lua_pushfstring(L, "step stopped: memory limit of %I bytes", (lua_Integer) b->mem_hit);
-  else if (b->killed)
+  mem_hit = b->mem_hit;
+  killed = b->killed;
+  scope_leave(e, b);
+  lua_settop(L, 2);
+  lua_pushboolean(L, 0);
+  lua_replace(L, 1);
+  if (mem_hit) {
+    lua_pushfstring(L, "step stopped: memory limit of %I bytes", (lua_Integer) mem_hit);
+    lua_replace(L, 2);
+  } else if (killed) {
     lua_pushfstring(L, "step stopped: it ran past its budget of %I instructions",
                     (lua_Integer) e->cfg.step_budget);
-  scope_leave(e, b);
-  lua_pushboolean(L, 0);
-  lua_insert(L, -2);
+    lua_replace(L, 2);
+  }
   return 2;
 }
 
 int hw_sched_protect(lua_State *L) {
   hw_engine_t *e = engine_of(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushboolean(L, 1); /* the first result, in place before the call */
+  lua_insert(L, 1);
   scope_enter(e, hw_sched_budget(e));
-  return protect_done(L, lua_pcallk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, 1, protect_done), 1);
+  return protect_done(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, protect_done), 0);
 }
 
 hw_run_t *hw_sched_of(lua_State *L) {
