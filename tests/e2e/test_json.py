@@ -308,3 +308,32 @@ def outbound_header_values_with_cr_or_lf_fail_the_step():
         eq(len(got), 1, "only the good call went out")
         eq(got[0].headers.get("x-a"), "fine")
         ok("x-injected" not in got[0].headers, "nothing injected", got[0].headers)
+
+
+@test
+def text_that_is_not_utf8_never_leaves_the_engine():
+    """Bytes that are not UTF-8 in tx.data (from a form field, or made by a
+    step) go out as U+FFFD: answers, outbound json and the admin API are
+    always valid UTF-8, so always valid JSON."""
+    with Recorder() as rec, Engine() as e:
+        e.write("bytes.lua", cycle("bytes", """
+    hw.webhook { name = "in", fields = { name = "string" } },
+    hw.step { name = "mix", run = function(tx) tx.data.bin = "a\\255b" .. tx.data.name end },
+    hw.request { name = "send", method = "POST", url = %s,
+                 json = function(tx) return { bin = tx.data.bin } end },
+    hw.respond { name = "reply", body = function(tx) return { bin = tx.data.bin } end },
+""" % lua_str(rec.url + "/u")))
+        e.start()
+        r = e.post(e.hook_url("bytes", "in"), body=b"name=%FF%FE",
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+        eq(r.status, 200, r.text)
+        want = "a\ufffdb\ufffd\ufffd"
+        eq(json.loads(r.body.decode("utf-8")), {"bin": want}, "the answer is valid UTF-8")
+        sent = rec.wait_for("POST", "/u")[0]
+        eq(json.loads(sent.body.decode("utf-8")), {"bin": want}, "outbound json is valid UTF-8")
+        tid = e.txs(cycle="bytes")[0]["id"]
+        e.wait_tx(tid, "completed")
+        raw = e.admin("GET", "/api/transactions/%s" % tid).body
+        eq(json.loads(raw.decode("utf-8"))["data"]["bin"], want, "admin output is valid UTF-8")
+        raw = e.admin("GET", "/api/transactions?cycle=bytes").body
+        raw.decode("utf-8")
