@@ -60,10 +60,15 @@ function A.forget(job)
 end
 
 -- What the store keeps of a request (tx.request, rebuilt after a restart:
--- json is parsed again from the body).
+-- json is parsed again from the body).  JSON text holds only UTF-8, so a
+-- body that is not (binary, Latin-1) is kept as base64, byte for byte.
 local function stored_request(r)
+  local body, enc = r.body, nil
+  if type(body) == "string" and not utf8.len(body) then
+    body, enc = require("hookwork.crypto").b64_encode(body), "base64"
+  end
   return U.encode({ method = r.method, path = r.path, headers = r.headers,
-                    query = r.query, body = r.body, ip = r.ip })
+                    query = r.query, body = body, body_encoding = enc, ip = r.ip })
 end
 
 -- Accepts a validated request for webhook step `st` of cycle `cy`: queues

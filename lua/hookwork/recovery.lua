@@ -65,6 +65,9 @@ end
 
 local function job_of(j)
   local req = U.decode(j.request or "{}", "lax") or {}
+  if req.body_encoding == "base64" and type(req.body) == "string" then -- see accept.lua
+    req.body, req.body_encoding = require("hookwork.crypto").b64_decode(req.body) or "", nil
+  end
   if type(req.body) == "string" and type(req.headers) == "table" then
     local v, is_form, kind = F.parse_body(req) -- the stored body is decoded
     if kind == "json" then req.json = v elseif is_form then req.form = v end

@@ -337,3 +337,29 @@ def text_that_is_not_utf8_never_leaves_the_engine():
         eq(json.loads(raw.decode("utf-8"))["data"]["bin"], want, "admin output is valid UTF-8")
         raw = e.admin("GET", "/api/transactions?cycle=bytes").body
         raw.decode("utf-8")
+
+
+@test
+def binary_request_body_survives_recovery_byte_for_byte():
+    """The stored request is JSON; a body that is not UTF-8 is kept as
+    base64 there, so tx.request.body after a kill -9 is the same bytes."""
+    raw = b"\x00\xff\xfe binary \x80\xc3(" + bytes(range(256))
+    with Recorder() as rec, Engine() as e:
+        rec.route("POST", "/slow", status=200, json={"ok": True}, delay=30)
+        e.write("bin.lua", cycle("bin", """
+    hw.webhook { name = "in" },
+    hw.request { name = "slow", method = "POST", url = %s, body = "x", timeout = 60 },
+    hw.request { name = "echo", method = "POST", url = %s,
+                 headers = { ["Content-Type"] = "application/octet-stream" },
+                 body = function(tx) return tx.request.body end },
+""" % (lua_str(rec.url + "/slow"), lua_str(rec.url + "/body"))))
+        e.start()
+        r = e.post(e.hook_url("bin", "in"), body=raw, headers={"Content-Type": "application/octet-stream"})
+        eq(r.status, 202, r.text)
+        rec.wait_for("POST", "/slow")
+        e.kill()
+        rec.route("POST", "/slow", status=200, json={"ok": True})
+        e.start()
+        got = rec.wait_for("POST", "/body", timeout=20)
+        eq(got[0].body, raw, "tx.request.body after recovery")
+        e.wait_tx(r.json["transaction"], "completed")
