@@ -13,6 +13,7 @@
 
 #define HW_HOOK_EVERY 1000
 #define HW_POOL_MAX 256 /* finished coroutines kept for reuse */
+#define HW_ERROR_MAX 4096 /* a step's error message is cut past this */
 
 static void run_link(hw_engine_t *e, hw_run_t *r) {
   r->prev = NULL;
@@ -158,6 +159,13 @@ static int protect_done(lua_State *L, int status, lua_KContext ctx) {
   } else if (killed) {
     lua_pushfstring(L, "step stopped: it ran past its budget of %I instructions",
                     (lua_Integer) e->cfg.step_budget);
+    lua_replace(L, 2);
+  } else if (lua_rawlen(L, 2) > HW_ERROR_MAX) {
+    /* the message goes to the history, the store and maybe an answer */
+    size_t n = lua_rawlen(L, 2);
+    lua_pushlstring(L, lua_tostring(L, 2), HW_ERROR_MAX);
+    lua_pushfstring(L, " ... (%I bytes)", (lua_Integer) n);
+    lua_concat(L, 2);
     lua_replace(L, 2);
   }
   return 2;

@@ -3,6 +3,7 @@ cycle files against a real engine, over HTTP.  Each test here failed on the
 engine before the sandbox work (issue 10)."""
 
 import os
+import re
 import threading
 import time
 
@@ -528,8 +529,11 @@ def error_objects_whose_tostring_fails_end_the_transaction():
     named = one_step("named", """
       error(setmetatable({}, { __tostring = function() return "a readable error" end }))
 """)
+    huge = one_step("huge", """
+      error(string.rep("e", 10000000))
+""")
     with Engine({"raising.lua": raising, "looping.lua": looping, "named.lua": named,
-                 "simple.lua": SIMPLE}) as e:
+                 "huge.lua": huge, "simple.lua": SIMPLE}) as e:
         e.start()
         r = e.post(e.hook_url("raising", "in"), json={}, timeout=20)
         eq(r.status, 500, "sync caller gets 500, not a 504 (%s)" % r.body)
@@ -541,6 +545,9 @@ def error_objects_whose_tostring_fails_end_the_transaction():
         contains(last_error(t), "step stopped")
         t = run_tx(e, "named")
         eq(last_error(t), "a readable error")
+        t = run_tx(e, "huge")  # a step's error is cut: it is stored and logged
+        ok(len(last_error(t)) < 5000, "error of %d bytes" % len(last_error(t)))
+        ok(re.search(r" \.\.\. \(100000\d\d bytes\)$", last_error(t)), "cut marker", last_error(t)[-40:])
         eq(run_tx(e, "simple")["state"], "completed")
 
 
