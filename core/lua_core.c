@@ -130,6 +130,17 @@ static int l_core_seal(lua_State *L) {
   return 0;
 }
 
+/* core.progress() -> written, done: write sequence numbers (see
+ * hw_store_progress); 0, 0 with no store. */
+static int l_core_progress(lua_State *L) {
+  uint64_t w = 0, d = 0;
+  if (ENGINE(L)->store != NULL)
+    hw_store_progress(ENGINE(L)->store, &w, &d);
+  lua_pushinteger(L, (lua_Integer) w);
+  lua_pushinteger(L, (lua_Integer) d);
+  return 2;
+}
+
 /* --- store ---------------------------------------------------------- */
 
 static int to_vals(lua_State *L, int from, hw_val_t *v, int max) {
@@ -601,6 +612,7 @@ static const luaL_Reg core_fns[] = {
   {"commit", l_core_commit}, {"write_req", l_core_write_req},
   {"store_refusal", l_core_store_refusal}, {"stopping", l_core_stopping},
   {"store_pending", l_core_store_pending},
+  {"progress", l_core_progress},
   {"write", l_core_write},
   {"query", l_core_query}, {"http", l_core_http},
   {"answer", l_core_answer},

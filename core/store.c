@@ -543,6 +543,14 @@ int hw_store_refusal(const hw_store_t *st, char *reason, size_t len) {
   return 0;
 }
 
+void hw_store_progress(const hw_store_t *st, uint64_t *written,
+                       uint64_t *done) {
+  uv_mutex_lock((uv_mutex_t *) &st->mu);
+  *done = st->durable;
+  uv_mutex_unlock((uv_mutex_t *) &st->mu);
+  *written = st->seq;
+}
+
 int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
                    hw_store_row_cb cb, void *arg) {
   sqlite3_stmt *s;

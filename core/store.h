@@ -104,6 +104,13 @@ size_t hw_store_pending(const hw_store_t *st);
  * while commits fail or HOOKWORK_MAX_PENDING writes are uncommitted. */
 int hw_store_refusal(const hw_store_t *st, char *reason, size_t len);
 
+/* The sequence number of the last write queued and of the last one the
+ * writer has finished: a write queued when `written` was N is durable (or
+ * failed) once `done` >= N.  Lets the Lua side keep in memory exactly what
+ * readers cannot see yet. */
+void hw_store_progress(const hw_store_t *st, uint64_t *written,
+                       uint64_t *done);
+
 /* Runs a read statement on the reader connection; rows go to cb. */
 int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
                    hw_store_row_cb cb, void *arg);

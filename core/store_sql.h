@@ -33,7 +33,23 @@ static const char hw_schema_sql[] =
   " run INTEGER, entries TEXT NOT NULL, PRIMARY KEY(tx, seq)) WITHOUT ROWID;"
   "CREATE TABLE IF NOT EXISTS jobs(id INTEGER PRIMARY KEY, tx INTEGER NOT NULL,"
   " run INTEGER, entry TEXT, data TEXT, request TEXT, ckpt_step TEXT,"
-  " ckpt_data TEXT);"
+  " ckpt_data TEXT, base TEXT);"
+  /* requests kept by a webhook's `early` window until a transaction parks
+   * there with their match value (then they become jobs) or the window
+   * ends (then they are dropped) */
+  "CREATE TABLE IF NOT EXISTS early(id INTEGER PRIMARY KEY, cycle TEXT NOT NULL,"
+  " step TEXT NOT NULL, match_value TEXT NOT NULL, received REAL NOT NULL,"
+  " expires_at REAL NOT NULL, data TEXT, request TEXT);"
+  "CREATE INDEX IF NOT EXISTS early_key ON early(cycle, step, match_value, id);"
+  "CREATE INDEX IF NOT EXISTS early_exp ON early(expires_at);"
+  /* answers kept for callers that got 202 + status_url at sync_timeout
+   * (on_sync_timeout = "accept"): one per run, state 'running' until the
+   * respond step (or the run's end) fills it in */
+  "CREATE TABLE IF NOT EXISTS sync_answers(tx INTEGER NOT NULL,"
+  " run INTEGER NOT NULL, secret TEXT NOT NULL, hook TEXT NOT NULL,"
+  " state TEXT NOT NULL, status INTEGER, headers TEXT, body BLOB,"
+  " created REAL NOT NULL, PRIMARY KEY(tx, run)) WITHOUT ROWID;"
+  "CREATE INDEX IF NOT EXISTS sync_answers_created ON sync_answers(created);"
   /* the writer's probe row: after a failed commit it commits here first, so
    * the WAL frames of the failed commit are overwritten (they could
    * otherwise be read back as committed after a crash) and it learns that
@@ -79,12 +95,27 @@ static const hw_stmt_def_t hw_stmts[] = {
    " match_value = ?3, parked_at = ?4, expires_at = ?5, snapshot = ?6,"
    " data = ?6, updated = ?4, runs = max(runs, ?7), error = NULL,"
    " ckpt_step = NULL, ckpt_data = NULL WHERE id = ?1"},
-  {"tx_expire", 1, 2, "UPDATE tx SET state = 'expired', updated = ?2"
-   " WHERE id = ?1 AND state = 'waiting'"},
+  /* checks the deadline again when it runs: a run that re-parked the
+   * transaction at a later webhook since the expiry query keeps it waiting */
+  {"tx_expire", 1, 3, "UPDATE tx SET state = 'expired', updated = ?2"
+   " WHERE id = ?1 AND state = 'waiting' AND expires_at IS NOT NULL"
+   " AND expires_at <= ?3"},
+  /* run numbers are taken at accept time: the row knows the highest one
+   * handed out even while those runs wait in a queue */
+  {"tx_runs_bump", 1, 2, "UPDATE tx SET runs = max(runs, ?2) WHERE id = ?1"},
+  {"early_insert", 1, 8, "INSERT INTO early(id, cycle, step, match_value,"
+   " received, expires_at, data, request) VALUES(?,?,?,?,?,?,?,?)"},
+  {"early_delete", 1, 1, "DELETE FROM early WHERE id = ?1"},
+  {"sync_insert", 1, 5, "INSERT OR IGNORE INTO sync_answers(tx, run, secret,"
+   " hook, state, created) VALUES(?1, ?2, ?3, ?4, 'running', ?5)"},
+  {"sync_answer", 1, 5, "UPDATE sync_answers SET state = 'done', status = ?3,"
+   " headers = ?4, body = ?5 WHERE tx = ?1 AND run = ?2"
+   " AND state = 'running'"},
+  {"sync_purge", 1, 1, "DELETE FROM sync_answers WHERE created < ?1"},
   {"hist_insert", 1, 4, "INSERT INTO hist(tx, seq, run, entries)"
    " VALUES(?,?,?,?)"},
-  {"job_insert", 1, 6, "INSERT INTO jobs(id, tx, run, entry, data, request)"
-   " VALUES(?,?,?,?,?,?)"},
+  {"job_insert", 1, 7, "INSERT INTO jobs(id, tx, run, entry, data, request, base)"
+   " VALUES(?,?,?,?,?,?,?)"},
   {"job_ckpt", 1, 3, "UPDATE jobs SET ckpt_step = ?2, ckpt_data = ?3"
    " WHERE id = ?1"},
   {"job_delete", 1, 1, "DELETE FROM jobs WHERE id = ?1"},
@@ -116,9 +147,10 @@ static const hw_stmt_def_t hw_stmts[] = {
   {"connectors_all", 0, 0, "SELECT name, allowed_ips, file_sig FROM connectors"},
   {"max_ids", 0, 0, "SELECT (SELECT coalesce(max(id), 0) FROM tx) AS tx,"
    " (SELECT coalesce(max(id), 0) FROM jobs) AS job,"
-   " (SELECT coalesce(max(seq), 0) FROM hist) AS hist"},
+   " (SELECT coalesce(max(seq), 0) FROM hist) AS hist,"
+   " (SELECT coalesce(max(id), 0) FROM early) AS early"},
   {"jobs_all", 0, 0, "SELECT j.id, j.tx, j.run, j.entry, j.data, j.request,"
-   " j.ckpt_step, j.ckpt_data, t.cycle, t.state, t.wait_step"
+   " j.ckpt_step, j.ckpt_data, j.base, t.cycle, t.state, t.wait_step"
    " FROM jobs j JOIN tx t ON t.id = j.tx ORDER BY j.id"},
   {"tx_running", 0, 0, "SELECT id, cycle, step AS entry, data, request,"
    " ckpt_step, ckpt_data FROM tx WHERE state = 'running' ORDER BY id"},
@@ -127,8 +159,9 @@ static const hw_stmt_def_t hw_stmts[] = {
    " ckpt_step, ckpt_data FROM tx WHERE state = 'running' AND id > ?1"
    " ORDER BY id LIMIT ?2"},
   {"recover_jobs", 0, 2, "SELECT j.id, j.tx, j.run, j.entry, j.data,"
-   " j.request, j.ckpt_step, j.ckpt_data, t.cycle, t.state, t.wait_step"
-   " FROM jobs j JOIN tx t ON t.id = j.tx WHERE j.id > ?1 ORDER BY j.id"
+   " j.request, j.ckpt_step, j.ckpt_data, j.base, t.cycle, t.state,"
+   " t.wait_step FROM jobs j JOIN tx t ON t.id = j.tx WHERE j.id > ?1"
+   " ORDER BY j.id"
    " LIMIT ?2"},
   {"find_waiting", 0, 4, "SELECT id, snapshot, runs, expires_at FROM tx"
    " WHERE cycle = ?1 AND wait_step = ?2 AND match_value = ?3"
@@ -140,6 +173,30 @@ static const hw_stmt_def_t hw_stmts[] = {
    " t.state, t.error FROM dedupe d LEFT JOIN tx t ON t.id = d.tx"
    " WHERE d.cycle = ?1 AND d.step = ?2 AND d.key = ?3"
    " AND d.expires_at > ?4"},
+  /* the highest run number handed out (a park not yet committed may be
+   * behind the row) */
+  {"tx_runs", 0, 1, "SELECT runs FROM tx WHERE id = ?1"},
+  /* candidates for a match, newest or oldest first (the caller skips
+   * those that have moved on in writes not yet committed) */
+  {"find_waiting_desc", 0, 5, "SELECT id, snapshot, runs, parked_at FROM tx"
+   " WHERE cycle = ?1 AND wait_step = ?2 AND match_value = ?3"
+   " AND state = 'waiting' AND (expires_at IS NULL OR expires_at > ?4)"
+   " ORDER BY parked_at DESC, id DESC LIMIT ?5"},
+  {"find_waiting_asc", 0, 5, "SELECT id, snapshot, runs, parked_at FROM tx"
+   " WHERE cycle = ?1 AND wait_step = ?2 AND match_value = ?3"
+   " AND state = 'waiting' AND (expires_at IS NULL OR expires_at > ?4)"
+   " ORDER BY parked_at ASC, id ASC LIMIT ?5"},
+  /* the data a `resume_with = "latest"` run starts from */
+  {"tx_data", 0, 1, "SELECT data FROM tx WHERE id = ?1"},
+  {"early_for", 0, 5, "SELECT id, data, request, received, expires_at FROM early"
+   " WHERE cycle = ?1 AND step = ?2 AND match_value = ?3 AND expires_at > ?4"
+   " ORDER BY id LIMIT ?5"},
+  {"early_count", 0, 3, "SELECT count(*) AS n FROM early WHERE cycle = ?1"
+   " AND step = ?2 AND match_value = ?3"},
+  {"early_expired", 0, 1, "SELECT id, cycle, step FROM early"
+   " WHERE expires_at <= ?1 ORDER BY expires_at LIMIT 1000"},
+  {"sync_get", 0, 3, "SELECT state, status, headers, body FROM sync_answers"
+   " WHERE tx = ?1 AND secret = ?2 AND hook = ?3"},
   {"expired", 0, 1, "SELECT id FROM tx WHERE state = 'waiting'"
    " AND expires_at IS NOT NULL AND expires_at <= ?1 LIMIT 1000"},
   {"counts", 0, 0, "SELECT cycle, state, count(*) AS n FROM tx"

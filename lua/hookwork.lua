@@ -38,7 +38,7 @@ local COMMON = { name = true }
 local OPTIONS = {
   webhook = { fields = true, match = true, ip_filtered = true, methods = true,
               expires = true, description = true, verify = true, dedupe = true,
-              cors = true },
+              cors = true, pick = true, early = true, resume_with = true },
   step = { run = true, description = true },
   decision = { test = true, on_false = true, description = true },
   map = { fields = true, description = true },
@@ -49,7 +49,10 @@ local OPTIONS = {
               fail_on_status = true, description = true, max_response = true,
               insecure = true },
   link = { cycle = true, hook = true, body = true, description = true },
+  finish = { state = true, description = true },
 }
+local PICKS = { most_recent = true, oldest = true, all = true, only = true }
+local FINISH_STATES = { completed = true, failed = true }
 local METHODS = { GET = true, POST = true, PUT = true, PATCH = true,
                   DELETE = true, HEAD = true, OPTIONS = true }
 
@@ -134,6 +137,19 @@ local CHECKS = {
       end
       s.match = m
     end
+    need(s, "pick", { string = true })
+    if s.pick ~= nil and not PICKS[s.pick] then
+      fail(s.where, "hw.webhook: 'pick' must be \"most_recent\", \"oldest\", \"all\" or \"only\"")
+    end
+    need(s, "early", { number = true })
+    if s.early ~= nil and not (s.early > 0 and s.early < math.huge) then
+      fail(s.where, "hw.webhook: 'early' must be a positive number of seconds")
+    end
+    if s.early == 0 then s.early = nil end
+    need(s, "resume_with", { string = true })
+    if s.resume_with ~= nil and s.resume_with ~= "snapshot" and s.resume_with ~= "latest" then
+      fail(s.where, "hw.webhook: 'resume_with' must be \"snapshot\" or \"latest\"")
+    end
     local methods = {}
     for _, x in ipairs(s.methods or { "POST" }) do
       local up = tostring(x):upper()
@@ -182,6 +198,13 @@ local CHECKS = {
     if type(s.cycle) ~= "string" then fail(s.where, "hw.link: 'cycle' must be a cycle name") end
     if type(s.hook) ~= "string" then fail(s.where, "hw.link: 'hook' must be a webhook step name") end
     need(s, "body", { table = true, ["function"] = true })
+  end,
+  finish = function(s)
+    need(s, "state", { string = true })
+    s.state = s.state or "completed"
+    if not FINISH_STATES[s.state] then
+      fail(s.where, "hw.finish: 'state' must be \"completed\" or \"failed\"")
+    end
   end,
 }
 
@@ -233,12 +256,19 @@ local function normalize_steps(c, where)
     end
     if s.kind == "webhook" then
       if i > 1 and not s.match then fail(s.where, string.format("webhook '%s': a mid-cycle webhook needs 'match'", s.name)) end
+      for _, k in ipairs({ "pick", "early", "resume_with" }) do
+        if i == 1 and s[k] ~= nil then
+          fail(s.where, string.format("webhook '%s': '%s' applies to mid-cycle webhooks, not the trigger", s.name, k))
+        end
+      end
       s.sync = false
       for j = i + 1, #c.steps do
         local k = c.steps[j].kind
         if k == "webhook" then break end
         if k == "respond" then s.sync = true break end
       end
+      -- every match runs: the caller gets the list of transactions
+      if s.pick == "all" then s.sync = false end
     end
   end
   c.index = index
@@ -253,7 +283,8 @@ function hw.cycle(o)
     where = o.steps[1].where
   end
   local allowed = { name = true, connector = true, autostart = true,
-                    sync_timeout = true, steps = true, description = true }
+                    sync_timeout = true, steps = true, description = true,
+                    on_sync_timeout = true }
   for k in pairs(o) do
     if not allowed[k] then
       fail(where, string.format("hw.cycle: unknown option '%s'%s", tostring(k), U.did_you_mean(k, allowed)))
@@ -267,13 +298,17 @@ function hw.cycle(o)
   local c = { __kind = "cycle", where = where, name = o.name,
               connector = o.connector or "default", steps = steps,
               autostart = o.autostart ~= false, description = o.description,
-              sync_timeout = o.sync_timeout or 30 }
+              sync_timeout = o.sync_timeout or 30,
+              on_sync_timeout = o.on_sync_timeout or "timeout" }
   if c.name ~= nil and (type(c.name) ~= "string" or c.name == "") then
     fail(where, "hw.cycle: 'name' must be a non-empty string")
   end
   if type(c.connector) ~= "string" then fail(where, "hw.cycle: 'connector' must be a connector name") end
   if type(c.sync_timeout) ~= "number" or c.sync_timeout <= 0 then
     fail(where, "hw.cycle: 'sync_timeout' must be a positive number of seconds")
+  end
+  if c.on_sync_timeout ~= "timeout" and c.on_sync_timeout ~= "accept" then
+    fail(where, "hw.cycle: 'on_sync_timeout' must be \"timeout\" (answer 504) or \"accept\" (answer 202 with a status_url)")
   end
   normalize_steps(c, where)
   MADE[c] = true

@@ -1,62 +1,165 @@
--- accept: turns a validated webhook request into a job: a new transaction
--- (trigger) or the next run of the waiting transaction it matches (the
--- Webhook Mapping), with the writes that make it durable queued.  Also
--- remembers parks and run numbers not yet committed, so a request that
--- arrives right after a park or a resume still sees them.
+-- accept: turns a validated webhook request into jobs: a new transaction
+-- (trigger), the next run of the waiting transaction(s) it matches (the
+-- Webhook Mapping with its `pick` rule), or a request kept for later
+-- (`early`), with the writes that make it durable queued.  Also answers
+-- the status URLs of callers handed a 202 at sync_timeout.
+--
+-- Owns the overlay of waiting state that readers cannot see yet: parks,
+-- run numbers, kept requests and their claims written but not committed.
+-- Each entry carries the write sequence number it waits for and is dropped
+-- as soon as the store has committed past it, so the overlay is as large as
+-- the store's backlog of uncommitted writes, never more.
 local R = require "hookwork.runtime"
 local U = require "hookwork.util"
+local C = require "hookwork.callers"
 local core = R.core
 local A = {}
 
-R.ids = { tx = 0, job = 0, hist = 0 }
--- Parks and run numbers not yet committed, in two generations dropped every
--- few seconds (commits take milliseconds), so memory stays flat.
-R.pend = { cur = {}, prev = {}, pos = {}, pos_prev = {}, at = 0 }
-R.lastrun = { cur = {}, prev = {} }
+R.ids = { tx = 0, job = 0, hist = 0, early = 0 }
 
-function A.rotate(now)
-  if now - R.pend.at < 5 then return end
-  -- while commits fail, parks may not be on disk yet: keep them in memory
-  if core.store_refusal() then return end
-  R.pend.prev, R.pend.cur = R.pend.cur, {}
-  R.pend.pos_prev, R.pend.pos = R.pend.pos, {}
-  R.lastrun.prev, R.lastrun.cur = R.lastrun.cur, {}
-  R.pend.at = now
+-- Bounds (SPEC: nothing grows without bound).  Runs accepted and not yet
+-- ended, per transaction; requests kept per match value; transactions one
+-- `pick = "all"` request can resume; candidates read per lookup.
+A.MAX_BACKLOG = 1000
+A.MAX_KEPT = 1000
+A.MAX_ALL = 1000
+local SCAN = 64
+
+local S -- the overlay and counters (A.reset)
+
+function A.reset()
+  S = { parks = {},    -- key -> { [tx] = pos entry } parks not yet committed
+        pos = {},      -- tx -> its newest uncommitted position (park or left)
+        runs = {},     -- tx -> newest run number handed out, not committed
+        early = {},    -- key -> { [id] = entry } kept requests not committed
+        claimed = {},  -- early id -> true: taken by a park, delete pending
+        fifo = {}, head = 1, tail = 0,
+        backlog = {},  -- tx -> runs accepted and not ended
+        kept = {}, dropped = {} } -- metrics: cycle\0step -> count
+end
+A.reset()
+
+local function key_of(cycle, step, mv) return cycle .. "\0" .. step .. "\0" .. mv end
+
+local function push(e)
+  e.seq = core.progress()
+  S.tail = S.tail + 1
+  S.fifo[S.tail] = e
 end
 
-function A.note_park(cycle, step, mv, tx, snap, exp, run)
-  local key = cycle .. "\0" .. step .. "\0" .. mv
-  R.pend.cur[key] = { tx = tx, snapshot = snap, expires_at = exp, runs = run }
-  R.pend.pos[tx] = key
-end
-
-function A.pos_of(tx) return R.pend.pos[tx] or R.pend.pos_prev[tx] end
-
-local function find_waiting(cycle, step, mv)
-  local key = cycle .. "\0" .. step .. "\0" .. mv
-  local now = R.clock()
-  local p = R.pend.cur[key] or R.pend.prev[key]
-  if p and A.pos_of(p.tx) == key and (not p.expires_at or p.expires_at > now) and not p.expired then
-    return { id = p.tx, snapshot = p.snapshot, runs = p.runs }
+local function unlink(e)
+  local m = e.key and S.parks[e.key]
+  if m and m[e.tx] == e then
+    m[e.tx] = nil
+    if next(m) == nil then S.parks[e.key] = nil end
   end
-  local row = core.query("find_waiting", cycle, step, mv, now)[1]
-  if row and A.pos_of(row.id) and A.pos_of(row.id) ~= key then return nil end
-  return row
 end
 
-local function next_run(id, stored)
-  local last = R.lastrun.cur[id] or R.lastrun.prev[id] or 0
-  if stored and stored > last then last = stored end
-  R.lastrun.cur[id] = last + 1
-  return last + 1
-end
-
--- A job whose request write was dropped (its commit failed): the run number
--- it took is given back unless a later one was handed out since.
-function A.forget(job)
-  if job.run and job.run > 1 and R.lastrun.cur[job.tx] == job.run then
-    R.lastrun.cur[job.tx] = job.run - 1
+-- Drops every entry whose write the store has committed (readers see it).
+function A.gc()
+  if S.head > S.tail then return end
+  local _, done = core.progress()
+  while S.head <= S.tail do
+    local e = S.fifo[S.head]
+    if e.seq > done then break end
+    S.fifo[S.head] = nil
+    S.head = S.head + 1
+    if e.kind == "pos" then
+      if S.pos[e.tx] == e then S.pos[e.tx] = nil end
+      unlink(e)
+    elseif e.kind == "run" then
+      if S.runs[e.tx] == e then S.runs[e.tx] = nil end
+    elseif e.kind == "early" then
+      local p = S.early[e.key]
+      if p and p[e.id] == e then
+        p[e.id] = nil
+        if next(p) == nil then S.early[e.key] = nil end
+      end
+    elseif e.kind == "claim" then
+      S.claimed[e.id] = nil
+    end
   end
+  if S.head > S.tail then S.head, S.tail = 1, 0 end
+end
+
+-- Size of the overlay (tests of boundedness read it through the harness).
+function A.overlay_size() return S.tail - S.head + 1 end
+
+-- A run parked transaction `tx` at webhook `step` (tx_park just written).
+function A.note_park(cycle, step, mv, tx, snap, exp, run, now)
+  local old = S.pos[tx]
+  if old then unlink(old) end
+  local key = key_of(cycle, step, mv)
+  local e = { kind = "pos", tx = tx, key = key, snapshot = snap, expires_at = exp,
+              runs = run, parked_at = now }
+  S.parks[key] = S.parks[key] or {}
+  S.parks[key][tx] = e
+  S.pos[tx] = e
+  push(e)
+end
+
+-- Transaction `tx` waits nowhere any more (finished or expired), in a write
+-- just queued.
+function A.note_left(tx)
+  local old = S.pos[tx]
+  if old then unlink(old) end
+  local e = { kind = "pos", tx = tx }
+  S.pos[tx] = e
+  push(e)
+end
+
+local function must(rows, err)
+  if not rows then error("store: " .. tostring(err), 0) end
+  return rows
+end
+
+-- The waiting transactions a value matches, in `pick` order: parks not yet
+-- committed first merged in, transactions that have moved on (or ended) in
+-- writes not yet committed left out, so an older candidate is still found.
+local function candidates(cycle, step, mv, pick, clock)
+  A.gc()
+  local key = key_of(cycle, step, mv)
+  local out, seen = {}, {}
+  for tx, e in pairs(S.parks[key] or {}) do
+    seen[tx] = true
+    if not e.expires_at or e.expires_at > clock then
+      out[#out + 1] = { id = tx, snapshot = e.snapshot, runs = e.runs,
+                        parked_at = e.parked_at, pending = true }
+    end
+  end
+  local oldest = pick == "oldest"
+  local rows = must(core.query(oldest and "find_waiting_asc" or "find_waiting_desc",
+                               cycle, step, mv, clock, pick == "all" and A.MAX_ALL or SCAN))
+  for _, row in ipairs(rows) do
+    if not seen[row.id] and not S.pos[row.id] then out[#out + 1] = row end
+  end
+  table.sort(out, function(a, b)
+    if a.parked_at ~= b.parked_at then
+      if oldest then return a.parked_at < b.parked_at end
+      return a.parked_at > b.parked_at
+    end
+    if oldest then return a.id < b.id end
+    return a.id > b.id
+  end)
+  return out
+end
+
+-- The next run number of a transaction: above every number handed out,
+-- committed or not, and written to the row with the job so a restart
+-- cannot hand it out again.
+local function next_run(c)
+  local stored = c.runs or 0
+  if c.pending then -- a park not yet committed: the row may know more
+    local row = must(core.query("tx_runs", c.id))[1]
+    if row and row.runs > stored then stored = row.runs end
+  end
+  local e = S.runs[c.id]
+  local n = math.max(stored, e and e.n or 0) + 1
+  core.write("tx_runs_bump", c.id, n)
+  local ne = { kind = "run", tx = c.id, n = n }
+  S.runs[c.id] = ne
+  push(ne)
+  return n
 end
 
 -- What the store keeps of a request (tx.request, rebuilt after a restart:
@@ -71,9 +174,124 @@ local function stored_request(r)
                     query = r.query, body = body, body_encoding = enc, ip = r.ip })
 end
 
+function A.request_of(text)
+  local req = U.decode(text or "{}", "lax") or {}
+  if type(req.body) == "string" and type(req.headers) == "table" then
+    local v, is_form, kind = require("hookwork.fields").parse_body(req) -- the stored body is decoded
+    if kind == "json" then req.json = v elseif is_form then req.form = v end
+  end
+  return req
+end
+
+-- A job resuming candidate `c` at webhook `st` with the request's fields.
+local function resume_job(cy, st, c, data, reqtext, now, req_write)
+  local job = { tx = c.id, run = next_run(c) }
+  if st.resume_with == "latest" then
+    job.data, job.base = U.copy(data), "latest" -- merged when the run starts
+  else
+    job.data = U.merge(U.decode(c.snapshot or "{}", "lax") or {}, data)
+  end
+  R.ids.job = R.ids.job + 1
+  job.id = R.ids.job
+  -- a request's own write; a park delivering kept requests writes them as
+  -- ordinary (kept) writes: the park and its deliveries commit together
+  local write = req_write and core.write_req or core.write
+  job.data_json = U.encode(job.data, "tx.data") -- the run starts from it too
+  job.seq = write("job_insert", job.id, job.tx, job.run, st.name, job.data_json, reqtext, job.base)
+  S.backlog[c.id] = (S.backlog[c.id] or 0) + 1
+  job.cycle, job.entry, job.accepted = cy.name, st.name, now
+  job.def = cy.def
+  return job
+end
+
+-- A run of `tx` ended (or will not happen): one less in its backlog.
+function A.job_done(tx)
+  local n = (S.backlog[tx] or 1) - 1
+  S.backlog[tx] = n > 0 and n or nil
+end
+
+-- A job whose request write was dropped (its commit failed): it will not
+-- run.  Its run number stays taken (a gap, never a duplicate).
+function A.forget(job)
+  if job.kind == "all" then
+    for _, j in ipairs(job.jobs) do A.job_done(j.tx) end
+  elseif job.id then
+    A.job_done(job.tx)
+  end
+end
+
+-- A job recovered at start counts in its transaction's backlog.
+function A.job_recovered(tx) S.backlog[tx] = (S.backlog[tx] or 0) + 1 end
+
+local function busy(id)
+  return nil, 503, string.format("transaction %s has %d runs waiting; try again later",
+                                 tostring(id), A.MAX_BACKLOG), { "Retry-After: 1" }
+end
+
+-- No transaction waits for this value and the webhook keeps requests:
+-- kept durably for `early` seconds.
+local function keep(cy, st, mv, data, reqtext, now)
+  A.gc()
+  local key = key_of(cy.name, st.name, mv)
+  local n = must(core.query("early_count", cy.name, st.name, mv))[1].n
+  for id in pairs(S.early[key] or {}) do if id then n = n + 1 end end
+  if n >= A.MAX_KEPT then
+    return nil, 503, string.format("%d requests with %s = %s are kept already; try again later",
+                                   n, st.match.request, mv), { "Retry-After: 1" }
+  end
+  R.ids.early = R.ids.early + 1
+  local e = { kind = "early", id = R.ids.early, key = key, data = data, request = reqtext,
+              received = now, expires_at = R.clock() + st.early }
+  local seq = core.write_req("early_insert", e.id, cy.name, st.name, mv, now, e.expires_at,
+                             U.encode(data), reqtext)
+  S.early[key] = S.early[key] or {}
+  S.early[key][e.id] = e
+  push(e)
+  R.count(S.kept, cy.name .. "\0" .. st.name)
+  return { kind = "buffered", cycle = cy.name, entry = st.name, seq = seq }
+end
+
+-- A transaction parks at `st` with value `mv`: the requests kept for it,
+-- in arrival order, become its next runs (jobs, written now in the same
+-- commit as the park; the caller starts them once it is durable).
+function A.take_early(cy, st, mv, tx, snap, run, now)
+  A.gc()
+  local clock = R.clock()
+  local key = key_of(cy.name, st.name, mv)
+  local got, seen = {}, {}
+  for id, e in pairs(S.early[key] or {}) do
+    seen[id] = true
+    if not S.claimed[id] and e.expires_at > clock then
+      got[#got + 1] = { id = id, data = e.data, request = e.request }
+    end
+  end
+  local rows = must(core.query("early_for", cy.name, st.name, mv, clock, A.MAX_BACKLOG))
+  for _, r in ipairs(rows) do
+    if not seen[r.id] and not S.claimed[r.id] then
+      got[#got + 1] = { id = r.id, data = U.decode(r.data or "{}", "lax") or {}, request = r.request }
+    end
+  end
+  if #got == 0 then return nil end
+  table.sort(got, function(a, b) return a.id < b.id end)
+  local jobs = {}
+  local c = { id = tx, snapshot = snap, runs = run, pending = true }
+  for _, g in ipairs(got) do
+    core.write("early_delete", g.id)
+    local ce = { kind = "claim", id = g.id }
+    S.claimed[g.id] = true
+    push(ce)
+    local job = resume_job(cy, st, c, g.data, g.request, now)
+    c.pending, c.runs = false, job.run
+    job.request = A.request_of(g.request)
+    jobs[#jobs + 1] = job
+  end
+  return jobs
+end
+
 -- Accepts a validated request for webhook step `st` of cycle `cy`: queues
--- the writes that make it durable and returns the job to run, or nil,
--- status, message.  The caller commits before acknowledging.
+-- the writes that make it durable and returns what to start (a job; or
+-- {kind = "all", jobs}; or {kind = "buffered"}), or nil, status, message
+-- [, headers].  The caller commits before acknowledging.
 function A.accept(cy, st, data, obj, request, caller, linked)
   local now = R.now()
   local job
@@ -92,29 +310,106 @@ function A.accept(cy, st, data, obj, request, caller, linked)
       return nil, 400, string.format("field '%s': missing (it finds the waiting transaction)", m.request)
     end
     local mv = U.scalar_string(v)
-    local found = find_waiting(cy.name, st.name, mv)
-    if not found then
-      return nil, 404, string.format("no waiting transaction with %s = %s", m.transaction, mv)
+    local cands = candidates(cy.name, st.name, mv, st.pick, R.clock())
+    local reqtext = stored_request(request)
+    if #cands == 0 then
+      if st.early then return keep(cy, st, mv, data, reqtext, now) end
+      return nil, 404, string.format("no waiting transaction with %s = %s", m.request, mv)
     end
-    local snap = U.decode(found.snapshot or "{}", "lax") or {}
-    job = { tx = found.id, run = next_run(found.id, found.runs), data = U.merge(snap, data) }
-    R.ids.job = R.ids.job + 1
-    job.id = R.ids.job
-    job.data_json = U.encode(job.data, "tx.data") -- the run starts from it too
-    job.seq = core.write_req("job_insert", job.id, job.tx, job.run, st.name,
-                             job.data_json, stored_request(request))
+    if st.pick == "only" and #cands > 1 then
+      return nil, 409, string.format("%d transactions wait with %s = %s", #cands, m.request, mv)
+    end
+    if st.pick == "all" then
+      for _, c in ipairs(cands) do
+        if (S.backlog[c.id] or 0) >= A.MAX_BACKLOG then return busy(c.id) end
+      end
+      local jobs = {}
+      for _, c in ipairs(cands) do
+        local j = resume_job(cy, st, c, data, reqtext, now, true)
+        j.request = request
+        jobs[#jobs + 1] = j
+      end
+      return { kind = "all", jobs = jobs, cycle = cy.name, entry = st.name, seq = jobs[#jobs].seq }
+    end
+    local c = cands[1]
+    if (S.backlog[c.id] or 0) >= A.MAX_BACKLOG then return busy(c.id) end
+    job = resume_job(cy, st, c, data, reqtext, now, true)
   end
   job.cycle, job.entry, job.request, job.accepted = cy.name, st.name, request, now
   job.def = cy.def -- if the file goes away before the run starts
   if caller then
-    caller.tx = job.tx
+    caller.tx, caller.run = job.tx, job.run
     job.caller, job.on_end = caller, caller.on_end
     if st.sync then
       caller.timeout = cy.def.sync_timeout
       caller.deadline = R.clock() + cy.def.sync_timeout
+      if cy.def.on_sync_timeout == "accept" then
+        caller.token = cy.hooks and cy.hooks[st.name] and cy.hooks[st.name].token
+        caller.on_timeout = A.hand_over
+      end
     end
   end
   return job
 end
+
+-- on_sync_timeout = "accept": the caller still waiting at sync_timeout
+-- gets 202 with a status URL once a row for the run's answer is durable;
+-- the run then writes its answer there instead of to the caller.
+function A.hand_over(c)
+  C.hand_over(c)
+  local secret = core.token()
+  local seq = core.write_req("sync_insert", c.tx, c.run, secret, c.token, R.now())
+  core.spawn(function()
+    local ok = core.commit(seq)
+    if not ok then
+      C.json(c, 504, { error = string.format("no answer within the sync_timeout of %gs; the cycle goes on",
+                                             c.timeout), transaction = tostring(c.tx) })
+      return
+    end
+    local url = string.format("%s/hooks/%s/status/%s-%s", R.cfg.public_base, c.token,
+                              tostring(c.tx), secret)
+    C.json(c, 202, { accepted = true, transaction = tostring(c.tx), status_url = url },
+           { "Location: " .. url })
+  end)
+end
+
+-- GET /hooks/TOKEN/status/ID-SECRET: the kept answer, or 202 running.
+function A.status(r, caller, token, id, secret)
+  if r.method ~= "GET" and r.method ~= "HEAD" then
+    return C.json(caller, 405, { error = "method " .. r.method .. " not allowed" }, { "Allow: GET, HEAD" })
+  end
+  local row = must(core.query("sync_get", math.tointeger(tonumber(id)) or -1, secret, token))[1]
+  if not row then return C.json(caller, 404, { error = "no such status" }) end
+  if row.state ~= "done" then return C.json(caller, 202, { state = "running" }) end
+  local h = U.decode(row.headers or "{}", "lax") or {}
+  C.answer(caller, math.tointeger(row.status) or 200, h.ctype, h.list, row.body or "")
+end
+
+-- Expiry: waiting transactions past their deadline, kept requests past
+-- their window (deadlines on R.clock(), `clock`).  Both re-check in the
+-- write itself.
+function A.expire(clock)
+  A.gc()
+  local now = clock
+  for _, row in ipairs(must(core.query("expired", clock))) do
+    local p = S.pos[row.id]
+    -- a run re-parked it since (write not yet committed): still waiting
+    -- or its expiry is written already
+    if not (p and (not p.key or not p.expires_at or p.expires_at > now)) then
+      core.write("tx_expire", row.id, R.now(), clock)
+      A.note_left(row.id)
+    end
+  end
+  for _, row in ipairs(must(core.query("early_expired", clock))) do
+    if not S.claimed[row.id] then
+      core.write("early_delete", row.id)
+      S.claimed[row.id] = true
+      push({ kind = "claim", id = row.id })
+      R.count(S.dropped, row.cycle .. "\0" .. row.step)
+    end
+  end
+end
+
+function A.metrics() return S.kept, S.dropped end
 
 return A

@@ -173,6 +173,11 @@ local function metrics()
          "counter", m.outbound, { "cycle", "method", "status" })
   series("hookwork_rejected_requests_total", "Webhook requests rejected at the door (IP filter, verify) by cycle, step and reason.",
          "counter", m.rejected, { "cycle", "step", "reason" })
+  local kept, dropped = require("hookwork.accept").metrics()
+  series("hookwork_buffered_total", "Mid-cycle requests kept by an early window.",
+         "counter", kept, { "cycle", "step" })
+  series("hookwork_buffered_expired_total", "Kept requests dropped when their early window ended.",
+         "counter", dropped, { "cycle", "step" })
   line("# HELP hookwork_outbound_seconds Outbound request latency.")
   line("# TYPE hookwork_outbound_seconds histogram")
   for _, b in ipairs({ 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }) do

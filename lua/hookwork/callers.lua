@@ -14,7 +14,17 @@ function C.new(h, cycle, step, fn)
   return c
 end
 
-function C.pending(c) return c ~= nil and not c.done end
+-- Still waiting for the run's answer (not answered, not handed a 202 with a
+-- status URL).
+function C.pending(c) return c ~= nil and not c.done and not c.handed end
+
+-- The caller no longer waits for the run (on_sync_timeout = "accept"): the
+-- run keeps its answer for the status URL; whoever handed it over answers
+-- it once, with C.answer.
+function C.hand_over(c)
+  c.handed, c.deadline = true, nil
+  R.callers[c] = nil
+end
 
 function C.answer(c, status, ctype, headers, body)
   if c.done then return end
@@ -39,7 +49,9 @@ end
 
 function C.tick(now)
   for c in pairs(R.callers) do
-    if c.deadline and c.deadline <= now then
+    if c.deadline and c.deadline <= now and c.on_timeout then
+      c.on_timeout(c, now)
+    elseif c.deadline and c.deadline <= now then
       C.json(c, 504, { error = string.format("no answer within the sync_timeout of %gs; the cycle goes on",
                                              c.timeout), transaction = c.tx and tostring(c.tx) })
     end

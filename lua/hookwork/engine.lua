@@ -23,11 +23,35 @@ local function start_job(job, sync)
   local ok, err = core.commit(job.seq)
   if not ok then
     A.forget(job)
+    for _, j in ipairs(job.kind == "all" and job.jobs or { job }) do
+      if j.tx then M.drop(j) end
+    end
     if job.caller then
       C.json(job.caller, 503, { error = "store unavailable: " .. tostring(err) }, { "Retry-After: 1" })
     end
     if job.dedupe then D.forget(job.dedupe) end
     if job.on_end then job.on_end("failed") end
+    return
+  end
+  if job.kind and job.caller then job.caller.stored = true end
+  if job.kind == "buffered" then -- kept for a transaction that parks later
+    if job.caller then C.answer(job.caller, 202, "application/json", nil, '{"accepted":true,"buffered":true}') end
+    if job.on_end then job.on_end("buffered") end
+    return
+  end
+  if job.kind == "all" then -- pick = "all": every match runs
+    local ids = {}
+    for i, j in ipairs(job.jobs) do ids[i] = tostring(j.tx) end
+    if job.caller then C.json(job.caller, 202, { accepted = true, transactions = ids }) end
+    if core.stopping() == 2 then return end -- recovered at the next start
+    local left = #job.jobs
+    for _, j in ipairs(job.jobs) do
+      j.on_end = job.on_end and function(o)
+        left = left - 1
+        if left == 0 then job.on_end(o) end
+      end
+      M.ready(j)
+    end
     return
   end
   if job.caller then job.caller.stored = true end
@@ -37,7 +61,7 @@ local function start_job(job, sync)
     job.caller = nil
   end
   if core.stopping() == 2 then return end -- recovered at the next start
-  M.run_job(job)
+  M.ready(job)
 end
 
 -- Content-Encoding: the decoded body (counted against --max-body), or
@@ -112,9 +136,19 @@ function E.submit(hook, r, caller)
       return nil
     end
   end
-  local job, jstatus, msg = A.accept(cy, st, data, obj, request, caller)
-  if not job then return jstatus, msg end
-  if key then
+  local job, jstatus, msg, headers = A.accept(cy, st, data, obj, request, caller)
+  if not job then return jstatus, msg, headers end
+  if job.kind and caller then job.caller, job.on_end = caller, caller.on_end end
+  -- each run takes its place in its transaction's queue now, in arrival
+  -- order; it runs once durable
+  if job.kind == "all" then
+    for _, j in ipairs(job.jobs) do M.enqueue(j) end
+  elseif not job.kind then
+    M.enqueue(job)
+  end
+  -- (a request kept by `early` or resuming several transactions has no
+  -- one transaction to remember it by)
+  if key and job.tx then
     job.dedupe = D.note(cy.name, st.name, key, job.tx, st.dedupe.window, R.now())
     if caller and st.sync then
       local e = job.dedupe
@@ -149,6 +183,8 @@ local function preflight(st, caller)
 end
 
 local function handle(r, caller)
+  local stok, sid, secret = r.path:match("^/hooks/([%w_%-]+)/status/(%d+)%-([%w_%-]+)$")
+  if stok and R.tokens[stok] then return A.status(r, caller, stok, sid, secret) end
   local token = r.path:match("^/hooks/([%w_%-]+)/?$")
   local hook = token and R.tokens[token]
   caller.cycle, caller.step = hook and hook.cycle, hook and hook.step
@@ -207,22 +243,23 @@ function E.start()
   L.scan(R.cfg.cycles_dir)
   L.rebuild()
   local ids = L.rows("max_ids")[1]
-  R.ids.tx, R.ids.job, R.ids.hist = ids.tx, ids.job, ids.hist
+  R.ids.tx, R.ids.job, R.ids.hist, R.ids.early = ids.tx, ids.job, ids.hist, ids.early
   -- the backlog streams in, a page at a time (recovery.lua)
   Rec.start(ids.tx, ids.job)
   Rec.feed()
 end
 
-local last_expiry = 0
--- now: R.clock(), the clock expires_at is on; the stored time is wall.
+local last_expiry, last_purge = 0, 0
+-- now: R.clock(), the clock deadlines are on; stored times are wall.
 local function expire(now, force)
   if not force and now - last_expiry < 0.5 then return end
   last_expiry = now
-  for _, row in ipairs(core.query("expired", now)) do
-    core.write("tx_expire", row.id, R.now())
-    local key = A.pos_of(row.id)
-    local p = key and (R.pend.cur[key] or R.pend.prev[key])
-    if p and p.tx == row.id then p.expired = true end
+  A.expire(now)
+  if now - last_purge > 600 then
+    -- answers kept for status URLs live as long as finished transactions
+    -- (14 days)
+    last_purge = now
+    core.write("sync_purge", R.now() - 14 * 86400)
   end
 end
 
@@ -230,7 +267,7 @@ function E.tick()
   local now, clock = R.now(), R.clock()
   C.tick(clock)
   if R.cfg.mode ~= 2 then expire(clock) D.tick(now) end
-  A.rotate(clock)
+  A.gc()
   Rec.feed()
 end
 

@@ -14,9 +14,9 @@ local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
 local function reset(dir)
   R.cycles, R.connectors, R.tokens = {}, {}, {}
   R.callers, R.active, R.queued = {}, {}, {}
-  R.pend.cur, R.pend.prev, R.pend.pos, R.pend.pos_prev = {}, {}, {}, {}
-  R.lastrun.cur, R.lastrun.prev = {}, {}
-  R.ids.tx, R.ids.job, R.ids.hist = 0, 0, 0
+  require("hookwork.accept").reset()
+  require("hookwork.run").last = {}
+  R.ids.tx, R.ids.job, R.ids.hist, R.ids.early = 0, 0, 0, 0
   R.clock_offset = 0
   R.metrics = { webhook = {}, tasks = {}, outbound = {}, rejected = {}, latency = {} }
   L.files, L.hook_tokens, L.states, L.overrides = {}, {}, {}, {}

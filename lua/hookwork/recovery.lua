@@ -9,6 +9,7 @@ local R = require "hookwork.runtime"
 local U = require "hookwork.util"
 local F = require "hookwork.fields"
 local M = require "hookwork.run"
+local A = require "hookwork.accept"
 local core = R.core
 
 local V = {}
@@ -72,9 +73,10 @@ local function job_of(j)
     local v, is_form, kind = F.parse_body(req) -- the stored body is decoded
     if kind == "json" then req.json = v elseif is_form then req.form = v end
   end
+  if j.id then A.job_recovered(j.tx) end -- counts in its transaction's backlog
   return { id = j.id, tx = j.tx, run = j.run, cycle = j.cycle, entry = j.entry,
            ckpt_step = j.ckpt_step, data = U.decode(j.ckpt_data or j.data or "{}", "lax") or {},
-           request = req }
+           base = j.base, request = req }
 end
 
 local function recovered(job)

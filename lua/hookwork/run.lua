@@ -9,7 +9,7 @@ local C = require "hookwork.callers"
 local A = require "hookwork.accept"
 local core = R.core
 
-local M = {}
+local M = { last = {} } -- last: tx -> data JSON for the run queued next
 local Run = {}
 Run.__index = Run
 R.active, R.queued = {}, {}
@@ -145,8 +145,19 @@ function KIND.respond(run, s)
     C.answer(run.caller, math.tointeger(status) or 200, ctype, list, body)
     return nil, "responded"
   end
+  if run.def.on_sync_timeout == "accept" and not run.responded then
+    -- a caller handed a status URL at sync_timeout (in this process or
+    -- before a restart) reads it there; no row, no effect
+    run.responded = true
+    core.write("sync_answer", run.job.tx, run.job.run, math.tointeger(status) or 200,
+               U.encode({ ctype = ctype, list = list }), body)
+    if run.caller and run.caller.handed then return nil, "responded", "kept for the status_url" end
+  end
   return nil, "ok", "no waiting caller"
 end
+
+-- hw.finish: the transaction ends here and stops waiting.
+function KIND.finish(_, s) return "finish" end
 
 function KIND.request(run, s)
   local tx = run.tx
@@ -186,14 +197,24 @@ function KIND.link(run, s)
   local job, _, msg = A.accept(target, st, data, obj, request, nil,
                                { cycle = run.cycle, id = run.job.tx })
   if not job then error(string.format("link to %s: %s", s.cycle, msg), 0) end
+  local jobs = job.kind == "all" and job.jobs or (job.kind == nil and { job }) or {}
+  for _, j in ipairs(jobs) do M.enqueue(j) end
   run:checkpoint()
   local ok, cerr = core.commit(job.seq)
   if not ok then
     A.forget(job)
+    for _, j in ipairs(jobs) do M.drop(j) end
     error("link: store unavailable: " .. cerr, 0)
   end
   run.dirty = true
-  core.spawn(M.run_job, job)
+  for _, j in ipairs(jobs) do M.ready(j) end
+  if job.kind == "buffered" then
+    return nil, "ok", string.format("kept by %s for a transaction that parks later", s.cycle)
+  elseif job.kind == "all" then
+    local ids = {}
+    for i, j in ipairs(jobs) do ids[i] = tostring(j.tx) end
+    return nil, "ok", string.format("linked to %s transactions %s", s.cycle, table.concat(ids, ", "))
+  end
   return nil, "ok", string.format("linked to %s transaction %d", s.cycle, job.tx)
 end
 
@@ -210,8 +231,15 @@ local function park(run, s, t0)
   local exp = s.expires and R.clock() + s.expires or nil
   local snap = run.data_json -- tx.data as the last step left it
   core.write("tx_park", run.job.tx, s.name, mv, now, exp, snap, run.job.run)
-  A.note_park(run.cycle, s.name, mv, run.job.tx, snap, exp, run.job.run)
-  run:hist(s.name, "parked", t0)
+  A.note_park(run.cycle, s.name, mv, run.job.tx, snap, exp, run.job.run, now)
+  local note
+  if s.early then
+    -- requests kept for this value become the next runs, in arrival order
+    local cy = R.cycles[run.cycle] or { name = run.cycle, def = run.def }
+    run.early_jobs = A.take_early(cy, s, mv, run.job.tx, snap, run.job.run, now)
+    if run.early_jobs then note = string.format("%d kept requests delivered", #run.early_jobs) end
+  end
+  run:hist(s.name, "parked", t0, nil, note)
   return "parked", s.name
 end
 
@@ -261,6 +289,10 @@ local function exec(run)
       run:hist(s.name, "stopped", t0)
       return "completed", s.name
     end
+    if ctl == "finish" then
+      run:hist(s.name, "ok", t0, nil, "finished: " .. s.state)
+      return "finished", s.name, nil, s.state
+    end
     run:hist(s.name, status or "ok", t0, nil, note)
     i = type(ctl) == "number" and ctl or i + 1
   end
@@ -275,6 +307,18 @@ local function setup(job)
   local def = cy and cy.def or job.def
   if not def then return nil, string.format("cycle '%s' is not loaded", job.cycle) end
   local conn = R.connectors[def.connector] or {}
+  if job.base == "latest" and not job.ckpt_step then
+    -- resume_with = "latest": the data the previous run ended with (kept
+    -- in memory for a run queued behind it, else committed by now)
+    local base = M.last[job.tx]
+    M.last[job.tx] = nil
+    if not base then
+      local row = core.query("tx_data", job.tx)
+      base = row and row[1] and row[1].data
+    end
+    job.data = U.merge(U.decode(base or "{}", "lax") or {}, job.data)
+    job.base, job.data_json = nil, nil -- the stored JSON is the request's part only
+  end
   local tx = { id = tostring(job.tx), data = job.data, cycle = job.cycle,
                request = job.request, run = job.run, connector = conn.view }
   setmetatable(tx, TX)
@@ -306,49 +350,118 @@ local function final_data(run, job)
   return run and run.data_json or "{}"
 end
 
-local function finish(run, job, outcome, step, err)
+local function finish(run, job, outcome, step, err, final)
   local now = R.now()
   local data = outcome ~= "parked" and final_data(run, job)
   if outcome == "parked" then
     -- tx_park wrote everything
+  elseif outcome == "finished" then
+    core.write("tx_update", job.tx, final, step, data, now, job.run, err)
+    A.note_left(job.tx)
   elseif job.run > 1 then
     core.write("tx_run_end", job.tx, data, now, job.run, err)
   else
     core.write("tx_update", job.tx, outcome, step, data, now, job.run, err)
   end
   if run then run:flush_hist() end
-  if job.id then core.write("job_delete", job.id) end
+  if job.id then
+    core.write("job_delete", job.id)
+    A.job_done(job.tx)
+  end
   if outcome == "failed" then
     -- the full message, position included (the caller gets public(err))
     core.log("tx " .. job.tx, string.format("failed at step '%s': %s", step, err))
   end
+  -- the next run queued behind this one may start from this data
+  if R.queued[job.tx] then M.last[job.tx] = data or final_data(run, job) end
   local caller = job.caller
+  local id = tostring(job.tx)
+  local answer
+  if outcome == "failed" then
+    answer = { 500, { error = string.format("step '%s' failed: %s", step, public(err)),
+                      transaction = id } }
+  else
+    local st = outcome == "finished" and final
+               or ((outcome == "parked" or job.run > 1) and "waiting" or "completed")
+    answer = { 200, { transaction = id, state = st } }
+  end
   if caller and C.pending(caller) then
-    local id = tostring(job.tx)
-    if outcome == "failed" then
-      C.json(caller, 500, { error = string.format("step '%s' failed: %s", step, public(err)),
-                            transaction = id })
-    else
-      local st = (outcome == "parked" or job.run > 1) and "waiting" or "completed"
-      C.json(caller, 200, { transaction = id, state = st })
-    end
+    C.json(caller, answer[1], answer[2])
+  elseif run and run.def.on_sync_timeout == "accept" and not run.responded then
+    core.write("sync_answer", job.tx, job.run, answer[1],
+               U.encode({ ctype = "application/json" }), U.encode(answer[2]))
   end
   if job.on_end then job.on_end(outcome) end
 end
 
--- The body of a run's coroutine.
-function M.run_job(job)
-  local id = job.tx
-  if R.active[id] then
-    local q = R.queued[id] or {}
-    q[#q + 1] = job
-    R.queued[id] = q
-    return
-  end
+-- The per-transaction queue.  A job takes its place when it is accepted
+-- (in arrival order, R.queued[tx]) and becomes ready once its writes are
+-- durable; the transaction runs its head job when that is ready and no run
+-- holds it (R.active[tx]).  So runs of one transaction never overlap and
+-- follow arrival order, whatever order the commits are reported in.
+local run_held
+
+function M.pump(id)
+  if R.active[id] then return end
+  local q = R.queued[id]
+  local head = q and q[1]
+  if not head or not head.ready then return end
+  table.remove(q, 1)
+  if #q == 0 then R.queued[id] = nil end
   R.active[id] = true
+  core.spawn(run_held, head)
+end
+
+-- Takes the job's place in its transaction's queue (at accept time).
+function M.enqueue(job)
+  local q = R.queued[job.tx]
+  if not q then q = {}; R.queued[job.tx] = q end
+  q[#q + 1] = job
+end
+
+-- The job's writes are durable: it may run when its turn comes.
+function M.ready(job)
+  job.ready = true
+  M.pump(job.tx)
+end
+
+-- The job will not run (its request was not stored): it leaves the queue.
+function M.drop(job)
+  local q = R.queued[job.tx]
+  for i = 1, q and #q or 0 do
+    if q[i] == job then table.remove(q, i) break end
+  end
+  if q and #q == 0 then R.queued[job.tx] = nil end
+  if not R.queued[job.tx] and not R.active[job.tx] then M.last[job.tx] = nil end
+  M.pump(job.tx)
+  if job.after then job.after() end
+end
+
+-- Enqueued and ready at once (recovery, links).
+function M.start(job)
+  M.enqueue(job)
+  M.ready(job)
+end
+
+-- Runs the job in its turn and returns when it has ended (the calling
+-- coroutine waits: recovery counts its runs in flight this way).
+function M.run_job(job)
+  local me, waiting, done = coroutine.running(), false, false
+  job.after = function()
+    done = true
+    if waiting then waiting = false; core.wake(me) end
+  end
+  M.start(job)
+  while not done do waiting = true; core.wait() end
+end
+
+-- Runs a job whose transaction this coroutine holds (R.active).
+run_held = function(job)
+  local id = job.tx
   local co = coroutine.running()
-  local run, err = setup(job)
-  local outcome, step = "failed", job.entry
+  local ok0, run, err = pcall(setup, job)
+  if not ok0 then run, err = nil, errmsg(run) end
+  local outcome, step, final = "failed", job.entry, nil
   if run then R.runs[co] = run end
   if run and not err then
     -- accept encoded the same data for the store: no need to again
@@ -359,19 +472,29 @@ function M.run_job(job)
   if run and not err and not run.data_json then
     err = "tx.data cannot be stored"
   elseif run and not err then
-    local ok, o, s, e = pcall(exec, run)
-    if ok then outcome, step, err = o, s, e else err = errmsg(o) end
+    local ok, o, s, e, f = pcall(exec, run)
+    if ok then outcome, step, err, final = o, s, e, f else err = errmsg(o) end
   end
   R.runs[co] = nil
-  local ok, ferr = pcall(finish, run, job, outcome, step, err)
+  local ok, ferr = pcall(finish, run, job, outcome, step, err, final)
   if not ok then core.log("run", "finishing transaction " .. id .. ": " .. tostring(ferr)) end
-  R.active[id] = nil
-  local q = R.queued[id]
-  if q then
-    local nxt = table.remove(q, 1)
-    if #q == 0 then R.queued[id] = nil end
-    core.spawn(M.run_job, nxt)
+  if run and run.early_jobs then
+    -- kept requests the park turned into runs: queued now, behind
+    -- whatever was accepted before the park, ahead of anything after it;
+    -- they run once the park and their jobs are durable
+    local jobs = run.early_jobs
+    for _, j in ipairs(jobs) do M.enqueue(j) end
+    core.spawn(function()
+      local cok = core.commit()
+      for _, j in ipairs(jobs) do
+        if cok then M.ready(j) else A.job_done(j.tx); M.drop(j) end
+      end
+    end)
   end
+  R.active[id] = nil
+  if not R.queued[id] then M.last[id] = nil end
+  M.pump(id)
+  if job.after then job.after() end
 end
 
 return M

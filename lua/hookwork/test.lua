@@ -202,8 +202,8 @@ local function submit(hook, r, until_end)
     ended = true
     wake()
   end
-  local status, msg = require("hookwork.engine").submit(hook, r, caller)
-  if status then C.json(caller, status, { error = msg }) return res end
+  local status, msg, hs = require("hookwork.engine").submit(hook, r, caller)
+  if status then C.json(caller, status, { error = msg }, hs) return res end
   while not (until_end and ended or not until_end and res) do
     waiting = true
     core.wait()
