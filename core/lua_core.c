@@ -568,6 +568,17 @@ static int l_core_stopping(lua_State *L) {
   return 1;
 }
 
+/* A positive count from the environment, or `def` when unset or not one. */
+static lua_Integer env_count(const char *name, lua_Integer def) {
+  const char *v = getenv(name);
+  char *end;
+  long long n;
+  if (v == NULL || *v == '\0')
+    return def;
+  n = strtoll(v, &end, 10);
+  return (*end == '\0' && n > 0) ? (lua_Integer) n : def;
+}
+
 static int l_core_config(lua_State *L) {
   hw_engine_t *e = ENGINE(L);
   lua_createtable(L, 0, 8);
@@ -587,6 +598,12 @@ static int l_core_config(lua_State *L) {
   lua_setfield(L, -2, "runs");
   lua_pushinteger(L, e->stopping);
   lua_setfield(L, -2, "stopping");
+  /* bounds of the waiting machinery (docs/cycles.md): runs accepted and
+   * not ended per transaction, requests kept per match value */
+  lua_pushinteger(L, env_count("HOOKWORK_MAX_BACKLOG", 1000));
+  lua_setfield(L, -2, "max_backlog");
+  lua_pushinteger(L, env_count("HOOKWORK_MAX_KEPT", 1000));
+  lua_setfield(L, -2, "max_kept");
   return 1;
 }
 

@@ -20,8 +20,8 @@ R.ids = { tx = 0, job = 0, hist = 0, early = 0 }
 -- Bounds (SPEC: nothing grows without bound).  Runs accepted and not yet
 -- ended, per transaction; requests kept per match value; transactions one
 -- `pick = "all"` request can resume; candidates read per lookup.
-A.MAX_BACKLOG = 1000
-A.MAX_KEPT = 1000
+A.MAX_BACKLOG = R.cfg.max_backlog or 1000 -- HOOKWORK_MAX_BACKLOG
+A.MAX_KEPT = R.cfg.max_kept or 1000       -- HOOKWORK_MAX_KEPT
 A.MAX_ALL = 1000
 local SCAN = 64
 
