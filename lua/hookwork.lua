@@ -299,7 +299,7 @@ function hw.cycle(o)
               connector = o.connector or "default", steps = steps,
               autostart = o.autostart ~= false, description = o.description,
               sync_timeout = o.sync_timeout or 30,
-              on_sync_timeout = o.on_sync_timeout or "timeout" }
+              on_sync_timeout = o.on_sync_timeout or "fail" }
   if c.name ~= nil and (type(c.name) ~= "string" or c.name == "") then
     fail(where, "hw.cycle: 'name' must be a non-empty string")
   end
@@ -307,8 +307,8 @@ function hw.cycle(o)
   if type(c.sync_timeout) ~= "number" or c.sync_timeout <= 0 then
     fail(where, "hw.cycle: 'sync_timeout' must be a positive number of seconds")
   end
-  if c.on_sync_timeout ~= "timeout" and c.on_sync_timeout ~= "accept" then
-    fail(where, "hw.cycle: 'on_sync_timeout' must be \"timeout\" (answer 504) or \"accept\" (answer 202 with a status_url)")
+  if c.on_sync_timeout ~= "fail" and c.on_sync_timeout ~= "accept" then
+    fail(where, "hw.cycle: 'on_sync_timeout' must be \"fail\" (answer 504) or \"accept\" (answer 202 with a status_url)")
   end
   normalize_steps(c, where)
   MADE[c] = true
