@@ -61,7 +61,7 @@ local function start_job(job, sync)
     job.caller = nil
   end
   if core.stopping() == 2 then return end -- recovered at the next start
-  M.ready(job)
+  M.run_ready(job)
 end
 
 -- Content-Encoding: the decoded body (counted against --max-body), or
