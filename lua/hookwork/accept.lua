@@ -176,6 +176,9 @@ end
 
 function A.request_of(text)
   local req = U.decode(text or "{}", "lax") or {}
+  if req.body_encoding == "base64" and type(req.body) == "string" then -- see stored_request
+    req.body, req.body_encoding = require("hookwork.crypto").b64_decode(req.body) or "", nil
+  end
   if type(req.body) == "string" and type(req.headers) == "table" then
     local v, is_form, kind = require("hookwork.fields").parse_body(req) -- the stored body is decoded
     if kind == "json" then req.json = v elseif is_form then req.form = v end
