@@ -101,7 +101,13 @@ static int enc_fail(enc_t *e, const char *fmt, ...) {
   return -1;
 }
 
-static int put(enc_t *e, const char *s, size_t n) {
+static inline int put(enc_t *e, const char *s, size_t n) {
+  box_t *b = e->out;
+  if (b->cap - b->len >= n) { /* the common case, without a call */
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+  }
   if (hw_json__box_reserve(e->L, e->out, n) != 0) {
     e->oom = 1;
     return enc_fail(e, "out of memory");
@@ -196,10 +202,9 @@ static int fmt_int(char *buf, size_t cap, lua_Integer v) {
 
 static int enc_number(enc_t *e, int idx) {
   char buf[40];
-  int n, isint;
-  lua_Integer i = lua_tointegerx(e->L, idx, &isint);
-  if (isint && lua_isinteger(e->L, idx)) {
-    n = fmt_int(buf, sizeof buf, i);
+  int n;
+  if (lua_isinteger(e->L, idx)) {
+    n = fmt_int(buf, sizeof buf, lua_tointeger(e->L, idx));
   } else {
     double v = (double) lua_tonumber(e->L, idx);
     if (isnan(v))
@@ -249,7 +254,8 @@ static int enc_table(enc_t *e, int idx) {
   lua_State *L = e->L;
   const void *ptr = lua_topointer(L, idx);
   lua_Integer count = 0, max = 0, i;
-  int allint = 1, d, first = 1;
+  int allint = 1, seq = 1, d, first = 1;
+  size_t start;
 
   if (e->depth >= HW_JSON_MAX_DEPTH)
     return enc_fail(e, "nesting deeper than %d", HW_JSON_MAX_DEPTH);
@@ -258,13 +264,33 @@ static int enc_table(enc_t *e, int idx) {
       return enc_fail(e, "cannot store a table that contains itself");
   if (!lua_checkstack(L, 4))
     return enc_fail(e, "nesting too deep");
+  e->seen[e->depth] = ptr;
+  e->path[e->depth].index = 0;
+  e->path[e->depth].key_idx = 0;
+  e->depth++;
+  /* One pass that writes an array while the keys come as 1, 2, 3... (a
+   * sequence in the array part does), and otherwise only classifies; the
+   * text written so far is dropped when the guess fails. */
+  start = e->out->len;
+  if (put(e, "[", 1) != 0)
+    return -1;
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
+    int isint = lua_type(L, -2) == LUA_TNUMBER && lua_isinteger(L, -2);
+    lua_Integer k = isint ? lua_tointeger(L, -2) : 0;
     count++;
-    if (allint) {
-      int isint = lua_type(L, -2) == LUA_TNUMBER;
-      lua_Integer k = isint ? lua_tointegerx(L, -2, &isint) : 0;
-      if (isint && lua_isinteger(L, -2) && k >= 1) {
+    if (seq) {
+      if (isint && k == count) {
+        e->path[e->depth - 1].index = k;
+        if ((k > 1 && put(e, ",", 1) != 0) || enc_value(e, lua_gettop(L)) != 0)
+          return -1;
+        max = k;
+      } else {
+        seq = 0;
+      }
+    }
+    if (!seq && allint) {
+      if (isint && k >= 1) {
         if (k > max)
           max = k;
       } else {
@@ -273,10 +299,11 @@ static int enc_table(enc_t *e, int idx) {
     }
     lua_pop(L, 1);
   }
-  e->seen[e->depth] = ptr;
-  e->path[e->depth].index = 0;
-  e->path[e->depth].key_idx = 0;
-  e->depth++;
+  if (seq && count > 0) {
+    e->depth--;
+    return put(e, "]", 1);
+  }
+  e->out->len = start;
   if (count == 0) {
     e->depth--;
     return hw_json_is_marked(L, idx) ? put(e, "[]", 2) : put(e, "{}", 2);
