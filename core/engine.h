@@ -74,6 +74,8 @@ typedef struct hw_luamem_s {
   size_t limit;            /* HOOKWORK_LUA_MEMORY */
   size_t run_limit;        /* HOOKWORK_RUN_MEMORY */
   hw_memacct_t *acct;      /* charged now: a run's, a file load's, or NULL */
+  void *refused;           /* the block of the last refused request ... */
+  size_t refused_size;     /* ... and its size, 0 when none is pending */
 } hw_luamem_t;
 
 typedef struct hw_engine_s {

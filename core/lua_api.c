@@ -238,11 +238,20 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     }
     return NULL;
   }
-  if (nsize > osize && refuse(e, a, nsize - osize + (base ? 0 : HDR)))
+  if (nsize > osize && refuse(e, a, nsize - osize + (base ? 0 : HDR))) {
+    m->refused = ptr;
+    m->refused_size = nsize;
     return NULL;
+  }
   nb = realloc(base, nsize + HDR);
   if (nb == NULL)
     return NULL;
+  if (m->refused_size != 0 && nsize > osize) { /* (the collection shrinks) */
+    /* Lua's retry after its collection got the room: no failure */
+    if (ptr == m->refused && nsize == m->refused_size)
+      hw_sched_budget(e)->mem_hit = 0;
+    m->refused_size = 0;
+  }
   m->total += nsize + HDR;
   if (a != NULL)
     a->bytes += nsize + HDR; /* before old's bytes go: a may be old */

@@ -124,6 +124,13 @@ TEST(a_file_load_is_limited_like_a_run) {
       "  return okr, #string.rep('y', 1000)\n"
       "end)\n"
       "assert(ok and err == false, 'a caught failure is the step\\'s business')\n"
+      "-- a refusal the collection made room for is no failure\n"
+      "ok, err = core.protect(function()\n"
+      "  local s = string.rep('a', 1000000) s = nil\n"
+      "  local t = string.rep('b', 1000000)\n"
+      "  error('plain', 0)\n"
+      "end)\n"
+      "assert(err == 'plain', err)\n"
       "-- outside a step the engine is not limited per run\n"
       "assert(#string.rep('x', 4000000) == 4000000)"));
   ASSERT_TRUE(eng.mem.acct == NULL);
