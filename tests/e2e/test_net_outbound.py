@@ -243,3 +243,41 @@ def post_303_becomes_get_and_307_keeps_the_method():
             got = rec.wait_for(method, dst)[-1]
             if method == "POST":
                 eq(got.json, {"a": 1})
+
+
+@test
+def a_stalled_transfer_fails_naming_the_url():
+    # headers and a first part of the body, then nothing: the call fails
+    # after `timeout` seconds of silence, naming the URL
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+    held = []
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            c.recv(65536)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+            held.append(c)
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        url = "http://127.0.0.1:%d/stall" % port
+        with Engine({"out.lua": caller(url, "timeout = 1")}) as e:
+            e.start()
+            import time
+            t0 = time.time()
+            t = run_once(e)
+            eq(t["state"], "failed")
+            err = step_error(t)
+            contains(err, url)
+            ok(time.time() - t0 < 8, "failed within a few seconds")
+    finally:
+        srv.close()
+        for c in held:
+            c.close()
