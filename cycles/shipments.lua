@@ -1,3 +1,4 @@
+-- cycles/shipments.lua
 -- A carrier pattern: an order is booked with a carrier, then the carrier's
 -- status callbacks drive it until delivery.  The carrier answers fast, so
 -- a callback may arrive before the booking call has returned (`early`);

@@ -1,3 +1,4 @@
+-- cycles/shipments_test.lua
 -- Tests for shipments.lua: early callbacks, carried data, the end of the wait.
 local t = require "hookwork.test"
 
