@@ -117,7 +117,9 @@ void hw_store__writer_main(void *arg) {
   uint64_t last = 0, lo, retry_at = 0, pause = HW_RETRY_MIN_NS;
   uint64_t failed_since = 0, last_log = 0, nfailed = 0, now;
   size_t nkept = 0;
-  int rc, retry, probe = 0, stop_tries = 0;
+  char why[200];
+  int rc, retry, probe = 0, stop_tries = 0, disk_failing, refused, has_req;
+  int failed, got_new;
 
   uv_mutex_lock(&st->mu);
   for (;;) {
@@ -138,33 +140,62 @@ void hw_store__writer_main(void *arg) {
       break; /* everything committed, or the last attempt at close failed */
     newops = st->shead;
     lo = st->done;
-    if (newops != NULL)
+    got_new = newops != NULL;
+    if (got_new)
       last = st->shead_last;
+    disk_failing = st->failing;
     st->shead = NULL;
     st->stail = &st->shead;
     if (st->stop)
       stop_tries++;
     uv_mutex_unlock(&st->mu);
 
+    /* while the disk fails, requests' writes are not even tried (their
+     * requests are refused): a failed attempt could leave them in the WAL */
+    refused = 0;
+    if (disk_failing && newops != NULL) {
+      size_t n;
+      newops = keep_ops(newops, NULL, &n);
+      refused = 1;
+    }
+    has_req = 0;
+    for (t = &newops; *t != NULL; t = &(*t)->next)
+      has_req |= (*t)->req;
     for (t = &carry; *t != NULL; t = &(*t)->next)
       ;
     *t = newops; /* kept writes first: they were written first */
     batch = carry;
     carry = NULL;
     rc = run_batch(st, batch, probe, &bad, &retry);
+    failed = rc != 0;
+    if (rc != 0) {
+      carry = keep_ops(batch, bad, &nkept);
+      snprintf(why, sizeof why, "%s", st->wmsg);
+      if (retry && has_req) {
+        /* before anyone hears of the failure, commit again without the
+         * requests: a commit whose fsync failed can leave frames in the WAL
+         * that a crash would read back as committed; this one overwrites
+         * them (and may well succeed) */
+        batch = carry;
+        carry = NULL;
+        rc = run_batch(st, batch, 1, &bad, &retry);
+        if (rc != 0)
+          carry = keep_ops(batch, bad, &nkept);
+      }
+    }
     now = uv_hrtime();
     if (rc == 0) {
-      hw_store__free_ops(batch);
+      if (batch != NULL)
+        hw_store__free_ops(batch);
       nkept = 0;
       probe = 0;
-      if (failed_since != 0)
+      if (failed_since != 0 || failed)
         hw_log("store", "commits work again after %.1f s (%llu failed "
-               "attempts)", (now - failed_since) / 1e9,
-               (unsigned long long) nfailed);
+               "attempts)", failed_since ? (now - failed_since) / 1e9 : 0.0,
+               (unsigned long long) nfailed + failed);
       failed_since = nfailed = 0;
       pause = HW_RETRY_MIN_NS;
     } else {
-      carry = keep_ops(batch, bad, &nkept);
       probe = 1;
       if (retry) {
         nfailed++;
@@ -180,19 +211,19 @@ void hw_store__writer_main(void *arg) {
     }
 
     uv_mutex_lock(&st->mu);
-    if (newops != NULL && rc != 0) {
+    if (got_new && (failed || refused)) { /* its requests were not stored */
       hw_fail_t *f = calloc(1, sizeof *f);
       if (f != NULL) {
         f->lo = lo;
         f->hi = last;
-        snprintf(f->msg, sizeof f->msg, "%s", st->wmsg);
+        snprintf(f->msg, sizeof f->msg, "%s", failed ? why : st->reason);
         *st->newfails_tail = f;
         st->newfails_tail = &f->next;
       } else {
         hw_log("store", "out of memory recording a failed batch");
       }
     }
-    if (newops != NULL)
+    if (got_new)
       st->done = last;
     st->ncarry = nkept;
     st->durable = carry != NULL ? carry->seq - 1 : st->done;

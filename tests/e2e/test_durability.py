@@ -269,6 +269,32 @@ def fault_round(mode, hold=1.5):
 
 
 @test
+def kill_while_fsync_fails_keeps_promises():
+    """kill -9 while commits fail: the refused requests must not come back
+    from the WAL when the store is opened again (a failed fsync leaves the
+    frames in the page cache)."""
+    with tempfile.TemporaryDirectory(prefix="hookwork-fault-") as t:
+        ctl = os.path.join(t, "ctl")
+        set_fault(ctl, "ok")
+        e = Engine({"ff.lua": FF_LUA})
+        e.env_extra.update(fault_env(ctl, e.data_dir))
+        with e:
+            e.start()
+            load = Load(e.hook_url("ff", "in"), threads=6).start()
+            wait_until(lambda: load.count(202) >= 50, msg="first acknowledgements")
+            set_fault(ctl, "eio")
+            t_fault = time.time()
+            wait_until(lambda: load.count(503, since=t_fault) >= 3, timeout=10, msg="503s")
+            e.kill()
+            load.stop()
+            set_fault(ctl, "ok")
+            e.start()
+            check_503s(load)
+            st = check_promises(e, load)
+            eq(len(st), len(load.keys(202)), "exactly the acknowledged requests are stored")
+
+
+@test
 def fsync_eio_503_then_recovers():
     fault_round("eio")
 
