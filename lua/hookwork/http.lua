@@ -114,7 +114,9 @@ local function request(o)
   if res.error then error(res.error, 0) end
   local ct = res.headers and res.headers["content-type"] or ""
   local out = { status = res.status, headers = res.headers or {}, body = res.body or "" }
-  if ct:find("json", 1, true) and out.body ~= "" then out.json = U.decode(out.body) end
+  -- a remote system's text that is not UTF-8 reads as U+FFFD (lax): its
+  -- JSON is still JSON; anything else strict
+  if ct:find("json", 1, true) and out.body ~= "" then out.json = U.decode(out.body, "lax") end
   if o.fail_on_status and out.status >= 400 then
     error(string.format("%s %s: status %d", method, url, out.status), 0)
   end

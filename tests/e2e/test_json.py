@@ -363,3 +363,24 @@ def binary_request_body_survives_recovery_byte_for_byte():
         got = rec.wait_for("POST", "/body", timeout=20)
         eq(got[0].body, raw, "tx.request.body after recovery")
         e.wait_tx(r.json["transaction"], "completed")
+
+
+@test
+def outbound_json_that_is_not_utf8_still_reads_as_json():
+    """A remote system answering Latin-1 inside JSON: r.json is read, the
+    bad bytes as U+FFFD, and nothing invalid reaches the store or admin."""
+    with Recorder() as rec, Engine() as e:
+        rec.route("GET", "/latin", status=200, body=b'{"name":"caf\xe9","n":12345678901234567}',
+                  headers={"Content-Type": "application/json"})
+        e.write("lat.lua", cycle("lat", """
+    hw.webhook { name = "in" },
+    hw.step { name = "get", run = function(tx)
+      local r = hw.http.get(%s)
+      tx.data.name, tx.data.n = r.json.name, r.json.n
+    end },
+""" % lua_str(rec.url + "/latin")))
+        e.start()
+        r = e.post(e.hook_url("lat", "in"), json={})
+        t = e.wait_tx(r.json["transaction"], "completed")
+        eq(t["data"]["name"], "caf\ufffd")
+        eq(t["data"]["n"], 12345678901234567)
