@@ -1,7 +1,8 @@
 /* admin: the admin listener.  Serves the web console's assets (console.c;
  * they hold no data, so no token), checks HOOKWORK_ADMIN_TOKEN (every other
  * route but /healthz), then hands the route to the Lua engine (E.admin), which reads
- * the store and the cycle registry and renders JSON or Prometheus text. */
+ * the store and the cycle registry and renders JSON or Prometheus text,
+ * answering later (through core.answer) when a route reads off the loop. */
 #include "console.h"
 #include "engine.h"
 #include "lua_api.h"
@@ -53,7 +54,8 @@ static int push_admin_call(lua_State *L, void *arg) {
   lua_pushstring(L, req->path);
   lua_pushstring(L, req->query);
   lua_pushlstring(L, req->body ? req->body : "", req->body_len);
-  return 4;
+  lua_pushlightuserdata(L, req);
+  return 5;
 }
 
 void hw_admin_handle(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
@@ -78,9 +80,15 @@ void hw_admin_handle(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
     answer(req, 401, "application/json", msg, strlen(msg));
     return;
   }
+  /* E.admin answers through core.answer when it returns no status (a
+   * route that reads off the loop thread answers later). */
   if (hw_lua_callp(e, "admin", push_admin_call, req, 4) != 0) {
     const char *msg = "{\"error\":\"internal error\"}";
     answer(req, 500, "application/json", msg, strlen(msg));
+    return;
+  }
+  if (lua_isnil(L, -4)) {
+    lua_pop(L, 4);
     return;
   }
   status = (int) lua_tointeger(L, -4);

@@ -304,6 +304,7 @@ int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
   }
   if (cfg->data_dir != NULL) {
     rc = hw_store_open(loop, cfg->data_dir, &e->store, err, sizeof err);
+    snprintf(e->reader_dir, sizeof e->reader_dir, "%s", cfg->data_dir);
     if (rc == -EBUSY) { /* another engine holds --data */
       fprintf(stderr, "hookwork: %s\n", err);
       return rc;
@@ -451,6 +452,7 @@ static void close_handles(hw_engine_t *e) {
   e->stopping = 2;
   if (e->store != NULL)
     hw_store_detach(e->store);
+  hw_reader_detach(e->reader);
   if (e->hc != NULL) {
     hw_hc_close(e->hc);
     e->hc = NULL;
@@ -489,6 +491,8 @@ void hw_engine_free(hw_engine_t *e) {
   if (e->store != NULL && hw_store_close(e->store) != 0)
     hw_log("engine", "store did not close cleanly");
   e->store = NULL;
+  hw_reader_close(e->reader);
+  e->reader = NULL;
   hw_lua_close(e);
   hw_ipfilter_free(e->trusted);
   e->trusted = NULL;

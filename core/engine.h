@@ -15,6 +15,7 @@
 #include "http_client.h"
 #include "http_server.h"
 #include "ipfilter.h"
+#include "reader.h"
 #include "store.h"
 #include "watcher.h"
 
@@ -84,6 +85,8 @@ typedef struct hw_engine_s {
   lua_State *L;
   int engine_ref;          /* registry ref of the Lua engine table */
   hw_store_t *store;
+  hw_reader_t *reader;     /* admin reads, opened on first use */
+  char reader_dir[1024];   /* the store directory it reads */
   hw_hc_t *hc;
   hw_http_server_t *web;
   hw_http_server_t *admin;

@@ -259,6 +259,59 @@ static int l_core_query(lua_State *L) {
   return 1;
 }
 
+/* core.aquery(sql, ...) -> rows | nil, message: a read on the reader
+ * thread (admin listings, counts, searches); the run yields meanwhile, so
+ * the loop keeps serving webhooks. */
+static void aquery_done(int status, hw_reader_res_t *res, void *arg) {
+  hw_run_t *r = arg;
+  int i, j;
+  r->wait = NULL;
+  if (status != 0) {
+    lua_pushnil(r->co);
+    lua_pushstring(r->co, res->errmsg);
+    hw_sched_ready(r, 2);
+    return;
+  }
+  lua_createtable(r->co, res->nrows, 0);
+  for (i = 0; i < res->nrows; i++) {
+    lua_createtable(r->co, 0, res->ncols);
+    for (j = 0; j < res->ncols; j++) {
+      const hw_val_t *v = &res->vals[i * res->ncols + j];
+      switch (v->type) {
+      case HW_V_INT: lua_pushinteger(r->co, v->i); break;
+      case HW_V_REAL: lua_pushnumber(r->co, v->d); break;
+      case HW_V_TEXT: lua_pushlstring(r->co, v->s, v->n); break;
+      default: continue;
+      }
+      lua_setfield(r->co, -2, res->names[j]);
+    }
+    lua_rawseti(r->co, -2, i + 1);
+  }
+  hw_sched_ready(r, 1);
+}
+
+static int l_core_aquery(lua_State *L) {
+  hw_run_t *r = need_run(L, "aquery");
+  hw_engine_t *e = ENGINE(L);
+  const char *sql = luaL_checkstring(L, 1);
+  hw_val_t v[16];
+  char err[512];
+  int n = to_vals(L, 2, v, 16);
+  void *q;
+  if (e->reader == NULL) {
+    if (e->reader_dir[0] == '\0')
+      return luaL_error(L, "store: not open");
+    if (hw_reader_open(e->loop, e->reader_dir, &e->reader, err, sizeof err) != 0)
+      return luaL_error(L, "store reader: %s", err);
+  }
+  q = hw_reader_query(e->reader, sql, v, n, aquery_done, r);
+  if (q == NULL)
+    return luaL_error(L, "aquery: out of memory");
+  r->wait = q; /* runs are freed only after the reader is closed (engine
+                  teardown), so its callback never sees a freed run */
+  return lua_yield(L, 0);
+}
+
 /* --- outbound HTTP -------------------------------------------------- */
 
 static void push_response(lua_State *co, const hw_hc_response_t *res) {
@@ -631,7 +684,7 @@ static const luaL_Reg core_fns[] = {
   {"store_pending", l_core_store_pending},
   {"progress", l_core_progress},
   {"write", l_core_write},
-  {"query", l_core_query}, {"http", l_core_http},
+  {"query", l_core_query}, {"aquery", l_core_aquery}, {"http", l_core_http},
   {"answer", l_core_answer},
   {"now", l_core_now}, {"mono", l_core_mono}, {"token", l_core_token},
   {"ipfilter", l_core_ipfilter}, {"ip_match", l_core_ip_match},
@@ -667,6 +720,9 @@ static int l_core_store_open(lua_State *L) {
     hw_store_close(e->store);
     e->store = NULL;
   }
+  hw_reader_close(e->reader); /* reopened on first use, on the new file */
+  e->reader = NULL;
+  snprintf(e->reader_dir, sizeof e->reader_dir, "%s", dir);
   if (hw_store_open(e->loop, dir, &e->store, err, sizeof err) != 0) {
     lua_pushnil(L);
     lua_pushstring(L, err);

@@ -18,12 +18,16 @@ static const char hw_schema_sql[] =
   " state TEXT NOT NULL, step TEXT, data TEXT, created REAL, updated REAL,"
   " runs INTEGER NOT NULL DEFAULT 1, linked_cycle TEXT, linked_id INTEGER,"
   " wait_step TEXT, match_value TEXT, parked_at REAL, expires_at REAL,"
-  " snapshot TEXT, error TEXT, request TEXT, ckpt_step TEXT, ckpt_data TEXT);"
+  " snapshot TEXT, error TEXT, request TEXT, ckpt_step TEXT, ckpt_data TEXT,"
+  " replay_of INTEGER, retry_at REAL, attempt INTEGER);"
   "CREATE INDEX IF NOT EXISTS tx_wait ON tx(cycle, wait_step, match_value,"
   " parked_at) WHERE state = 'waiting';"
   "CREATE INDEX IF NOT EXISTS tx_exp ON tx(expires_at)"
   " WHERE state = 'waiting' AND expires_at IS NOT NULL;"
   "CREATE INDEX IF NOT EXISTS tx_cycle ON tx(cycle, state);"
+  /* search by Webhook Mapping value (?match=): only parked rows have one */
+  "CREATE INDEX IF NOT EXISTS tx_match ON tx(match_value)"
+  " WHERE match_value IS NOT NULL;"
   "DROP INDEX IF EXISTS tx_state;"
   /* one row per flush of a run's history: entries is a JSON array of
    * [step, started ms, ended ms, status, error, note].  Clustered by transaction
@@ -33,7 +37,7 @@ static const char hw_schema_sql[] =
   " run INTEGER, entries TEXT NOT NULL, PRIMARY KEY(tx, seq)) WITHOUT ROWID;"
   "CREATE TABLE IF NOT EXISTS jobs(id INTEGER PRIMARY KEY, tx INTEGER NOT NULL,"
   " run INTEGER, entry TEXT, data TEXT, request TEXT, ckpt_step TEXT,"
-  " ckpt_data TEXT, base TEXT);"
+  " ckpt_data TEXT, base TEXT, retry_at REAL, attempt INTEGER);"
   /* requests kept by a webhook's `early` window until a transaction parks
    * there with their match value (then they become jobs) or the window
    * ends (then they are dropped) */
@@ -62,7 +66,14 @@ static const char hw_schema_sql[] =
   " key TEXT NOT NULL, tx INTEGER NOT NULL, expires_at REAL NOT NULL,"
   " status INTEGER, ctype TEXT, headers TEXT, body BLOB,"
   " PRIMARY KEY(cycle, step, key));"
-  "CREATE INDEX IF NOT EXISTS dedupe_exp ON dedupe(expires_at);";
+  "CREATE INDEX IF NOT EXISTS dedupe_exp ON dedupe(expires_at);"
+  /* retention deletes the keys of purged transactions by tx */
+  "CREATE INDEX IF NOT EXISTS dedupe_tx ON dedupe(tx);"
+  /* the request of every resumed run (a trigger's is tx.request): kept
+   * after the run's job row is gone, shown by the admin API, purged with
+   * the transaction */
+  "CREATE TABLE IF NOT EXISTS req(tx INTEGER NOT NULL, run INTEGER NOT NULL,"
+  " request TEXT, PRIMARY KEY(tx, run)) WITHOUT ROWID;";
 
 #define HW_ISO(col) "strftime('%Y-%m-%dT%H:%M:%fZ', " col ", 'unixepoch')"
 
@@ -86,7 +97,7 @@ static const hw_stmt_def_t hw_stmts[] = {
   {"tx_ckpt", 1, 3, "UPDATE tx SET ckpt_step = ?2, ckpt_data = ?3 WHERE id = ?1"},
   {"tx_update", 1, 7, "UPDATE tx SET state = ?2, step = ?3, data = ?4,"
    " updated = ?5, runs = max(runs, ?6), error = ?7, ckpt_step = NULL,"
-   " ckpt_data = NULL WHERE id = ?1"},
+   " ckpt_data = NULL, retry_at = NULL, attempt = NULL WHERE id = ?1"},
   /* a later run of a waiting transaction ends: state and step stay, and
    * are left out of SET so SQLite does not rewrite their index entries */
   {"tx_run_end", 1, 5, "UPDATE tx SET data = ?2, updated = ?3,"
@@ -119,6 +130,36 @@ static const hw_stmt_def_t hw_stmts[] = {
   {"job_ckpt", 1, 3, "UPDATE jobs SET ckpt_step = ?2, ckpt_data = ?3"
    " WHERE id = ?1"},
   {"job_delete", 1, 1, "DELETE FROM jobs WHERE id = ?1"},
+  /* operations on stored work (ops.lua) */
+  {"req_insert", 1, 3, "INSERT OR REPLACE INTO req(tx, run, request)"
+   " VALUES(?,?,?)"},
+  /* a step waits to be tried again: where to go on from, and when */
+  {"tx_retry_wait", 1, 6, "UPDATE tx SET ckpt_step = ?2, ckpt_data = ?3,"
+   " retry_at = ?4, attempt = ?5, updated = ?6 WHERE id = ?1"},
+  {"job_retry_wait", 1, 5, "UPDATE jobs SET ckpt_step = ?2, ckpt_data = ?3,"
+   " retry_at = ?4, attempt = ?5 WHERE id = ?1"},
+  /* a failed transaction keeps the step it failed at and the data that
+   * step began with, for POST /api/transactions/ID/retry */
+  {"tx_failed_at", 1, 3, "UPDATE tx SET ckpt_step = ?2, ckpt_data = ?3"
+   " WHERE id = ?1 AND state = 'failed'"},
+  {"tx_retry", 1, 5, "UPDATE tx SET state = 'running', step = ?2, runs = ?3,"
+   " ckpt_step = ?2, ckpt_data = ?4, error = NULL, retry_at = NULL,"
+   " attempt = NULL, updated = ?5 WHERE id = ?1 AND state = 'failed'"},
+  {"tx_cancel", 1, 2, "UPDATE tx SET state = 'cancelled', updated = ?2,"
+   " retry_at = NULL, ckpt_step = NULL, ckpt_data = NULL"
+   " WHERE id = ?1 AND state IN ('waiting', 'running')"},
+  {"jobs_drop", 1, 1, "DELETE FROM jobs WHERE tx = ?1"},
+  {"tx_replay_of", 1, 2, "UPDATE tx SET replay_of = ?2 WHERE id = ?1"},
+  /* retention: ?1 a JSON array of candidate ids; the row is checked again
+   * (a retry may have made it running since), then what hangs off it */
+  {"purge_tx", 1, 3, "DELETE FROM tx WHERE id IN (SELECT value FROM"
+   " json_each(?1)) AND state = ?2 AND updated < ?3"},
+  {"purge_hist", 1, 1, "DELETE FROM hist WHERE tx IN (SELECT value FROM"
+   " json_each(?1)) AND NOT EXISTS (SELECT 1 FROM tx WHERE tx.id = hist.tx)"},
+  {"purge_req", 1, 1, "DELETE FROM req WHERE tx IN (SELECT value FROM"
+   " json_each(?1)) AND NOT EXISTS (SELECT 1 FROM tx WHERE tx.id = req.tx)"},
+  {"purge_dedupe", 1, 1, "DELETE FROM dedupe WHERE tx IN (SELECT value FROM"
+   " json_each(?1)) AND NOT EXISTS (SELECT 1 FROM tx WHERE tx.id = dedupe.tx)"},
   {"hook_insert", 1, 3, "INSERT OR IGNORE INTO hooks(cycle, step, token)"
    " VALUES(?,?,?)"},
   {"cycle_state", 1, 2, "INSERT INTO cycles(name, state) VALUES(?1, ?2)"
@@ -150,19 +191,23 @@ static const hw_stmt_def_t hw_stmts[] = {
    " (SELECT coalesce(max(seq), 0) FROM hist) AS hist,"
    " (SELECT coalesce(max(id), 0) FROM early) AS early"},
   {"jobs_all", 0, 0, "SELECT j.id, j.tx, j.run, j.entry, j.data, j.request,"
-   " j.ckpt_step, j.ckpt_data, j.base, t.cycle, t.state, t.wait_step"
+   " j.ckpt_step, j.ckpt_data, j.base, t.cycle, t.state, t.wait_step,"
+   " j.retry_at, j.attempt"
    " FROM jobs j JOIN tx t ON t.id = j.tx ORDER BY j.id"},
   {"tx_running", 0, 0, "SELECT id, cycle, step AS entry, data, request,"
-   " ckpt_step, ckpt_data FROM tx WHERE state = 'running' ORDER BY id"},
+   " ckpt_step, ckpt_data, runs, retry_at, attempt FROM tx"
+   " WHERE state = 'running' ORDER BY id"},
   /* recovery reads the backlog a page at a time (id > ?1, at most ?2) */
   {"recover_tx", 0, 2, "SELECT id, cycle, step AS entry, data, request,"
-   " ckpt_step, ckpt_data FROM tx WHERE state = 'running' AND id > ?1"
-   " ORDER BY id LIMIT ?2"},
+   " ckpt_step, ckpt_data, runs, retry_at, attempt FROM tx"
+   " WHERE state = 'running' AND id > ?1 ORDER BY id LIMIT ?2"},
   {"recover_jobs", 0, 2, "SELECT j.id, j.tx, j.run, j.entry, j.data,"
    " j.request, j.ckpt_step, j.ckpt_data, j.base, t.cycle, t.state,"
-   " t.wait_step FROM jobs j JOIN tx t ON t.id = j.tx WHERE j.id > ?1"
-   " ORDER BY j.id"
+   " t.wait_step, j.retry_at, j.attempt FROM jobs j JOIN tx t ON t.id = j.tx"
+   " WHERE j.id > ?1 ORDER BY j.id"
    " LIMIT ?2"},
+  {"tx_row", 0, 1, "SELECT id, cycle, state, step, runs, ckpt_step, ckpt_data,"
+   " data, request, error FROM tx WHERE id = ?1"},
   {"find_waiting", 0, 4, "SELECT id, snapshot, runs, expires_at FROM tx"
    " WHERE cycle = ?1 AND wait_step = ?2 AND match_value = ?3"
    " AND state = 'waiting' AND (expires_at IS NULL OR expires_at > ?4)"

@@ -34,7 +34,7 @@ end
 
 local function fail(where, msg) error((where and where .. ": " or "") .. msg, 0) end
 
-local COMMON = { name = true }
+local COMMON = { name = true, retry = true, on_error = true }
 local OPTIONS = {
   webhook = { fields = true, match = true, ip_filtered = true, methods = true,
               expires = true, description = true, verify = true, dedupe = true,
@@ -208,6 +208,32 @@ local CHECKS = {
   end,
 }
 
+-- The step error policy (any step): retry = {attempts, delays} and
+-- on_error = "STEP" (checked against the cycle in normalize_steps).
+local function check_policy(s)
+  local r = s.retry
+  if r ~= nil then
+    if type(r) ~= "table" then fail(s.where, "retry: expected {attempts = N, delays = {seconds, ...}}") end
+    for k in next, r do
+      if k ~= "attempts" and k ~= "delays" then fail(s.where, string.format("retry: unknown option '%s'", tostring(k))) end
+    end
+    local n = rawget(r, "attempts")
+    if math.type(n) ~= "integer" or n < 1 then fail(s.where, "retry: 'attempts' must be a positive integer") end
+    local delays = rawget(r, "delays") or { 10 }
+    if type(delays) ~= "table" or rawlen(delays) == 0 then fail(s.where, "retry: 'delays' must be a non-empty list of seconds") end
+    local copy = {}
+    for i = 1, rawlen(delays) do
+      local d = rawget(delays, i)
+      if type(d) ~= "number" or d < 0 or d ~= d or d == math.huge then
+        fail(s.where, string.format("retry: delay %d must be a number of seconds >= 0", i))
+      end
+      copy[i] = d
+    end
+    s.retry = { attempts = n, delays = copy }
+  end
+  if s.on_error ~= nil and type(s.on_error) ~= "string" then fail(s.where, "on_error: expected a step name") end
+end
+
 for kind, allowed in pairs(OPTIONS) do
   hw[kind] = function(o)
     local where = core.where(2)
@@ -226,6 +252,7 @@ for kind, allowed in pairs(OPTIONS) do
     s.kind, s.where = kind, where
     CHECKS[kind](s)
     STEPS[s] = true
+    check_policy(s)
     return setmetatable(s, STEP)
   end
 end
@@ -254,6 +281,11 @@ local function normalize_steps(c, where)
       if not j then fail(s.where, string.format("decision '%s': on_false names no step '%s'", s.name, s.on_false)) end
       if j <= i then fail(s.where, string.format("decision '%s': on_false step '%s' must come later", s.name, s.on_false)) end
     end
+    if s.on_error then
+      local j = index[s.on_error]
+      if not j then fail(s.where, string.format("step '%s': on_error names no step '%s'", s.name, s.on_error)) end
+      if j <= i then fail(s.where, string.format("step '%s': on_error step '%s' must come later", s.name, s.on_error)) end
+    end
     if s.kind == "webhook" then
       if i > 1 and not s.match then fail(s.where, string.format("webhook '%s': a mid-cycle webhook needs 'match'", s.name)) end
       for _, k in ipairs({ "pick", "early", "resume_with" }) do
@@ -274,6 +306,47 @@ local function normalize_steps(c, where)
   c.index = index
 end
 
+-- on_failure = {cycle = NAME, hook = STEP} | {url = "http(s)://..."}
+local function check_on_failure(v, where)
+  if v == nil then return nil end
+  local msg = "hw.cycle: 'on_failure' must be {cycle = NAME, hook = STEP} or {url = URL}"
+  if type(v) ~= "table" then fail(where, msg) end
+  for k in next, v do
+    if k ~= "cycle" and k ~= "hook" and k ~= "url" then
+      fail(where, string.format("hw.cycle: on_failure: unknown option '%s'", tostring(k)))
+    end
+  end
+  local url, cy, hook = rawget(v, "url"), rawget(v, "cycle"), rawget(v, "hook")
+  if url ~= nil then
+    if cy ~= nil or hook ~= nil then fail(where, msg) end
+    if type(url) ~= "string" or not url:lower():match("^https?://[^/]+") then
+      fail(where, "hw.cycle: on_failure: 'url' must be an http:// or https:// URL")
+    end
+    return { url = url }
+  end
+  if type(cy) ~= "string" or type(hook) ~= "string" then fail(where, msg) end
+  return { cycle = cy, hook = hook }
+end
+
+-- keep = {completed = DAYS, failed = DAYS, expired = DAYS, cancelled = DAYS}
+local KEEP_DEFAULT = { completed = 14, failed = 30, expired = 14, cancelled = 14 }
+local function check_keep(v, where)
+  local keep = {}
+  for k, d in pairs(KEEP_DEFAULT) do keep[k] = d end
+  if v == nil then return keep end
+  if type(v) ~= "table" then fail(where, "hw.cycle: 'keep' must be a table of days by state") end
+  for k, d in next, v do
+    if not KEEP_DEFAULT[k] then
+      fail(where, string.format("hw.cycle: keep: '%s' is not a finished state (completed, failed, expired, cancelled)", tostring(k)))
+    end
+    if type(d) ~= "number" or d < 0 or d ~= d then
+      fail(where, string.format("hw.cycle: keep.%s must be a number of days >= 0", k))
+    end
+    keep[k] = d
+  end
+  return keep
+end
+
 function hw.cycle(o)
   -- `return hw.cycle{...}` is a tail call, so the file's frame may be gone:
   -- fall back to the line of the first step.
@@ -284,7 +357,7 @@ function hw.cycle(o)
   end
   local allowed = { name = true, connector = true, autostart = true,
                     sync_timeout = true, steps = true, description = true,
-                    on_sync_timeout = true }
+                    on_sync_timeout = true, on_failure = true, keep = true }
   for k in pairs(o) do
     if not allowed[k] then
       fail(where, string.format("hw.cycle: unknown option '%s'%s", tostring(k), U.did_you_mean(k, allowed)))
@@ -311,6 +384,8 @@ function hw.cycle(o)
     fail(where, "hw.cycle: 'on_sync_timeout' must be \"fail\" (answer 504) or \"accept\" (answer 202 with a status_url)")
   end
   normalize_steps(c, where)
+  c.on_failure = check_on_failure(rawget(o, "on_failure"), where)
+  c.keep = check_keep(rawget(o, "keep"), where)
   MADE[c] = true
   return c
 end

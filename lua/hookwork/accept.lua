@@ -163,15 +163,10 @@ local function next_run(c)
 end
 
 -- What the store keeps of a request (tx.request, rebuilt after a restart:
--- json is parsed again from the body).  JSON text holds only UTF-8, so a
--- body that is not (binary, Latin-1) is kept as base64, byte for byte.
+-- json is parsed again from the body): ops.lua keeps the body byte for
+-- byte (base64 with body_encoding when it is not UTF-8) and when it came.
 local function stored_request(r)
-  local body, enc = r.body, nil
-  if type(body) == "string" and not utf8.len(body) then
-    body, enc = require("hookwork.crypto").b64_encode(body), "base64"
-  end
-  return U.encode({ method = r.method, path = r.path, headers = r.headers,
-                    query = r.query, body = body, body_encoding = enc, ip = r.ip })
+  return require("hookwork.ops").stored_request(r, R.now())
 end
 
 function A.request_of(text)
@@ -200,6 +195,8 @@ local function resume_job(cy, st, c, data, reqtext, now, req_write)
   -- ordinary (kept) writes: the park and its deliveries commit together
   local write = req_write and core.write_req or core.write
   job.data_json = U.encode(job.data, "tx.data") -- the run starts from it too
+  -- the run's request, kept after its job row (shown by the admin API)
+  write("req_insert", job.tx, job.run, reqtext)
   job.seq = write("job_insert", job.id, job.tx, job.run, st.name, job.data_json, reqtext, job.base)
   S.backlog[c.id] = (S.backlog[c.id] or 0) + 1
   job.cycle, job.entry, job.accepted = cy.name, st.name, now

@@ -1,14 +1,17 @@
 -- admin: the admin API routes and the Prometheus metrics.  Answers
 -- (status, content type, body); transactions come straight from the store
--- as JSON built by SQLite.
+-- as JSON built by SQLite on the reader thread (search.lua): every route
+-- runs as a coroutine, so a read over millions of rows never holds the
+-- loop.
 local R = require "hookwork.runtime"
 local U = require "hookwork.util"
 local L = require "hookwork.loader"
+local S = require "hookwork.search"
+local O = require "hookwork.ops"
 local core = R.core
 local A = {}
 
 local JSON = "application/json"
-local STATES = { running = true, waiting = true, completed = true, failed = true, expired = true }
 
 local function json(status, v) return status, JSON, U.encode(v) end
 -- allow: the Allow header of a 405
@@ -18,7 +21,7 @@ local array = U.json.array
 
 local function counts()
   local by = {}
-  for _, r in ipairs(core.query("counts")) do
+  for _, r in ipairs(S.counts()) do
     by[r.cycle] = by[r.cycle] or { running = 0, waiting = 0, completed = 0, failed = 0, expired = 0 }
     by[r.cycle][r.state] = r.n
   end
@@ -79,30 +82,61 @@ local function set_state(name, state)
 end
 
 local function transactions(query)
-  local q = U.parse_query(query)
-  if q.state and not STATES[q.state] then return err(400, "state must be one of running, waiting, completed, failed, expired") end
-  local limit = 100
-  if q.limit then
-    limit = math.tointeger(tonumber(q.limit))
-    if not limit or limit < 1 then return err(400, "limit must be a positive integer") end
-    if limit > 10000 then limit = 10000 end
-  end
-  local row = core.query("tx_list_json", q.cycle ~= "" and q.cycle or nil,
-                         q.state ~= "" and q.state or nil, limit)[1]
-  local text
-  for _, v in pairs(row or {}) do text = v end
+  local f, e = S.filter(U.parse_query(query))
+  if not f then return err(400, e) end
+  local text, nxt = S.list(f)
   -- Rows written before the engine checked its UTF-8 may hold bytes that
   -- are not; the answer must be valid JSON whatever the store holds.
-  return 200, JSON, text and U.json.utf8_clean(text) or "[]"
+  text = U.json.utf8_clean(text)
+  if not f.page then return 200, JSON, text end
+  return 200, JSON, '{"transactions":' .. text .. ',"next":' .. (nxt and ('"' .. nxt .. '"') or "null") .. "}"
 end
 
 local function transaction(id)
   local n = math.tointeger(tonumber(id))
-  local row = n and core.query("tx_get_json", n)[1]
-  local text
-  for _, v in pairs(row or {}) do text = v end
+  local text = n and S.get(n)
   if not text then return err(404, "no transaction " .. id) end
   return 200, JSON, U.json.utf8_clean(text)
+end
+
+-- An ops.lua answer: {status, body} or {status, error}.
+local function op_answer(a)
+  if a.error then return err(a.status, a.error) end
+  return json(a.status, a.body)
+end
+
+local function tx_action(id, action, body)
+  local opts = {}
+  if body and body:match("%S") then
+    opts = U.decode(body)
+    if type(opts) ~= "table" then return err(400, "expected a JSON object") end
+  end
+  if action == "retry" then return op_answer(O.retry(id, opts.from)) end
+  if action == "replay" then return op_answer(O.replay(id)) end
+  if action == "cancel" then return op_answer(O.cancel(id)) end
+  return err(404, "not found")
+end
+
+local function bulk_retry(query)
+  local q = U.parse_query(query)
+  local since
+  if q.since and q.since ~= "" then
+    since = S.parse_time(q.since)
+    if not since then return err(400, "since: expected unix seconds or an ISO 8601 time") end
+  end
+  local ids = S.failed_ids(q.cycle ~= "" and q.cycle or nil, q.step ~= "" and q.step or nil, since, 10000)
+  return op_answer(O.retry_many(ids))
+end
+
+local function rejections(query)
+  local q = U.parse_query(query)
+  local limit = 100
+  if q.limit and q.limit ~= "" then
+    limit = math.tointeger(tonumber(q.limit))
+    if not limit or limit < 1 then return err(400, "limit must be a positive integer") end
+    if limit > 10000 then limit = 10000 end
+  end
+  return json(200, array(O.rejections(limit)))
 end
 
 local function connector_view(c)
@@ -205,6 +239,15 @@ function A.route(method, path, query, body)
   elseif path == "/api/transactions" then
     if method ~= "GET" then return err(405, "use GET", "GET") end
     return transactions(query)
+  elseif path == "/api/transactions/retry" and method == "POST" then
+    return bulk_retry(query)
+  elseif path:match("^/api/transactions/[^/]+/%a+$") then
+    if method ~= "POST" then return err(405, "use POST", "POST") end
+    local id, action = path:match("^/api/transactions/([^/]+)/(%a+)$")
+    return tx_action(U.url_decode(id), action, body)
+  elseif path == "/api/rejections" then
+    if method ~= "GET" then return err(405, "use GET", "GET") end
+    return rejections(query)
   elseif path:match("^/api/transactions/[^/]+$") then
     if method ~= "GET" then return err(405, "use GET", "GET") end
     return transaction(path:match("([^/]+)$"))
@@ -224,6 +267,19 @@ function A.route(method, path, query, body)
     return metrics()
   end
   return err(404, "not found")
+end
+
+-- Runs a route as a coroutine and answers h with what it returns; an
+-- error in a route is a 500 that names nothing internal.
+function A.serve(method, path, query, body, h)
+  core.spawn(function()
+    local ok, status, ctype, text, allow = pcall(A.route, method, path, query, body)
+    if not ok then
+      core.log("admin", method .. " " .. path .. ": " .. tostring(status))
+      status, ctype, text, allow = 500, JSON, '{"error":"internal error"}', nil
+    end
+    core.answer(h, status, ctype, allow and { "Allow: " .. allow } or nil, text or "")
+  end)
 end
 
 return A

@@ -102,8 +102,9 @@ function E.submit(hook, r, caller)
     local msg, reason, challenge, detail = V.check(st.verify, r, R.now())
     if msg then
       R.count(R.metrics.rejected, cy.name .. "\0" .. st.name .. "\0" .. reason)
-      core.log("webhook", string.format("%s/%s: 401 for %s: %s%s", cy.name, st.name, r.ip, msg,
-                                        detail and " (" .. detail .. ")" or ""))
+      -- rate limited with the other rejection lines (ops.log)
+      require("hookwork.ops").log("webhook", string.format("%s/%s: 401 for %s: %s%s", cy.name, st.name,
+                                  r.ip, msg, detail and " (" .. detail .. ")" or ""))
       return 401, msg, challenge and { "WWW-Authenticate: " .. challenge } or nil
     end
   end
@@ -188,7 +189,10 @@ local function handle(r, caller)
   local token = r.path:match("^/hooks/([%w_%-]+)/?$")
   local hook = token and R.tokens[token]
   caller.cycle, caller.step = hook and hook.cycle, hook and hook.step
-  if not hook then return C.json(caller, 404, { error = "unknown webhook" }) end
+  if not hook then
+    require("hookwork.ops").reject(nil, nil, 404, "unknown webhook", r.ip)
+    return C.json(caller, 404, { error = "unknown webhook" })
+  end
   local cy = R.cycles[hook.cycle]
   local st = cy and cy.def and cy.def.steps[cy.def.index[hook.step] or 0]
   if st and st.cors then
@@ -197,6 +201,8 @@ local function handle(r, caller)
   end
   local status, msg, headers = E.submit(hook, r, caller)
   if status then
+    -- a 401 was logged with its detail by the door already
+    require("hookwork.ops").reject(hook.cycle, hook.step, status, msg, r.ip, status == 401)
     if status == 405 then headers = { "Allow: " .. E.allow(hook) } end
     C.json(caller, status, { error = msg }, headers)
   end
@@ -266,7 +272,13 @@ end
 function E.tick()
   local now, clock = R.now(), R.clock()
   C.tick(clock)
-  if R.cfg.mode ~= 2 then expire(clock) D.tick(now) end
+  if R.cfg.mode ~= 2 then
+    expire(clock)
+    D.tick(now)
+    require("hookwork.ops").wake(clock) -- retry_at is on the wait clock, as expires_at
+    require("hookwork.ops").sweep(now)
+    if R.cfg.mode == 0 then require("hookwork.retain").tick(now) end
+  end
   A.gc()
   Rec.feed()
 end
@@ -274,8 +286,10 @@ end
 function E.shutdown() C.shutdown() end
 function E.expire_now() expire(R.clock(), true) end
 
-function E.admin(method, path, query, body)
-  return require("hookwork.admin").route(method, path, query, body)
+-- Admin routes run as a coroutine (reads go to the reader thread) and
+-- answer through h.
+function E.admin(method, path, query, body, h)
+  return require("hookwork.admin").serve(method, path, query, body, h)
 end
 
 function E.check_main(files) return require("hookwork.check").main(files) end

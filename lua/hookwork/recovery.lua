@@ -7,9 +7,9 @@
 -- (a tick, or the end of a recovered run), never all under one budget.
 local R = require "hookwork.runtime"
 local U = require "hookwork.util"
-local F = require "hookwork.fields"
 local M = require "hookwork.run"
 local A = require "hookwork.accept"
+local O = require "hookwork.ops"
 local core = R.core
 
 local V = {}
@@ -56,7 +56,7 @@ local function next_row()
     st.buf[st.pos] = false
     st.pos = st.pos + 1
     if j.kind == "tx" then -- a first run: the row is the transaction
-      j.tx, j.id, j.run = j.id, nil, 1
+      j.tx, j.id, j.run = j.id, nil, j.runs or 1 -- a retried one is on a later run
       return j
     elseif j.kind == "job" then
       return j
@@ -65,18 +65,12 @@ local function next_row()
 end
 
 local function job_of(j)
-  local req = U.decode(j.request or "{}", "lax") or {}
-  if req.body_encoding == "base64" and type(req.body) == "string" then -- see accept.lua
-    req.body, req.body_encoding = require("hookwork.crypto").b64_decode(req.body) or "", nil
-  end
-  if type(req.body) == "string" and type(req.headers) == "table" then
-    local v, is_form, kind = F.parse_body(req) -- the stored body is decoded
-    if kind == "json" then req.json = v elseif is_form then req.form = v end
-  end
   if j.id then A.job_recovered(j.tx) end -- counts in its transaction's backlog
+  -- the stored body is decoded, and byte-exact (ops.load_request)
   return { id = j.id, tx = j.tx, run = j.run, cycle = j.cycle, entry = j.entry,
            ckpt_step = j.ckpt_step, data = U.decode(j.ckpt_data or j.data or "{}", "lax") or {},
-           base = j.base, request = req }
+           base = j.base, request = O.load_request(j.request), attempt = j.attempt,
+           retry_at = j.retry_at }
 end
 
 local function recovered(job)
@@ -100,8 +94,17 @@ function V.feed()
         end
         break
       end
-      st.inflight, st.n = st.inflight + 1, st.n + 1
-      core.spawn(recovered, job_of(j))
+      if j.state == "cancelled" then
+        core.write("job_delete", j.id) -- its transaction was cancelled
+      elseif j.retry_at and not R.active[j.tx] then
+        -- a step waiting for its next attempt: the countdown goes on
+        R.active[j.tx] = true
+        O.wait(job_of(j), j.retry_at)
+        st.n = st.n + 1
+      else
+        st.inflight, st.n = st.inflight + 1, st.n + 1
+        core.spawn(recovered, job_of(j))
+      end
     end
   end)
   st.feeding = false

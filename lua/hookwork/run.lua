@@ -7,6 +7,7 @@ local U = require "hookwork.util"
 local F = require "hookwork.fields"
 local C = require "hookwork.callers"
 local A = require "hookwork.accept"
+local O = require "hookwork.ops"
 local core = R.core
 
 local M = { last = {} } -- last: tx -> data JSON for the run queued next
@@ -251,6 +252,7 @@ local function exec(run)
     local s = steps[i]
     local t0 = R.now()
     run.cur, run.t0 = s, t0
+    if O.is_cancelled(run.job.tx) then return "cancelled", s.name end
     if s.kind == "webhook" then return park(run, s, t0) end
     -- The data this step starts from: where a crash during its I/O
     -- resumes.  After a step that did I/O, that point is also written
@@ -270,9 +272,32 @@ local function exec(run)
     -- and any error comes back as a string.
     run.data_fresh = false -- the step may change tx.data
     local ok, ctl, status, note = core.protect(KIND[s.kind], run, s)
+    if O.is_cancelled(run.job.tx) then
+      run:hist(s.name, "stopped", t0, "cancelled")
+      return "cancelled", s.name
+    end
     if not ok then
       local msg = ctl
+      local attempt = run.attempt or 1
+      if s.retry and attempt < s.retry.attempts then
+        -- the step is tried again after a durable wait (the run ends here)
+        local d = s.retry.delays[math.min(attempt, #s.retry.delays)] or 0
+        local due = R.clock() + d -- waited on the monotonic-based clock, as expires
+        run:hist(s.name, "failed", t0, msg, string.format("attempt %d of %d; next at %s",
+                                                           attempt, s.retry.attempts, O.iso(due)))
+        run.wait_due, run.attempt = due, attempt + 1
+        run.step_json = run.step_json or run.data_json
+        return "retry_wait", s.name, msg
+      end
+      if s.on_error then
+        run:hist(s.name, "failed", t0, msg, "on to '" .. s.on_error .. "'")
+        run.tx.error = { step = s.name, message = msg }
+        run.attempt = nil
+        i = run.def.index[s.on_error]
+        goto continue
+      end
       run:hist(s.name, "failed", t0, msg)
+      run.step_json = run.step_json or run.data_json
       return "failed", s.name, msg
     end
     -- Data this step left that JSON cannot hold (nan, inf, a function, a
@@ -285,6 +310,7 @@ local function exec(run)
       return "failed", s.name, msg
     end
     run.data_json, run.data_fresh = text, true
+    run.attempt = nil
     if ctl == "stop" then
       run:hist(s.name, "stopped", t0)
       return "completed", s.name
@@ -295,6 +321,7 @@ local function exec(run)
     end
     run:hist(s.name, status or "ok", t0, nil, note)
     i = type(ctl) == "number" and ctl or i + 1
+    ::continue::
   end
   return "completed", steps[#steps].name
 end
@@ -324,7 +351,8 @@ local function setup(job)
   setmetatable(tx, TX)
   local run = setmetatable({ job = job, tx = tx, def = def, cycle = job.cycle,
                              connector = R.connectors[def.connector] or {},
-                             history = {}, written = 0, caller = job.caller }, Run)
+                             history = {}, written = 0, caller = job.caller,
+                             attempt = job.attempt }, Run)
   if job.ckpt_step then
     run.start = def.index[job.ckpt_step]
     if not run.start then
@@ -350,18 +378,39 @@ local function final_data(run, job)
   return run and run.data_json or "{}"
 end
 
+-- A step waits for its next attempt: where the run goes on from (that
+-- step, with the data it began with) and when are written down, so a
+-- restart resumes the countdown; the transaction stays held meanwhile.
+local function wait_retry(run, job, step)
+  local due = run.wait_due
+  job.ckpt_step, job.data, job.data_json = step, U.decode(run.step_json, "lax") or {}, run.step_json
+  job.attempt, job.retry_at, job.accepted = run.attempt, due, nil
+  if job.id then
+    core.write("job_retry_wait", job.id, step, run.step_json, due, run.attempt)
+  else
+    core.write("tx_retry_wait", job.tx, step, run.step_json, due, run.attempt, R.now())
+  end
+  run:flush_hist()
+  O.wait(job, due)
+  if job.on_pause then job.on_pause() end
+end
+
 local function finish(run, job, outcome, step, err, final)
   local now = R.now()
+  if outcome == "retry_wait" then return wait_retry(run, job, step) end
   local data = outcome ~= "parked" and final_data(run, job)
   if outcome == "parked" then
     -- tx_park wrote everything
   elseif outcome == "finished" then
     core.write("tx_update", job.tx, final, step, data, now, job.run, err)
     A.note_left(job.tx)
-  elseif job.run > 1 then
+  elseif job.id then -- a resumed run: the transaction stays waiting
     core.write("tx_run_end", job.tx, data, now, job.run, err)
-  else
+  else -- the transaction's own run (the first, or a retry)
     core.write("tx_update", job.tx, outcome, step, data, now, job.run, err)
+    if outcome == "failed" then
+      core.write("tx_failed_at", job.tx, step, run and run.step_json or data)
+    end
   end
   if run then run:flush_hist() end
   if job.id then
@@ -369,8 +418,12 @@ local function finish(run, job, outcome, step, err, final)
     A.job_done(job.tx)
   end
   if outcome == "failed" then
-    -- the full message, position included (the caller gets public(err))
-    core.log("tx " .. job.tx, string.format("failed at step '%s': %s", step, err))
+    -- the full message, position included (the caller gets public(err));
+    -- rate limited with the rejection lines
+    O.log("tx " .. job.tx, string.format("transaction %d of cycle '%s' failed at step '%s': %s",
+                                         job.tx, job.cycle, tostring(step), tostring(err)))
+    local def = run and run.def or job.def
+    if def then O.on_failure(def, job, step, err, U.decode(data or "{}", "lax") or {}) end
   end
   -- the next run queued behind this one may start from this data
   if R.queued[job.tx] then M.last[job.tx] = data or final_data(run, job) end
@@ -382,7 +435,8 @@ local function finish(run, job, outcome, step, err, final)
                       transaction = id } }
   else
     local st = outcome == "finished" and final
-               or ((outcome == "parked" or job.run > 1) and "waiting" or "completed")
+               or ((outcome == "parked" or job.id) and "waiting"
+                   or (outcome == "cancelled" and "cancelled" or "completed"))
     answer = { 200, { transaction = id, state = st } }
   end
   if caller and C.pending(caller) then
@@ -474,9 +528,30 @@ function M.run_job(job)
   while not done do waiting = true; core.wait() end
 end
 
--- Runs a job whose transaction this coroutine holds (R.active).
+-- A job of a cancelled transaction ends without running.
+function M.end_cancelled(job)
+  if job.id then
+    core.write("job_delete", job.id)
+    A.job_done(job.tx)
+  end
+  if job.caller and C.pending(job.caller) then
+    C.json(job.caller, 200, { transaction = tostring(job.tx), state = "cancelled" })
+  end
+  if job.on_end then job.on_end("cancelled") end
+end
+
+-- Runs a job whose transaction this coroutine holds (R.active): a step's
+-- next attempt goes on here after its wait (ops.lua).
 run_held = function(job)
   local id = job.tx
+  if O.is_cancelled(id) then
+    M.end_cancelled(job)
+    R.active[id] = nil
+    if not R.queued[id] then M.last[id] = nil end
+    M.pump(id)
+    if job.after then job.after() end
+    return
+  end
   local co = coroutine.running()
   local ok0, run, err = pcall(setup, job)
   if not ok0 then run, err = nil, errmsg(run) end
@@ -497,6 +572,10 @@ run_held = function(job)
   R.runs[co] = nil
   local ok, ferr = pcall(finish, run, job, outcome, step, err, final)
   if not ok then core.log("run", "finishing transaction " .. id .. ": " .. tostring(ferr)) end
+  if outcome == "retry_wait" and ok then -- still held until the next attempt
+    if job.after then job.after() end
+    return
+  end
   if run and run.early_jobs then
     -- kept requests the park turned into runs: queued now, behind
     -- whatever was accepted before the park, ahead of anything after it;
@@ -515,5 +594,7 @@ run_held = function(job)
   M.pump(id)
   if job.after then job.after() end
 end
+
+M.continue_job = function(job) return run_held(job) end
 
 return M
