@@ -339,7 +339,7 @@ function A.accept(cy, st, data, obj, request, caller, linked)
   job.def = cy.def -- if the file goes away before the run starts
   if caller then
     caller.tx, caller.run = job.tx, job.run
-    job.caller, job.on_end = caller, caller.on_end
+    job.caller, job.on_end, job.on_pause = caller, caller.on_end, caller.on_pause
     if st.sync then
       caller.timeout = cy.def.sync_timeout
       caller.deadline = R.clock() + cy.def.sync_timeout

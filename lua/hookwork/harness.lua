@@ -17,6 +17,7 @@ local function reset(dir)
   require("hookwork.accept").reset()
   require("hookwork.run").last = {}
   R.ids.tx, R.ids.job, R.ids.hist, R.ids.early = 0, 0, 0, 0
+  R.ops.waits, R.ops.cancelled, R.ops.busy = {}, {}, {}
   R.clock_offset = 0
   R.metrics = { webhook = {}, tasks = {}, outbound = {}, rejected = {}, latency = {} }
   L.files, L.hook_tokens, L.states, L.overrides = {}, {}, {}, {}

@@ -228,7 +228,7 @@ function O.retry(id, from)
   local ok, cerr = start_jobs({ job })
   if not ok then return err(503, "store unavailable: " .. tostring(cerr)) end
   O.log("ops", string.format("transaction %d retried from '%s' (run %d)", row.id, job.ckpt_step, job.run))
-  return { status = 202, body = { transaction = tostring(row.id), run = job.run } }
+  return { status = 202, body = { transaction = tostring(row.id), run = job.run }, job = job }
 end
 
 -- Bulk: every failed transaction the filter finds (ids from the reader).

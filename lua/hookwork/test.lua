@@ -1,5 +1,6 @@
 -- hookwork.test: the API of *_test.lua files (t.case, t.post, t.mock,
--- t.requests, t.transaction, t.eq, t.ok, t.fails, t.advance).
+-- t.requests, t.transaction, t.eq, t.ok, t.fails, t.advance, t.retry,
+-- t.cancel).
 -- Outbound HTTP is answered by mocks; an unmocked call fails the case.
 local R = require "hookwork.runtime"
 local U = require "hookwork.util"
@@ -202,6 +203,7 @@ local function submit(hook, r, until_end)
     ended = true
     wake()
   end
+  caller.on_pause = caller.on_end -- a step waits for its next attempt
   local status, msg, hs = require("hookwork.engine").submit(hook, r, caller)
   if status then C.json(caller, status, { error = msg }, hs) return res end
   while not (until_end and ended or not until_end and res) do
@@ -276,17 +278,63 @@ function t.stop(cycle) set_state(cycle, "stopped", "t.stop") end
 
 function t.transaction(id)
   core.commit()
-  local row = core.query("tx_get_json", math.tointeger(tonumber(id)) or -1)[1]
-  local text
-  for _, v in pairs(row or {}) do text = v end
+  local text = require("hookwork.search").get(math.tointeger(tonumber(id)) or -1)
   return text and U.decode(text) or nil
 end
 
+-- Waits until each of the jobs (just spawned, not yet started) has ended
+-- or paused for a retry delay.
+local function settle(jobs)
+  local pending, me, waiting = #jobs, coroutine.running(), false
+  if pending == 0 then return end
+  local function one()
+    pending = pending - 1
+    if pending == 0 and waiting then waiting = false; core.wake(me) end
+  end
+  for _, job in ipairs(jobs) do
+    local e, p = job.on_end, job.on_pause
+    job.on_end = function(...)
+      job.on_end, job.on_pause = e, p
+      if e then e(...) end
+      one()
+    end
+    job.on_pause = function(...)
+      job.on_end, job.on_pause = e, p
+      if p then p(...) end
+      one()
+    end
+  end
+  waiting = true
+  core.wait()
+end
+
+-- Moves the clock: waits expire and steps waiting for their next attempt
+-- run (t.advance returns once those runs have ended or wait again).
 function t.advance(seconds)
   R.clock_offset = R.clock_offset + seconds
   core.commit()
   require("hookwork.engine").expire_now()
+  local jobs = require("hookwork.ops").wake(R.now())
+  settle(jobs)
   core.commit()
+end
+
+local function op(a)
+  if a.error then return { status = a.status, json = { error = a.error } } end
+  return { status = a.status, json = a.body }
+end
+
+-- Retries a failed transaction (from its failed step, or opts.from) and
+-- returns {status, json} once the run has ended or waits for an attempt.
+function t.retry(id, opts)
+  local a = require("hookwork.ops").retry(tostring(id), opts and opts.from)
+  if a.job then settle({ a.job }) end
+  return op(a)
+end
+
+-- Cancels a waiting or running transaction: {status, json}.
+function t.cancel(id)
+  return op(require("hookwork.ops").cancel(tostring(id)))
 end
 
 return t

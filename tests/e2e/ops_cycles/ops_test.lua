@@ -1,0 +1,58 @@
+local t = require "hookwork.test"
+
+t.case("a failing call is tried again after each delay", function()
+  t.mock("POST", "http://127.0.0.1:9/push", { { status = 500 }, { status = 503 }, { status = 200 } })
+  local res = t.post("flaky", "in", { id = "A" })
+  t.eq(res.status, 202)
+  local id = res.json.transaction
+  local tx = t.transaction(id)
+  t.eq(tx.state, "running")
+  t.ok(tx.retry_at, "retry_at is shown")
+  t.eq(#t.requests("POST", "http://127.0.0.1:9/push"), 1)
+  t.advance(5)
+  t.eq(#t.requests("POST", "http://127.0.0.1:9/push"), 1, "not before its delay")
+  t.advance(5)
+  t.eq(#t.requests("POST", "http://127.0.0.1:9/push"), 2)
+  t.eq(t.transaction(id).state, "running")
+  t.advance(60)
+  t.eq(#t.requests("POST", "http://127.0.0.1:9/push"), 3)
+  tx = t.transaction(id)
+  t.eq(tx.state, "completed")
+  t.eq(tx.data.done, true)
+  local failed = 0
+  for _, h in ipairs(tx.history) do if h.step == "push" and h.status == "failed" then failed = failed + 1 end end
+  t.eq(failed, 2, "each failed attempt is in the history")
+end)
+
+t.case("the last attempt fails the transaction; t.retry runs it again", function()
+  t.mock("POST", "http://127.0.0.1:9/push", { { status = 500 }, { status = 500 }, { status = 500 }, { status = 200 } })
+  local id = t.post("flaky", "in", { id = "B" }).json.transaction
+  t.advance(10)
+  t.advance(60)
+  local tx = t.transaction(id)
+  t.eq(tx.state, "failed")
+  t.eq(tx.step, "push")
+  local r = t.retry(id)
+  t.eq(r.status, 202)
+  t.eq(t.transaction(id).state, "completed")
+  t.eq(t.retry(id).status, 409)
+end)
+
+t.case("on_error jumps to a later step with tx.error", function()
+  local res = t.post("guarded", "in", { n = 7 })
+  local tx = t.transaction(res.json.transaction)
+  t.eq(tx.state, "completed")
+  t.eq(tx.data.caught.step, "boom")
+  t.ok(tx.data.caught.message:find("kaboom 7"), "the message")
+  t.eq(tx.data.skipped, nil)
+end)
+
+t.case("t.cancel ends a step waiting for its next attempt", function()
+  t.mock("POST", "http://127.0.0.1:9/push", { status = 500 })
+  local id = t.post("flaky", "in", { id = "C" }).json.transaction
+  t.eq(t.cancel(id).status, 200)
+  t.eq(t.transaction(id).state, "cancelled")
+  t.advance(100)
+  t.eq(#t.requests("POST", "http://127.0.0.1:9/push"), 1)
+  t.eq(t.cancel(id).status, 409)
+end)
