@@ -327,7 +327,8 @@ end
 -- Retries a failed transaction (from its failed step, or opts.from) and
 -- returns {status, json} once the run has ended or waits for an attempt.
 function t.retry(id, opts)
-  local a = require("hookwork.ops").retry(tostring(id), opts and opts.from)
+  local from = type(opts) == "table" and opts.from or opts
+  local a = require("hookwork.ops").retry(tostring(id), from)
   if a.job then settle({ a.job }) end
   return op(a)
 end
