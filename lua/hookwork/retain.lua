@@ -25,9 +25,9 @@ local state = { busy = false, last = 0, more = false, deleted = 0 }
 
 -- One batch of (cycle, state) older than cutoff; returns the number deleted.
 local function batch(cycle, st, cutoff, maxid)
-  local rows = core.aquery("SELECT id FROM tx WHERE cycle = ?1 AND state = ?2"
+  local rows = require("hookwork.search").rows("SELECT id FROM tx WHERE cycle = ?1 AND state = ?2"
     .. " AND id <= ?3 AND updated < ?4 ORDER BY id LIMIT ?5", cycle, st, maxid, cutoff, T.BATCH)
-  if not rows or #rows == 0 then return 0 end
+  if #rows == 0 then return 0 end
   local ids = {}
   for i, r in ipairs(rows) do ids[i] = r.id end
   local list = "[" .. table.concat(ids, ",") .. "]"
@@ -43,7 +43,7 @@ end
 
 local function pass(now)
   local S = require "hookwork.search"
-  local maxid = (core.aquery("SELECT coalesce(max(id), 0) AS m FROM tx")[1] or {}).m or 0
+  local maxid = S.rows("SELECT coalesce(max(id), 0) AS m FROM tx")[1].m
   if maxid == 0 then return false end
   local below = {} -- cutoff -> last id created before it
   local more = false

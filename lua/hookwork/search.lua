@@ -7,6 +7,14 @@ local U = require "hookwork.util"
 local core = R.core
 local S = {}
 
+-- Rows of a read on the reader thread; a store error is raised as one
+-- message (the caller's pcall turns it into a 500 or a log line).
+function S.rows(sql, ...)
+  local rows, err = core.aquery(sql, ...)
+  if not rows then error("store: " .. tostring(err), 0) end
+  return rows
+end
+
 local function iso(col) return "strftime('%Y-%m-%dT%H:%M:%fZ', " .. col .. ", 'unixepoch')" end
 
 -- A stored request as the admin API shows it (?1 in the enclosing query is
@@ -49,8 +57,7 @@ local GET_SQL = "SELECT json_object('id', CAST(id AS TEXT),"
 
 -- One transaction as JSON text, or nil.
 function S.get(id)
-  local rows, err = core.aquery(GET_SQL, id, require("hookwork.ops").redacted())
-  if not rows then error("store: " .. tostring(err), 0) end
+  local rows = S.rows(GET_SQL, id, require("hookwork.ops").redacted())
   return rows[1] and rows[1].j
 end
 
@@ -150,7 +157,7 @@ function S.id_at(t, hi)
   local lo, found = 1, nil
   while lo <= hi do
     local mid = (lo + hi) // 2
-    local row = core.aquery("SELECT id, created FROM tx WHERE id >= ?1 ORDER BY id LIMIT 1", mid)[1]
+    local row = S.rows("SELECT id, created FROM tx WHERE id >= ?1 ORDER BY id LIMIT 1", mid)[1]
     if not row then hi = mid - 1
     elseif row.created >= t then found, hi = row.id, mid - 1
     else lo = row.id + 1 end
@@ -170,7 +177,7 @@ function S.list(f)
   if f.qpath then
     where[#where + 1] = string.format("(data -> %s) IN (%s, %s)", arg(f.qpath), arg(f.qstr), arg(f.qraw))
   end
-  local maxid = (core.aquery("SELECT coalesce(max(id), 0) AS m FROM tx")[1] or {}).m or 0
+  local maxid = S.rows("SELECT coalesce(max(id), 0) AS m FROM tx")[1].m
   local hi = f.cursor and f.cursor - 1 or maxid
   local lo = 1
   if f.since then
@@ -192,8 +199,7 @@ function S.list(f)
     .. " 'created', " .. iso("created") .. ", 'updated', " .. iso("updated") .. ") AS j"
     .. " FROM tx WHERE " .. table.concat(where, " AND ")
     .. " ORDER BY id DESC LIMIT " .. arg(f.limit + 1)
-  local rows, err = core.aquery(sql, table.unpack(args))
-  if not rows then error("store: " .. tostring(err), 0) end
+  local rows = S.rows(sql, table.unpack(args))
   local parts, nxt = {}, nil
   for i = 1, math.min(#rows, f.limit) do parts[i] = rows[i].j end
   if #rows > f.limit then
@@ -206,10 +212,9 @@ end
 
 -- Ids of failed transactions for a bulk retry (at most `limit`).
 function S.failed_ids(cycle, step, since, limit)
-  local rows, err = core.aquery("SELECT id FROM tx WHERE state = 'failed'"
+  local rows = S.rows("SELECT id FROM tx WHERE state = 'failed'"
     .. " AND (?1 IS NULL OR cycle = ?1) AND (?2 IS NULL OR step = ?2)"
     .. " AND (?3 IS NULL OR updated >= ?3) ORDER BY id LIMIT ?4", cycle, step, since, limit)
-  if not rows then error("store: " .. tostring(err), 0) end
   local ids = {}
   for i, r in ipairs(rows) do ids[i] = r.id end
   return ids
@@ -217,9 +222,7 @@ end
 
 -- Transactions by cycle and state (the covering index tx_cycle).
 function S.counts()
-  local rows, err = core.aquery("SELECT cycle, state, count(*) AS n FROM tx GROUP BY cycle, state")
-  if not rows then error("store: " .. tostring(err), 0) end
-  return rows
+  return S.rows("SELECT cycle, state, count(*) AS n FROM tx GROUP BY cycle, state")
 end
 
 return S

@@ -214,6 +214,22 @@ def cancel_a_running_transaction_stops_it():
         tx = e.tx(tid)
         eq(tx["state"], "cancelled")
         eq(rec.find("GET", "/after"), [], "the run stopped at its next yield")
+        # inside one step: the call that returns after the cancel is its last
+        rec.route("GET", "/slow2", delay=1.5, json={"ok": True})
+        e.write("t.lua", cycle("t", """
+    hw.webhook { name = "in" },
+    hw.step { name = "two calls", run = function(tx)
+      hw.http.get("%s/slow2")
+      hw.http.get("%s/after2")
+    end },
+""" % (rec.url, rec.url)))
+        tid = e.post(e.hook_url("t", "in"), json={}).json["transaction"]
+        rec.wait_for("GET", "/slow2")
+        eq(admin_post(e, "/api/transactions/%s/cancel" % tid).status, 200)
+        e.wait_tx(tid, "cancelled")
+        time.sleep(2.5)
+        eq(e.tx(tid)["state"], "cancelled")
+        eq(rec.find("GET", "/after2"), [], "stopped inside the step, at the yield")
 
 
 @test
