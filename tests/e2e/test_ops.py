@@ -507,3 +507,49 @@ def harness_drives_retry_delays_retry_and_cancel():
     r = run_cli(["test", os.path.join(HERE, "ops_cycles")], timeout=60)
     eq(r.returncode, 0, r.stdout + r.stderr)
     contains(r.stdout, "4 passed, 0 failed")
+
+
+@test
+def headers_read_by_verify_are_redacted():
+    steps = """
+    hw.webhook { name = "in", verify = hw.verify.header { name = "X-Token", value = "tok-123" } },
+"""
+    with Engine({"v.lua": cycle("v", steps)}) as e:
+        e.start()
+        r = e.post(e.hook_url("v", "in"), json={"a": 1}, headers={"X-Token": "tok-123", "X-Other": "o"})
+        eq(r.status, 202, r.text)
+        tx = e.wait_tx(r.json["transaction"], "completed")
+        eq(tx["request"]["headers"]["x-token"], "[redacted]")
+        eq(tx["request"]["headers"]["x-other"], "o")
+        ok("tok-123" not in e.admin("GET", "/api/transactions/" + tx["id"]).text)
+        eq(e.post(e.hook_url("v", "in"), json={}, headers={"X-Token": "bad"}).status, 401)
+        rej = e.admin("GET", "/api/rejections").json
+        eq(rej[0]["status"], 401)
+        eq(e.log().count("v/in: 401 for"), 1, "one log line per rejection")
+        # replay skips verification: the stored request runs again
+        r = admin_post(e, "/api/transactions/%s/replay" % tx["id"])
+        eq(r.status, 202, r.text)
+        eq(e.wait_tx(r.json["transaction"], "completed")["data"], {"a": 1})
+
+
+@test
+def retention_deletes_dedupe_keys_with_their_transactions():
+    steps = """
+    hw.webhook { name = "in", dedupe = { header = "x-id" } },
+"""
+    with Engine({"d.lua": cycle("d", steps, "\n  keep = { completed = 2 },")},
+                env={"HOOKWORK_KEEP_UNIT_SECONDS": "1"}) as e:
+        e.start()
+        url = e.hook_url("d", "in")
+        first = e.post(url, json={}, headers={"X-Id": "k1"}).json["transaction"]
+        eq(e.post(url, json={}, headers={"X-Id": "k1"}).json.get("duplicate"), True)
+        e.wait_tx(first, "completed")
+        other = e.post(url, json={}, headers={"X-Id": "k2"}).json["transaction"]
+        wait_until(lambda: e._get_tx(first) is None, timeout=8, msg="purged")
+        eq(e.stop(), 0)
+        db = sqlite3.connect(os.path.join(e.data_dir, "hookwork.db"))
+        eq(db.execute("SELECT count(*) FROM dedupe WHERE tx = ?", (int(first),)).fetchone()[0], 0)
+        eq(db.execute("SELECT count(*) FROM tx WHERE id = ?", (int(other),)).fetchone()[0],
+           db.execute("SELECT count(*) FROM dedupe WHERE tx = ?", (int(other),)).fetchone()[0],
+           "a key stays as long as its transaction")
+        db.close()
