@@ -314,7 +314,7 @@ function t.advance(seconds)
   R.clock_offset = R.clock_offset + seconds
   core.commit()
   require("hookwork.engine").expire_now()
-  local jobs = require("hookwork.ops").wake(R.now())
+  local jobs = require("hookwork.ops").wake(R.clock())
   settle(jobs)
   core.commit()
 end
