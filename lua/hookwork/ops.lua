@@ -140,12 +140,13 @@ function O.cancel(id)
     return err(409, string.format("transaction %d is %s; only waiting or running ones can be cancelled", n, row.state))
   end
   local now = R.now()
-  core.write("tx_cancel", n, now)
-  core.write("jobs_drop", n)
+  -- request writes: if their batch fails they are dropped (503, nothing
+  -- changed), never committed later behind the answer
+  core.write_req("tx_cancel", n, now)
+  local ok, cerr = core.commit(core.write_req("jobs_drop", n))
+  if not ok then return err(503, "store unavailable: " .. tostring(cerr)) end
   R.ops.cancelled[n] = now
-  local key = require("hookwork.accept").pos_of(n)
-  local p = key and (R.pend.cur[key] or R.pend.prev[key])
-  if p and p.tx == n then p.expired = true end
+  require("hookwork.accept").note_left(n) -- a park not yet durable no longer matches
   local w = R.ops.waits[n]
   if w then
     -- a step waiting for its next attempt holds the transaction: its job
@@ -153,8 +154,6 @@ function O.cancel(id)
     R.ops.waits[n] = nil
     core.spawn(require("hookwork.run").continue_job, w.job)
   end
-  local ok, cerr = core.commit()
-  if not ok then return err(503, "store unavailable: " .. tostring(cerr)) end
   O.log("ops", string.format("transaction %d cancelled", n))
   return { status = 200, body = { transaction = tostring(n), state = "cancelled" } }
 end
@@ -204,14 +203,15 @@ local function prepare_retry(row, from)
   if not step then return nil, status, msg end
   local data = row.ckpt_data or row.data or "{}"
   local run = (row.runs or 1) + 1
-  core.write("tx_retry", id, step, run, data, R.now())
+  local seq = core.write_req("tx_retry", id, step, run, data, R.now())
   R.ops.busy[id] = true
-  return { tx = id, run = run, cycle = row.cycle, ckpt_step = step, data_json = data,
+  return { seq = seq, tx = id, run = run, cycle = row.cycle, ckpt_step = step, data_json = data,
            data = U.decode(data, "lax") or {}, request = O.load_request(row.request) }
 end
 
 local function start_jobs(jobs)
-  local ok, cerr = core.commit()
+  local ok, cerr = true, nil
+  if #jobs > 0 then ok, cerr = core.commit(jobs[#jobs].seq) end -- one batch
   for _, job in ipairs(jobs) do
     R.ops.busy[job.tx] = nil
     if ok then core.spawn(require("hookwork.run").run_job, job) end
@@ -268,9 +268,11 @@ function O.replay(id)
                     form = is_form and obj or nil }
   local job, status, msg = require("hookwork.accept").accept(cy, st, data, obj, request, nil)
   if not job then return err(status == 404 and 409 or status, msg) end
-  core.write("tx_replay_of", job.tx, n)
-  local ok, cerr = core.commit()
-  if not ok then return err(503, "store unavailable: " .. tostring(cerr)) end
+  local ok, cerr = core.commit(core.write_req("tx_replay_of", job.tx, n))
+  if not ok then
+    require("hookwork.accept").forget(job)
+    return err(503, "store unavailable: " .. tostring(cerr))
+  end
   core.spawn(require("hookwork.run").run_job, job)
   O.log("ops", string.format("transaction %d replayed as %d", n, job.tx))
   return { status = 202, body = { accepted = true, transaction = tostring(job.tx), replay_of = tostring(n) } }

@@ -553,3 +553,49 @@ def retention_deletes_dedupe_keys_with_their_transactions():
            db.execute("SELECT count(*) FROM dedupe WHERE tx = ?", (int(other),)).fetchone()[0],
            "a key stays as long as its transaction")
         db.close()
+
+
+FAULT_SO = os.path.join(os.path.dirname(HERE), "fault", "faultfs.so")
+
+
+def _set_fault(ctl, mode):
+    with open(ctl + ".tmp", "w") as f:
+        f.write(mode)
+    os.rename(ctl + ".tmp", ctl)
+
+
+@test
+def operations_are_answered_only_after_their_commit():
+    """While the store cannot commit, cancel/retry/replay answer 503 and
+    change nothing; once it recovers they work."""
+    import tempfile
+    ok(os.path.exists(FAULT_SO), "%s is missing: run make" % FAULT_SO)
+    with tempfile.TemporaryDirectory(prefix="hookwork-fault-") as t:
+        ctl = os.path.join(t, "ctl")
+        _set_fault(ctl, "ok")
+        e = Engine({"orders.lua": ORDERS, "a.lua": LINKER, "b.lua": TARGET})
+        e.env_extra.update({"LD_PRELOAD": FAULT_SO, "HW_FAULT_CTL": ctl, "HW_FAULT_PATH": e.data_dir,
+                            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"})
+        with e:
+            e.start()
+            waiting = e.post(e.hook_url("orders", "new"), json={"order_id": "F1"}).json["transaction"]
+            failed = e.post(e.hook_url("a", "in"), json={"order": "F2"}).json["transaction"]
+            e.wait_tx(waiting, "waiting")
+            e.wait_tx(failed, "failed")
+            _set_fault(ctl, "eio")
+            time.sleep(0.1)
+            for path in ("/api/transactions/%s/cancel" % waiting, "/api/transactions/%s/retry" % failed,
+                         "/api/transactions/%s/replay" % waiting):
+                r = admin_post(e, path)
+                eq(r.status, 503, "%s: %s" % (path, r.text))
+                contains(r.json["error"], "store unavailable")
+            _set_fault(ctl, "ok")
+            wait_until(lambda: admin_post(e, "/api/transactions/%s/cancel" % waiting).status == 200,
+                       timeout=15, msg="the store works again")
+            eq(e.tx(failed)["state"], "failed", "the refused retry changed nothing")
+            eq(e.tx(failed)["runs"], 1)
+            eq(len(e.txs(cycle="orders")), 1, "the refused replay made no transaction")
+            e.kill()
+            e.start()
+            eq(e.tx(waiting)["state"], "cancelled")
+            eq(e.tx(failed)["state"], "failed")
