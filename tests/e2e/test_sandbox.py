@@ -472,8 +472,11 @@ def runaway_top_level_fails_only_its_load_at_rescan():
     never went live.  Now they do."""
     with Engine({"simple.lua": SIMPLE}) as e:
         e.start()
-        e.write("aaa_spin.lua", SPIN_TOP)
-        e.write("zzz_new.lua", cycle("fresh", """
+        # the runaway file loads last (files load in name order), so the
+        # registry is rebuilt after it
+        e.write("zzz_spin.lua", SPIN_TOP)
+        e.write("zzz_spin2.lua", SPIN_TOP_PCALL)
+        e.write("aaa_new.lua", cycle("fresh", """
     hw.webhook { name = "in" },
     hw.step { name = "s", run = function(tx) tx.data.fresh = true end },
 """))
@@ -481,8 +484,9 @@ def runaway_top_level_fails_only_its_load_at_rescan():
         t = e.wait_tx(accepted(e.post(url, json={})), {"completed", "failed"})
         eq(t["state"], "completed")
         eq(t["data"]["fresh"], True)
-        wait_until(lambda: "step stopped" in (e.cycle("aaa_spin").get("load_error") or ""),
-                   timeout=10, msg="load_error of the runaway file")
+        for name in ("zzz_spin", "zzz_spin2"):
+            wait_until(lambda: "step stopped" in (e.cycle(name).get("load_error") or ""),
+                       timeout=10, msg="load_error of the runaway file " + name)
         eq(run_tx(e, "simple")["state"], "completed")
 
 
