@@ -16,6 +16,7 @@ local function reset(dir)
   R.callers, R.active, R.queued = {}, {}, {}
   require("hookwork.accept").reset()
   require("hookwork.run").last = {}
+  require("hookwork.run").ended = {}
   R.ids.tx, R.ids.job, R.ids.hist, R.ids.early = 0, 0, 0, 0
   R.ops.waits, R.ops.cancelled, R.ops.busy = {}, {}, {}
   R.clock_offset = 0

@@ -10,7 +10,9 @@ local A = require "hookwork.accept"
 local O = require "hookwork.ops"
 local core = R.core
 
-local M = { last = {} } -- last: tx -> data JSON for the run queued next
+-- last: tx -> data JSON for the run queued next; ended: tx -> how hw.finish
+-- ended it, while runs accepted before that are still queued
+local M = { last = {}, ended = {} }
 local Run = {}
 Run.__index = Run
 R.active, R.queued = {}, {}
@@ -404,6 +406,7 @@ local function finish(run, job, outcome, step, err, final)
   elseif outcome == "finished" then
     core.write("tx_update", job.tx, final, step, data, now, job.run, err)
     A.note_left(job.tx)
+    M.ended[job.tx] = { state = final, step = step }
   elseif job.id then -- a resumed run: the transaction stays waiting
     core.write("tx_run_end", job.tx, data, now, job.run, err)
   else -- the transaction's own run (the first, or a retry)
@@ -540,10 +543,35 @@ function M.end_cancelled(job)
   if job.on_end then job.on_end("cancelled") end
 end
 
+-- A resume accepted before hw.finish ended its transaction: it does not
+-- run (it could park the ended transaction again); its history says so.
+local function skip_ended(job, ended)
+  local now = ms(R.now())
+  core.write("job_delete", job.id)
+  A.job_done(job.tx)
+  R.ids.hist = R.ids.hist + 1
+  core.write("hist_insert", job.tx, R.ids.hist, job.run,
+             U.encode({ { job.entry, now, now, "stopped", null,
+                          string.format("not run: the transaction ended at '%s'", ended.step) } }))
+  if job.caller and C.pending(job.caller) then
+    C.json(job.caller, 200, { transaction = tostring(job.tx), state = ended.state })
+  end
+  if job.on_end then job.on_end("completed") end
+end
+
 -- Runs a job whose transaction this coroutine holds (R.active): a step's
 -- next attempt goes on here after its wait (ops.lua).
 run_held = function(job)
   local id = job.tx
+  if job.id and M.ended[id] then
+    local ok, ferr = pcall(skip_ended, job, M.ended[id])
+    if not ok then core.log("run", "skipping a run of transaction " .. id .. ": " .. tostring(ferr)) end
+    R.active[id] = nil
+    if not R.queued[id] then M.last[id], M.ended[id] = nil, nil end
+    M.pump(id)
+    if job.after then job.after() end
+    return
+  end
   if O.is_cancelled(id) then
     M.end_cancelled(job)
     R.active[id] = nil
@@ -590,7 +618,7 @@ run_held = function(job)
     end)
   end
   R.active[id] = nil
-  if not R.queued[id] then M.last[id] = nil end
+  if not R.queued[id] then M.last[id], M.ended[id] = nil, nil end
   M.pump(id)
   if job.after then job.after() end
 end

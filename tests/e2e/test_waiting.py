@@ -734,3 +734,42 @@ def per_transaction_queue_and_kept_requests_are_bounded():
             eq(r.json["error"], "transaction %s has 3 runs waiting; try again later" % tid)
             wait_run(e, tid, 4, "work", timeout=20)
             eq(accepted(e.post(url, json={"order_id": "A1"})), tid, "accepted again once they ended")
+
+
+@test
+def resumes_queued_behind_a_finish_do_not_revive_the_transaction():
+    with Recorder() as rec:
+        rec.route("POST", "/slow", delay=0.5)
+        src = cycle("fin2", """
+    hw.webhook { name = "new", fields = { order_id = "string" } },
+    hw.webhook { name = "status", match = "order_id", fields = { order_id = "string", status = "string" } },
+    hw.step { name = "slow", run = function(tx) hw.http.post(%s .. "/slow", { json = {} }) end },
+    hw.decision { name = "delivered?", test = function(tx) return tx.data.status == "Delivered" end,
+                  on_false = "later" },
+    hw.finish { name = "done" },
+    hw.webhook { name = "later", match = "order_id", fields = { order_id = "string" } },
+""" % lua_str(rec.url))
+        with Engine({"fin2.lua": src}) as e:
+            e.start()
+            tid = park(e, "A1", "fin2", "new", "status")
+            path = e.hook_path("fin2", "status")
+            data = b""
+            for st in ("Delivered", "Packed"):
+                body = json.dumps({"order_id": "A1", "status": st}).encode()
+                data += ("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %d\r\n\r\n" % (path, len(body))).encode() + body
+            with RawConn(e.port) as c:
+                c.send(data)
+                rs = c.read_responses(2, timeout=10)
+            eq([r.status for r in rs], [202, 202], repr([r.body for r in rs]))
+            t = e.wait_tx(tid, "completed")
+            t = wait_until(lambda: (lambda x: x if any(h.get("run") == 3 for h in x["history"]) else None)(e.tx(tid)),
+                           msg="run 3 recorded")
+            time.sleep(1.0)
+            t = e.tx(tid)
+            eq((t["state"], t["step"]), ("completed", "done"), "the finish stands")
+            r3 = [h for h in t["history"] if h["run"] == 3]
+            eq([(h["step"], h["status"]) for h in r3], [("status", "stopped")])
+            contains(r3[0].get("note") or "", "not run: the transaction ended at 'done'")
+            eq(e.post(e.hook_url("fin2", "later"), json={"order_id": "A1"}).status, 404)
+            eq(len(rec.find("POST", "/slow")), 1)
