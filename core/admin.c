@@ -47,6 +47,26 @@ static void answer_allow(hw_http_req_t *req, int status, const char *ctype,
   hw_http_respond(req, status, ctype, headers, body, len);
 }
 
+/* A browser page of another site may send simple POSTs to the admin port
+ * (stop a cycle, retry, replay) with the user's network position; without
+ * a token nothing else stands in its way.  Browsers name the page's origin
+ * on such requests (Origin, Sec-Fetch-Site); tools like curl send neither.
+ * Reads stay open: a cross-site page cannot read the answers (no CORS). */
+static int cross_site(hw_http_req_t *req) {
+  const char *site, *origin, *host, *p;
+  if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)
+    return 0;
+  site = hw_http_req_header(req, "sec-fetch-site");
+  if (site != NULL && strcmp(site, "cross-site") == 0)
+    return 1;
+  origin = hw_http_req_header(req, "origin");
+  if (origin == NULL)
+    return 0;
+  host = hw_http_req_header(req, "host");
+  p = strstr(origin, "://");
+  return p == NULL || host == NULL || strcasecmp(p + 3, host) != 0;
+}
+
 /* Inside the protected call (out of memory is an error, not a panic). */
 static int push_admin_call(lua_State *L, void *arg) {
   hw_http_req_t *req = arg;
@@ -78,6 +98,12 @@ void hw_admin_handle(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
       !token_ok(e->cfg.admin_token, hw_http_req_header(req, "authorization"))) {
     const char *msg = "{\"error\":\"missing or wrong admin token\"}";
     answer(req, 401, "application/json", msg, strlen(msg));
+    return;
+  }
+  if (cross_site(req)) {
+    const char *msg = "{\"error\":\"cross-site request refused: the Origin "
+                      "is not this admin address\"}";
+    answer(req, 403, "application/json", msg, strlen(msg));
     return;
   }
   /* E.admin answers through core.answer when it returns no status (a
