@@ -8,6 +8,9 @@
 
 #include <errno.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +182,9 @@ static void run_query(hw_reader_t *rd, hw_rq_t *q) {
 
 static void reader_main(void *arg) {
   hw_reader_t *rd = arg;
+  /* a long scan must not take CPU from the loop (webhooks) on a small
+   * machine: this thread runs at a lower priority (Linux: per thread) */
+  (void) setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid), 10);
   uv_mutex_lock(&rd->mu);
   for (;;) {
     while (rd->todo == NULL && !rd->stop)
