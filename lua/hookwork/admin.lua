@@ -223,6 +223,12 @@ local function metrics()
   line("# HELP hookwork_runs_in_flight Run coroutines alive now.")
   line("# TYPE hookwork_runs_in_flight gauge")
   line(string.format("hookwork_runs_in_flight %d", core.config().runs))
+  line("# HELP hookwork_store_uncommitted_writes Writes queued, in flight or kept for retry.")
+  line("# TYPE hookwork_store_uncommitted_writes gauge")
+  line(string.format("hookwork_store_uncommitted_writes %d", core.store_pending()))
+  line("# HELP hookwork_store_refusing 1 while new requests get 503 (commits fail, or too much waits).")
+  line("# TYPE hookwork_store_refusing gauge")
+  line(string.format("hookwork_store_refusing %d", core.store_refusal() and 1 or 0))
   return 200, "text/plain; version=0.0.4", table.concat(out, "\n") .. "\n"
 end
 

@@ -249,12 +249,14 @@ def fault_round(mode, hold=1.5):
             t_fault = time.time()
             wait_until(lambda: load.count(503, since=t_fault) >= 5, timeout=10,
                        msg="503s while the store fails")
+            contains(e.metrics().splitlines(), "hookwork_store_refusing 1")
             time.sleep(hold)
             set_fault(ctl, "ok")
             t_ok = time.time()
             wait_until(lambda: load.count(202, since=t_ok + 0.1) >= 50, timeout=15,
                        msg="service resumes by itself")
             load.stop()
+            contains(e.metrics().splitlines(), "hookwork_store_refusing 0")
             check_503s(load)
             ok(load.count(503) > 0, "some requests were refused")
             others = {r[0] for r in load.results.values()} - {202, 503}
