@@ -143,7 +143,7 @@ static int copy_row(hw_rq_t *q, sqlite3_stmt *st, int *cap) {
 
 static void run_query(hw_reader_t *rd, hw_rq_t *q) {
   sqlite3_stmt *st = prepare(rd, q->sql);
-  int i, rc, cap = 0;
+  int i, rc = SQLITE_DONE, cap = 0;
   if (st == NULL) {
     snprintf(q->res.errmsg, sizeof q->res.errmsg, "%s", sqlite3_errmsg(rd->db));
     q->status = -EINVAL;
