@@ -135,13 +135,24 @@ def wait_until(fn, timeout=10, interval=0.05, msg="condition"):
 
 # ---------------------------------------------------------------- helpers
 
+_GIVEN_PORTS = set()
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """A port free now and not handed out before in this process: the kernel
+    may give the same ephemeral port to two binds in a row once the first
+    socket is closed, and an engine's --listen and --admin must differ."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
+    raise AssertionError("no free port left that was not given out before")
 
 
 class Response:
