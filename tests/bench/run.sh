@@ -324,7 +324,7 @@ bench_out() {
   log "== outbound fan-out (issue 3): wrk -t1 -c$OUT_CONNS -d${DUR}s -> webhook -> POST to nginx"
   port=$(free_port)
   start_nginx "$TMP/nginx-upstream" "$port" 1 || return
-  start_engine out bench_out.lua HOOKWORK_BENCH_UPSTREAM="http://127.0.0.1:$port/ok" || return
+  start_engine out bench_out.lua BENCH_OUT_UPSTREAM="http://127.0.0.1:$port/ok" || return
   url=$(hook_url bench_out in)
   [ -n "$url" ] || { log "no webhook URL for bench_out"; stop_engine; stop_pid "$NGX_PID"; return; }
   run_wrk "$TMP/out-warm.txt" -t1 -c"$OUT_CONNS" -d"${WARM}s" --timeout $WRK_TIMEOUT \

@@ -1,8 +1,9 @@
 -- Bench (issue 3): fan-out, one outbound POST per transaction to a local
 -- nginx answering 200.  The target comes from the environment so the bench
--- script can pick a free port.
+-- script can pick a free port (not a HOOKWORK_* name: the sandbox's
+-- os.getenv hides those, and every call would go to the default port).
 local hw = require "hookwork"
-local target = os.getenv("HOOKWORK_BENCH_UPSTREAM") or "http://127.0.0.1:18090/ok"
+local target = os.getenv("BENCH_OUT_UPSTREAM") or "http://127.0.0.1:18090/ok"
 
 return hw.cycle {
   name = "bench_out",
