@@ -5,6 +5,19 @@
  * curl_multi_socket_action and then drain curl_multi_info_read.  No threads
  * of ours, nothing blocks.
  *
+ * Watchers stay armed (issue 14: fewer syscalls per call): uv_poll_start is
+ * called only when the events curl wants change, and a socket of ours that
+ * curl stops watching because its connection went back to the cache stays
+ * watched for "readable" (parked) instead of being closed and re-added when
+ * the next call reuses it.  That is safe because every connection socket is
+ * opened and closed by our own callbacks (on_open_socket/on_close_socket),
+ * so a parked watcher is always closed before its descriptor is; a parked
+ * socket that turns readable (the peer closed it) is left to curl's own
+ * liveness check and stops being watched.  With keep-alive through the
+ * multi handle's connection cache (CURLMOPT_MAXCONNECTS, see
+ * hw_hc_set_limits), a call to a host already talked to costs no socket,
+ * connect or epoll_ctl.
+ *
  * A transfer (hw_hc_xfer_t) wraps one pooled easy handle and its reusable
  * buffers, so a steady stream of requests allocates little.  Retry waits share
  * one client timer armed for the nearest deadline (a sorted list), and
@@ -55,6 +68,8 @@ struct sock_s {                    /* one per socket curl asks us to watch */
   uv_poll_t poll;
   hw_hc_t *hc;
   curl_socket_t fd;
+  int events;                      /* UV_READABLE|UV_WRITABLE armed now */
+  int parked;                      /* curl is not watching it (idle in cache) */
   sock_t *prev, *next;
 };
 
@@ -93,6 +108,9 @@ struct hw_hc_s {
   uv_timer_t defer_timer;          /* delivers cancellations from the loop */
   xlist_t running, waiting, cancelled, pool;
   sock_t *socks;
+  sock_t **byfd;                   /* watcher of each fd we opened, or NULL */
+  unsigned char *ours;             /* fds opened by on_open_socket */
+  int nfd;                         /* size of byfd and ours */
   const hw_netpolicy_t *policy;
   size_t buffered, max_buffered;   /* response bytes held, all transfers */
   int npool, active, handles, closing, torn;
@@ -196,12 +214,36 @@ static void sock_closed(uv_handle_t *h) {
   hc_handle_closed(hc);
 }
 
+/* uv_close stops the watcher at once (epoll_ctl DEL), so the descriptor
+ * may be closed right after this returns. */
 static void sock_close(sock_t *sk) {
   hw_hc_t *hc = sk->hc;
 
   if (sk->prev) sk->prev->next = sk->next; else hc->socks = sk->next;
   if (sk->next) sk->next->prev = sk->prev;
+  if (sk->fd >= 0 && sk->fd < hc->nfd && hc->byfd[sk->fd] == sk)
+    hc->byfd[sk->fd] = NULL;
   uv_close((uv_handle_t *) &sk->poll, sock_closed);
+}
+
+/* Grows byfd and ours to hold fd (doubling). */
+static int fd_room(hw_hc_t *hc, curl_socket_t fd) {
+  int n = hc->nfd ? hc->nfd : 64;
+  sock_t **b;
+  unsigned char *o;
+
+  if (fd < 0) return UV_EINVAL;
+  if (fd < hc->nfd) return 0;
+  while (n <= fd) n *= 2;
+  if ((b = realloc(hc->byfd, (size_t) n * sizeof *b)) == NULL)
+    return UV_ENOMEM;
+  hc->byfd = b;
+  if ((o = realloc(hc->ours, (size_t) n)) == NULL) return UV_ENOMEM;
+  hc->ours = o;
+  memset(b + hc->nfd, 0, (size_t) (n - hc->nfd) * sizeof *b);
+  memset(o + hc->nfd, 0, (size_t) (n - hc->nfd));
+  hc->nfd = n;
+  return 0;
 }
 
 static sock_t *sock_new(hw_hc_t *hc, curl_socket_t fd) {
@@ -215,6 +257,7 @@ static sock_t *sock_new(hw_hc_t *hc, curl_socket_t fd) {
   sk->poll.data = sk;
   sk->hc = hc;
   sk->fd = fd;
+  if (fd >= 0 && fd < hc->nfd && hc->ours[fd]) hc->byfd[fd] = sk;
   sk->next = hc->socks;
   if (hc->socks) hc->socks->prev = sk;
   hc->socks = sk;
@@ -229,6 +272,14 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   hw_hc_t *hc = sk->hc;
   int flags = 0, running;
 
+  if (sk->parked) {
+    /* an idle connection turned readable: the peer closed it (or sent
+     * junk).  Stop watching, or level-triggered epoll spins; curl finds it
+     * dead when it next looks and closes it through on_close_socket. */
+    uv_poll_stop(&sk->poll);
+    sk->events = 0;
+    return;
+  }
   if (status < 0) flags = CURL_CSELECT_ERR;
   if (status == 0 && (events & UV_READABLE)) flags |= CURL_CSELECT_IN;
   if (status == 0 && (events & UV_WRITABLE)) flags |= CURL_CSELECT_OUT;
@@ -236,25 +287,50 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   drain_done(hc);
 }
 
-/* CURLMOPT_SOCKETFUNCTION: start, change or stop watching one socket. */
+/* CURLMOPT_SOCKETFUNCTION: start, change or stop watching one socket.  The
+ * watcher is re-armed only when the wanted events change (each uv_poll_start
+ * is an epoll_ctl DEL and ADD in libuv), and a socket of ours is parked, not
+ * closed, when curl stops watching it: see the head of this file. */
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp,
                      void *socketp) {
   hw_hc_t *hc = userp;
   sock_t *sk = socketp;
   int ev = 0;
 
+  (void) e;
+  if (sk == NULL && s >= 0 && s < hc->nfd) sk = hc->byfd[s];  /* parked */
   if (what == CURL_POLL_REMOVE) {
-    if (sk) sock_close(sk);        /* curl forgets socketp itself */
+    if (sk == NULL) return 0;      /* curl forgets socketp itself */
+    if (hc->torn || s < 0 || s >= hc->nfd || !hc->ours[s] ||
+        sk->events == 0) {
+      sock_close(sk);
+      return 0;
+    }
+    sk->parked = 1;                /* stays armed (readable) while idle, */
+    uv_unref((uv_handle_t *) &sk->poll);  /* without keeping the loop alive */
+    if (sk->events != UV_READABLE &&
+        uv_poll_start(&sk->poll, UV_READABLE, on_poll) == 0)
+      sk->events = UV_READABLE;
     return 0;
   }
   if (sk == NULL) {
     sk = sock_new(hc, s);
     if (sk == NULL) return -1;     /* curl fails the transfers on it */
-    curl_multi_assign(hc->multi, s, sk);
   }
+  if (socketp == NULL) curl_multi_assign(hc->multi, s, sk);
+  if (sk->parked) uv_ref((uv_handle_t *) &sk->poll);
+  sk->parked = 0;
   if (what & CURL_POLL_IN) ev |= UV_READABLE;
   if (what & CURL_POLL_OUT) ev |= UV_WRITABLE;
-  return uv_poll_start(&sk->poll, ev, on_poll) < 0 ? -1 : 0;
+  if (ev == sk->events) return 0;  /* already armed for exactly these */
+  if (ev == 0) {
+    uv_poll_stop(&sk->poll);
+  } else if (uv_poll_start(&sk->poll, ev, on_poll) < 0) {
+    sk->events = 0;
+    return -1;
+  }
+  sk->events = ev;
+  return 0;
 }
 
 static void on_curl_timeout(uv_timer_t *t) {
@@ -292,6 +368,32 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   return 0;                        /* a short count aborts the transfer */
 }
 
+/* Opens a connection socket and marks it ours, so its watcher may be parked;
+ * without room to mark it, it is watched the plain way (closed on REMOVE). */
+static curl_socket_t sock_open(hw_hc_t *hc, struct curl_sockaddr *a) {
+  curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC,
+                            a->protocol);
+
+  if (fd >= 0 && fd_room(hc, fd) == 0) {
+    hc->ours[fd] = 1;
+    hc->byfd[fd] = NULL;
+  }
+  return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION (data: the client, which outlives every
+ * connection of its multi handle): the watcher goes before the fd does, so
+ * a new socket given the same number never meets a stale one. */
+static int on_close_socket(void *ud, curl_socket_t fd) {
+  hw_hc_t *hc = ud;
+
+  if (fd >= 0 && fd < hc->nfd) {
+    if (hc->byfd[fd] != NULL) sock_close(hc->byfd[fd]);
+    hc->ours[fd] = 0;
+  }
+  return close(fd);
+}
+
 /* CURLOPT_OPENSOCKETFUNCTION: every connection, redirect hops included, is
  * checked on the address actually about to be connected (after DNS). */
 static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
@@ -305,7 +407,7 @@ static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
     x->denied = 1;
     return CURL_SOCKET_BAD;        /* curl tries the next address, if any */
   }
-  return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  return sock_open(x->hc, a);
 }
 
 /* Stores "Name: value" as lower-cased "name\0value\0".  The header vector is
@@ -635,6 +737,8 @@ static int easy_setup(hw_hc_xfer_t *x, const hw_hc_request_t *r) {
   SET(CURLOPT_FOLLOWLOCATION, 0L); /* we follow (follow_redirect) */
   SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
   SET(CURLOPT_OPENSOCKETDATA, (void *) x);
+  SET(CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+  SET(CURLOPT_CLOSESOCKETDATA, (void *) x->hc);
   /* a connection opened with allow_private never serves another call */
   SET(CURLOPT_FORBID_REUSE, r->allow_private ? 1L : 0L);
   SET(CURLOPT_FRESH_CONNECT, r->allow_private ? 1L : 0L);
@@ -927,6 +1031,11 @@ static void teardown(hw_hc_t *hc) {
   curl_multi_cleanup(hc->multi);   /* may still report CURL_POLL_REMOVE */
   hc->multi = NULL;
   while (hc->socks != NULL) sock_close(hc->socks);
+  free(hc->byfd);
+  free(hc->ours);
+  hc->byfd = NULL;
+  hc->ours = NULL;
+  hc->nfd = 0;
   uv_close((uv_handle_t *) &hc->curl_timer, on_timer_closed);
   uv_close((uv_handle_t *) &hc->retry_timer, on_timer_closed);
   uv_close((uv_handle_t *) &hc->defer_timer, on_timer_closed);

@@ -518,3 +518,81 @@ def metrics_count_outbound_requests():
             return s
         ok(total("GET") >= 1, "GET counted", lines)
         ok(total("POST") >= 1, "POST counted", lines)
+
+
+# ---------------------------------------------------------------- keep-alive
+
+class _CountingServer:
+    """HTTP/1.1 keep-alive server on loopback that counts TCP connections."""
+
+    def __init__(self):
+        import http.server
+        import socketserver
+        srv = self
+        self.conns = 0
+        self.requests = 0
+        self._lock = threading.Lock()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def setup(self):
+                with srv._lock:
+                    srv.conns += 1
+                http.server.BaseHTTPRequestHandler.setup(self)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    self.rfile.read(n)
+                with srv._lock:
+                    srv.requests += 1
+                out = b'{"ok":true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, *a):
+                pass
+
+        self._srv = S(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self._srv.server_address[1]
+        self._t = threading.Thread(target=self._srv.serve_forever, kwargs={"poll_interval": 0.05},
+                                   daemon=True)
+        self._t.start()
+
+    def close(self):
+        self._srv.shutdown()
+        self._srv.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+@test
+def outbound_calls_to_one_host_reuse_connections():
+    """Keep-alive (issue 14): 50 sequential transactions, each one hw.request
+    POST to the same host, share pooled connections instead of opening one
+    TCP connection per call."""
+    with _CountingServer() as srv, Engine() as e:
+        e.write("ka.lua", cycle_lua("ka", """
+    hw.request { name = "call", method = "POST", url = %s, json = { n = 1 } },""" % lua_str(srv.url + "/ok")))
+        e.start()
+        for i in range(50):
+            t = finish(e, fire(e, "ka", {"i": i}))
+            expect_state(t, "completed")
+        eq(srv.requests, 50, "requests that reached the server")
+        ok(srv.conns <= 5, "50 sequential calls to one host use at most 5 TCP connections "
+           "(keep-alive), not one each", srv.conns)

@@ -18,10 +18,13 @@ static const char SERVER_PY[] =
 "import sys, time, threading\n"
 "from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer\n"
 "from urllib.parse import urlparse, parse_qs\n"
-"seen = {}; lock = threading.Lock()\n"
+"seen = {}; lock = threading.Lock(); conns = [0]\n"
 "class H(BaseHTTPRequestHandler):\n"
 "  protocol_version = 'HTTP/1.1'\n"
 "  def log_message(self, *a): pass\n"
+"  def setup(self):\n"
+"    with lock: conns[0] += 1\n"
+"    BaseHTTPRequestHandler.setup(self)\n"
 "  def reply(self, code, body=b'', hdrs=(), length=True):\n"
 "    self.send_response(code)\n"
 "    for k, v in hdrs: self.send_header(k, v)\n"
@@ -53,6 +56,9 @@ static const char SERVER_PY[] =
 "      else: self.reply(200, b'ok')\n"
 "    elif p == '/big':\n"
 "      self.reply(200, b'x' * int(q['n']), length=q.get('len') != '0')\n"
+"    elif p == '/conns':\n"
+"      with lock: n = conns[0]\n"
+"      self.reply(200, str(n).encode())\n"
 "    elif p == '/redir':\n"
 "      self.reply(302, b'moved', [('Location', '/echo')])\n"
 "    else: self.reply(404, b'nf')\n"
@@ -507,9 +513,77 @@ TEST(invalid_requests) {
   ASSERT_EQ(fx_close(&f), 0);
 }
 
+/* TCP connections the server has accepted so far (on a fresh connection of
+ * a throw-away client, so the count is not disturbed by reuse). */
+static int server_conns(void) {
+  char u[128];
+  hw_hc_request_t rq = { .method = "GET", .url = u, .allow_private = 1 };
+  got_t g;
+
+  url(u, sizeof u, "/conns");
+  if (run_one(&rq, &g) != 0 || g.status != 200) return -1;
+  return atoi(g.body);
+}
+
+static void on_done_next(hw_hc_response_t *r, void *arg);
+
+typedef struct { fx_t *f; hw_hc_request_t *rq; got_t g; int left; } chain_t;
+
+/* Starts the next call of a chain from the done callback of the last one. */
+static void on_done_next(hw_hc_response_t *r, void *arg) {
+  chain_t *c = arg;
+
+  on_done(r, &c->g);
+  if (r->error != 0 || r->status != 200 || --c->left == 0) return;
+  if (hw_hc_start(c->f->hc, c->rq, on_done_next, c, NULL) != 0) c->left = -1;
+}
+
+/* Keep-alive: calls to one host share a connection from the multi handle's
+ * cache.  50 sequential calls (each started from the previous one's done
+ * callback), then 3 rounds of 20 concurrent ones, must open far fewer
+ * connections than calls. */
+TEST(connection_reuse) {
+  char u[128];
+  hw_hc_request_t rq = { .method = "POST", .url = u, .body = "x",
+                         .body_len = 1 };
+  chain_t c;
+  got_t g[20];
+  fx_t f;
+  int before, after, i, round;
+
+  ASSERT_EQ(fx_open(&f), 0);
+  url(u, sizeof u, "/echo");
+  before = server_conns();
+  ASSERT_TRUE(before >= 0);
+  memset(&c, 0, sizeof c);
+  c.f = &f;
+  c.rq = &rq;
+  c.left = 50;
+  ASSERT_EQ(hw_hc_start(f.hc, &rq, on_done_next, &c, NULL), 0);
+  uv_run(&f.loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(c.left, 0);
+  ASSERT_EQ(c.g.calls, 50);
+  ASSERT_EQ(c.g.status, 200);
+  after = server_conns();
+  printf("  (50 sequential calls: %d connections)\n", after - before - 1);
+  ASSERT_TRUE(after - before - 1 <= 2);   /* -1: the /conns probe itself */
+  before = after;
+  for (round = 0; round < 3; round++) {
+    memset(g, 0, sizeof g);
+    for (i = 0; i < 20; i++) ASSERT_EQ(start(&f, &rq, &g[i], NULL), 0);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    for (i = 0; i < 20; i++) ASSERT_EQ(g[i].status, 200);
+  }
+  after = server_conns();
+  printf("  (3 x 20 concurrent calls: %d connections)\n", after - before - 1);
+  ASSERT_TRUE(after - before - 1 <= 25);
+  ASSERT_EQ(fx_close(&f), 0);
+}
+
 RUN_TESTS("http_client",
   T(methods_headers_body), T(head_and_empty_post), T(connection_refused),
   T(tls_failure), T(timeout), T(retry_503_then_200),
   T(retry_exhausted_and_off), T(retry_connection_error),
   T(retry_after_honoured), T(response_too_large), T(redirects),
-  T(concurrent_200), T(close_in_flight), T(invalid_requests))
+  T(concurrent_200), T(close_in_flight), T(invalid_requests),
+  T(connection_reuse))
