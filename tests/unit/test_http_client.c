@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,6 +57,10 @@ static const char SERVER_PY[] =
 "      else: self.reply(200, b'ok')\n"
 "    elif p == '/big':\n"
 "      self.reply(200, b'x' * int(q['n']), length=q.get('len') != '0')\n"
+"    elif p == '/idleclose':\n"
+"      self.reply(200, b'bye')\n"
+"      c = self.connection\n"
+"      threading.Timer(0.1, lambda: c.shutdown(2)).start()\n"
 "    elif p == '/conns':\n"
 "      with lock: n = conns[0]\n"
 "      self.reply(200, str(n).encode())\n"
@@ -580,10 +585,92 @@ TEST(connection_reuse) {
   ASSERT_EQ(fx_close(&f), 0);
 }
 
+static void count_polls(uv_handle_t *h, void *arg) {
+  uv_handle_t **seen = arg;
+
+  if (h->type == UV_POLL && !uv_is_closing(h)) {
+    if (seen[0] == NULL) seen[0] = h;
+    seen[1] = (uv_handle_t *) ((uintptr_t) seen[1] + 1);
+  }
+}
+
+/* The watcher of a kept-alive connection stays (parked, not keeping the
+ * loop alive) between calls and is the same one for the next call: no
+ * close and re-add per call. */
+TEST(watcher_kept_between_calls) {
+  char u[128];
+  hw_hc_request_t rq = { .method = "GET", .url = u };
+  uv_handle_t *w1[2] = { NULL, NULL }, *w2[2] = { NULL, NULL };
+  got_t g;
+  fx_t f;
+
+  ASSERT_EQ(fx_open(&f), 0);
+  url(u, sizeof u, "/echo");
+  memset(&g, 0, sizeof g);
+  ASSERT_EQ(start(&f, &rq, &g, NULL), 0);
+  uv_run(&f.loop, UV_RUN_DEFAULT);  /* returns: a parked watcher is unref'd */
+  ASSERT_EQ(g.status, 200);
+  uv_walk(&f.loop, count_polls, w1);
+  ASSERT_EQ((uintptr_t) w1[1], 1);
+  memset(&g, 0, sizeof g);
+  ASSERT_EQ(start(&f, &rq, &g, NULL), 0);
+  uv_run(&f.loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(g.status, 200);
+  uv_walk(&f.loop, count_polls, w2);
+  ASSERT_EQ((uintptr_t) w2[1], 1);
+  ASSERT_TRUE(w1[0] == w2[0]);
+  ASSERT_EQ(fx_close(&f), 0);
+}
+
+static double cpu_seconds(void) {
+  struct rusage ru;
+
+  getrusage(RUSAGE_SELF, &ru);
+  return (double) ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* The server closes a kept-alive connection while it idles in the cache:
+ * its parked watcher turns readable once and must stop (not spin the loop),
+ * and the next call gets a fresh connection and succeeds. */
+TEST(idle_connection_closed_by_server) {
+  char u[128], u2[128];
+  hw_hc_request_t rq = { .method = "GET", .url = u };
+  got_t g;
+  fx_t f;
+  double cpu;
+  int before, after;
+
+  ASSERT_EQ(fx_open(&f), 0);
+  url(u, sizeof u, "/idleclose");
+  url(u2, sizeof u2, "/echo");
+  before = server_conns();
+  memset(&g, 0, sizeof g);
+  ASSERT_EQ(start(&f, &rq, &g, NULL), 0);
+  uv_run(&f.loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(g.status, 200);
+  ASSERT_STREQ(g.body, "bye");
+  cpu = cpu_seconds();
+  run_for(&f.loop, 600);           /* the server closes it after 100 ms */
+  cpu = cpu_seconds() - cpu;
+  printf("  (CPU while the closed connection idled: %.3f s)\n", cpu);
+  ASSERT_TRUE(cpu < 0.1);          /* idle: ~0; a spinning watcher: 0.2+ s */
+  rq.url = u2;
+  memset(&g, 0, sizeof g);
+  ASSERT_EQ(start(&f, &rq, &g, NULL), 0);
+  uv_run(&f.loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(g.error, 0);
+  ASSERT_EQ(g.status, 200);
+  after = server_conns();
+  ASSERT_EQ(after - before - 1, 2);  /* the closed one, then a fresh one */
+  ASSERT_EQ(fx_close(&f), 0);
+}
+
 RUN_TESTS("http_client",
   T(methods_headers_body), T(head_and_empty_post), T(connection_refused),
   T(tls_failure), T(timeout), T(retry_503_then_200),
   T(retry_exhausted_and_off), T(retry_connection_error),
   T(retry_after_honoured), T(response_too_large), T(redirects),
   T(concurrent_200), T(close_in_flight), T(invalid_requests),
-  T(connection_reuse))
+  T(connection_reuse), T(watcher_kept_between_calls),
+  T(idle_connection_closed_by_server))
