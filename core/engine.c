@@ -330,6 +330,7 @@ int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
   if (cfg->mode == HW_MODE_RUN)
     fd_budget(e);
   hw_hc_set_limits(e->hc, e->cfg.max_outbound, cfg->max_response_buffer);
+  hw_hc_set_pool(e->hc, cfg->outbound_pool);
   uv_check_init(loop, &e->check);
   uv_prepare_init(loop, &e->prepare);
   uv_idle_init(loop, &e->idle);

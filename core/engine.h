@@ -39,6 +39,7 @@ typedef struct hw_config_s {
   size_t max_body_buffer;    /* request-body bytes held, all connections */
   int max_runs;              /* runs in flight before webhooks get 503 */
   long max_outbound;         /* outbound connections open at once */
+  long outbound_pool;        /* idle keep-alive connections kept (0: auto) */
   size_t max_response;       /* ceiling of a call's max_response */
   size_t max_response_buffer;/* response bytes held, all outbound calls */
   unsigned read_timeout_ms;

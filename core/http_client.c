@@ -113,6 +113,7 @@ struct hw_hc_s {
   int nfd;                         /* size of byfd and ours */
   const hw_netpolicy_t *policy;
   size_t buffered, max_buffered;   /* response bytes held, all transfers */
+  long max_conns;                  /* as set by hw_hc_set_limits */
   int npool, active, handles, closing, torn;
   uint64_t rng;
 };
@@ -1093,9 +1094,19 @@ void hw_hc_set_limits(hw_hc_t *hc, long max_conns, size_t max_buffered) {
   long n = max_conns > 0 ? max_conns : MAX_CONNS_DEFAULT;
 
   hc->max_buffered = max_buffered ? max_buffered : MAX_BUFFERED_DEFAULT;
+  hc->max_conns = n;
   curl_multi_setopt(hc->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n);
-  curl_multi_setopt(hc->multi, CURLMOPT_MAXCONNECTS,
-                    n < MAXCONNECTS ? n : MAXCONNECTS);
+  hw_hc_set_pool(hc, 0);
+}
+
+/* The connection cache: a call that ends puts its connection here (for the
+ * next call to the same host) while fewer than idle are kept, else curl
+ * closes the oldest. */
+void hw_hc_set_pool(hw_hc_t *hc, long idle) {
+  long n = idle > 0 ? idle : MAXCONNECTS;
+
+  if (n > hc->max_conns) n = hc->max_conns;
+  curl_multi_setopt(hc->multi, CURLMOPT_MAXCONNECTS, n);
 }
 
 void hw_hc_close(hw_hc_t *hc) {

@@ -88,6 +88,10 @@ void hw_hc_set_policy(hw_hc_t *hc, const hw_netpolicy_t *policy);
 /* max_conns: connections open at once (0: 512); max_buffered: response
  * bytes held by all transfers together (0: 256 MiB). */
 void hw_hc_set_limits(hw_hc_t *hc, long max_conns, size_t max_buffered);
+/* idle: keep-alive connections kept in the cache for reuse when their
+ * call ends (0: as many as max_conns, at most 1024); never more than
+ * max_conns.  Call after hw_hc_set_limits. */
+void hw_hc_set_pool(hw_hc_t *hc, long idle);
 /* Cancels every transfer (callbacks get error UV_ECANCELED), closes handles
  * and frees the client once they are closed. */
 void hw_hc_close(hw_hc_t *hc);

@@ -33,7 +33,8 @@ static const char usage[] =
   "HOOKWORK_READ_TIMEOUT (seconds),\n"
   "  HOOKWORK_STEP_BUDGET (Lua instructions per step), HOOKWORK_GRACE "
   "(seconds to finish on SIGTERM),\n"
-  "  HOOKWORK_MAX_RUNS, HOOKWORK_MAX_OUTBOUND, HOOKWORK_MAX_BODY_BUFFER, "
+  "  HOOKWORK_MAX_RUNS, HOOKWORK_MAX_OUTBOUND, HOOKWORK_OUTBOUND_POOL,\n"
+  "  HOOKWORK_MAX_BODY_BUFFER, "
   "HOOKWORK_MAX_RESPONSE,\n"
   "  HOOKWORK_MAX_RESPONSE_BUFFER, HOOKWORK_MAX_PENDING (uncommitted writes)\n"
   "  (limits, see docs/reference.md)\n";
@@ -62,6 +63,7 @@ static void limit_defaults(hw_config_t *c) {
   c->max_body_buffer = env_size("HOOKWORK_MAX_BODY_BUFFER", (size_t) 128 << 20);
   c->max_runs = (int) env_size("HOOKWORK_MAX_RUNS", 10000);
   c->max_outbound = (long) env_size("HOOKWORK_MAX_OUTBOUND", 512);
+  c->outbound_pool = (long) env_size("HOOKWORK_OUTBOUND_POOL", 0);
   c->max_response = env_size("HOOKWORK_MAX_RESPONSE", (size_t) 64 << 20);
   c->max_response_buffer =
       env_size("HOOKWORK_MAX_RESPONSE_BUFFER", (size_t) 256 << 20);

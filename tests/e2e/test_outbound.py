@@ -525,7 +525,7 @@ def metrics_count_outbound_requests():
 class _CountingServer:
     """HTTP/1.1 keep-alive server on loopback that counts TCP connections."""
 
-    def __init__(self):
+    def __init__(self, delay=0.0):
         import http.server
         import socketserver
         srv = self
@@ -550,6 +550,8 @@ class _CountingServer:
                     self.rfile.read(n)
                 with srv._lock:
                     srv.requests += 1
+                if delay:
+                    time.sleep(delay)
                 out = b'{"ok":true}'
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -596,3 +598,49 @@ def outbound_calls_to_one_host_reuse_connections():
         eq(srv.requests, 50, "requests that reached the server")
         ok(srv.conns <= 5, "50 sequential calls to one host use at most 5 TCP connections "
            "(keep-alive), not one each", srv.conns)
+
+
+def _pool_round(e, n):
+    ids = [None] * n
+
+    def one(i):
+        ids[i] = fire(e, "pool", {"i": i})
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for tid in ids:
+        ok(tid, "every trigger answered 202")
+        expect_state(finish(e, tid, timeout=20), "completed")
+
+
+@test
+def outbound_pool_env_bounds_idle_connections():
+    """HOOKWORK_OUTBOUND_POOL: idle keep-alive connections kept.  Two rounds of
+    8 concurrent calls (the server holds each 0.3 s, so 8 connections are
+    open): with the default pool the second round reuses them; with
+    HOOKWORK_OUTBOUND_POOL=1 only one is kept, so the second round opens
+    new ones.  A bad value is named and the default used."""
+    steps = """
+    hw.request { name = "call", method = "POST", url = %s, json = { n = 1 } },"""
+    for pool in (None, "1"):
+        with _CountingServer(delay=0.3) as srv, \
+                Engine(env={"HOOKWORK_OUTBOUND_POOL": pool} if pool else None) as e:
+            e.write("pool.lua", cycle_lua("pool", steps % lua_str(srv.url + "/ok")))
+            e.start()
+            _pool_round(e, 8)
+            first = srv.conns
+            ok(first >= 6, "8 concurrent calls open several connections", first)
+            _pool_round(e, 8)
+            eq(srv.requests, 16, "requests that reached the server")
+            if pool is None:
+                ok(srv.conns <= first + 2, "default pool: the second round reuses the first "
+                   "round's %d connections" % first, srv.conns)
+            else:
+                ok(srv.conns >= first + 6, "pool of 1: the second round opens new connections "
+                   "(first round opened %d)" % first, srv.conns)
+    with Engine(env={"HOOKWORK_OUTBOUND_POOL": "lots"}) as e:
+        e.write("pool.lua", cycle_lua("pool", steps % lua_str("http://127.0.0.1:9/ok")))
+        e.start()
+        contains(e.log(), "HOOKWORK_OUTBOUND_POOL: expected a positive number, got 'lots'")
