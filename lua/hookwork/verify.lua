@@ -76,6 +76,16 @@ local function any_equal(expected, given)
   return hit
 end
 
+-- The scheme check's last act: the HMAC of msg under each key against the
+-- signatures given (a string or a list); any pair equal passes.
+local function signed_by(alg, keys, msg, given)
+  local expected = {}
+  for _, k in ipairs(keys) do expected[#expected + 1] = crypto.hmac(alg, k, msg) end
+  if type(given) == "string" then given = { given } end
+  if not any_equal(expected, given) then return no("mismatch", "no matching signature") end
+  return true
+end
+
 local function new(kind, scheme, fields)
   fields.kind, fields.scheme = kind, scheme
   SCHEMES[fields] = true
@@ -122,10 +132,7 @@ function S.standard_webhooks(o)
       end
       if #given == 0 then return no("malformed", "no v1 signature in webhook-signature") end
       local msgs = id .. "." .. ts .. "." .. req.body
-      local expected = {}
-      for _, k in ipairs(keys) do expected[#expected + 1] = crypto.hmac("sha256", k, msgs) end
-      if not any_equal(expected, given) then return no("mismatch", "no matching signature") end
-      return true
+      return signed_by("sha256", keys, msgs, given)
     end,
   })
 end
@@ -147,10 +154,7 @@ function S.github(o)
       if not v then return no("missing", "missing X-Hub-Signature-256 header") end
       local given = hex_after(v, "sha256=")
       if not given then return no("malformed", "X-Hub-Signature-256 is not sha256=HEX") end
-      local expected = {}
-      for _, k in ipairs(keys) do expected[#expected + 1] = crypto.hmac("sha256", k, req.body) end
-      if not any_equal(expected, { given }) then return no("mismatch", "no matching signature") end
-      return true
+      return signed_by("sha256", keys, req.body, given)
     end,
   })
 end
@@ -177,10 +181,7 @@ function S.stripe(o)
       if #given == 0 then return no("malformed", "Stripe-Signature has no v1=") end
       local ok, code, msg = timestamp_ok(ts, tol, now)
       if not ok then return ok, code, msg end
-      local expected = {}
-      for _, k in ipairs(keys) do expected[#expected + 1] = crypto.hmac("sha256", k, ts .. "." .. req.body) end
-      if not any_equal(expected, given) then return no("mismatch", "no matching signature") end
-      return true
+      return signed_by("sha256", keys, ts .. "." .. req.body, given)
     end,
   })
 end
@@ -196,10 +197,7 @@ function S.shopify(o)
       if not v then return no("missing", "missing X-Shopify-Hmac-Sha256 header") end
       local given = crypto.b64_decode(v)
       if not given then return no("malformed", "X-Shopify-Hmac-Sha256 is not base64") end
-      local expected = {}
-      for _, k in ipairs(keys) do expected[#expected + 1] = crypto.hmac("sha256", k, req.body) end
-      if not any_equal(expected, { given }) then return no("mismatch", "no matching signature") end
-      return true
+      return signed_by("sha256", keys, req.body, given)
     end,
   })
 end
@@ -220,12 +218,7 @@ function S.slack(o)
       if not ok then return ok, code, msg end
       local given = hex_after(v, "v0=")
       if not given then return no("malformed", "X-Slack-Signature is not v0=HEX") end
-      local expected = {}
-      for _, k in ipairs(keys) do
-        expected[#expected + 1] = crypto.hmac("sha256", k, "v0:" .. ts .. ":" .. req.body)
-      end
-      if not any_equal(expected, { given }) then return no("mismatch", "no matching signature") end
-      return true
+      return signed_by("sha256", keys, "v0:" .. ts .. ":" .. req.body, given)
     end,
   })
 end
@@ -270,10 +263,7 @@ function S.hmac(o)
         msg = m
         if type(msg) ~= "string" then return no("malformed", "payload function did not return a string") end
       end
-      local expected = {}
-      for _, k in ipairs(keys) do expected[#expected + 1] = crypto.hmac(alg, k, msg) end
-      if not any_equal(expected, { given }) then return no("mismatch", "no matching signature") end
-      return true
+      return signed_by(alg, keys, msg, given)
     end,
   })
 end
