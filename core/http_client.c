@@ -25,9 +25,12 @@
  * never runs inside hw_hc_start or hw_hc_close.
  *
  * Uses: libuv, libcurl (>= 7.85).  Owns: the multi handle, its connection
- * cache, every socket watcher and transfer.
+ * cache and every transfer; the socket watchers, curl's timer and the
+ * callbacks curl calls are in http_client_io.c (shared structs in
+ * http_client_int.h).
  */
 #include "http_client.h"
+#include "http_client_int.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -40,89 +43,9 @@
 
 #include <curl/curl.h>
 
-#define MAX_RESPONSE_DEFAULT ((size_t) 10 << 20)
-#define TIMEOUT_DEFAULT_MS 30000L
-#define TIMEOUT_MAX_MS (24L * 3600 * 1000)
-#define MAX_RETRIES 100            /* bounds the attempts array */
-#define MAX_REDIRS 20
-#define MAX_CONNS_DEFAULT 512L
-#define MAX_BUFFERED_DEFAULT ((size_t) 256 << 20)
-/* Sized to the 1,000-in-flight target: below that, finishing transfers would
- * close their connections instead of returning them to the cache. */
-#define MAXCONNECTS 1024L
-#define POOL_MAX 256               /* idle transfers (easy handles) kept */
-#define KEEP_BUF_MAX (64 * 1024)   /* bigger buffers are freed on recycle */
-#define BACKOFF_BASE_MS 100
-#define BACKOFF_MAX_MS 10000
-#define RETRY_AFTER_MAX_S 60
-
-typedef enum {
-  X_IDLE, X_RUNNING, X_WAITING, X_CANCELLED, X_DELIVERING
-} xstate_t;
-
-typedef struct { char *p; size_t len, cap; } buf_t;
-typedef struct { hw_hc_xfer_t *head, *tail; } xlist_t;
-
-typedef struct sock_s sock_t;
-struct sock_s {                    /* one per socket curl asks us to watch */
-  uv_poll_t poll;
-  hw_hc_t *hc;
-  curl_socket_t fd;
-  int events;                      /* UV_READABLE|UV_WRITABLE armed now */
-  int parked;                      /* curl is not watching it (idle in cache) */
-  sock_t *prev, *next;
-};
-
-struct hw_hc_xfer_s {
-  hw_hc_t *hc;
-  CURL *easy;                      /* pooled with the transfer */
-  xstate_t state;
-  hw_hc_xfer_t *prev, *next;       /* in exactly one list of hc, per state */
-  hw_hc_done_cb cb;
-  void *arg;
-  struct curl_slist *hdrs;         /* request headers, freed on recycle */
-  buf_t strs;                      /* "METHOD\0URL\0", for error messages */
-  size_t url_off;
-  buf_t body;                      /* response body of the current attempt */
-  buf_t harena;                    /* "name\0value\0" of the current response */
-  hw_hc_header_t *hvec;            /* filled from harena at delivery */
-  hw_hc_attempt_t *att;            /* sized retries + 1 at start */
-  int nhdr, hvec_cap, natt, att_cap, retries, err, too_large, oom;
-  int allow_private, denied, mem_full;
-  int follow, hops_left, post, head;   /* redirects, followed by us */
-  struct curl_slist *hdrs_pub;     /* hdrs without the origin-bound ones */
-  char origin[256];                /* "scheme://host:port" of the URL */
-  char why[192];                   /* why the policy refused an address */
-  long timeout_ms;
-  size_t max_response;
-  uint64_t t0, t_attempt, due;     /* hrtime ns, hrtime ns, loop ms */
-  char errbuf[CURL_ERROR_SIZE];
-  char empty[1];                   /* body when there is none */
-};
-
-struct hw_hc_s {
-  uv_loop_t *loop;
-  CURLM *multi;
-  uv_timer_t curl_timer;           /* curl's single timeout */
-  uv_timer_t retry_timer;          /* nearest retry deadline */
-  uv_timer_t defer_timer;          /* delivers cancellations from the loop */
-  xlist_t running, waiting, cancelled, pool;
-  sock_t *socks;
-  sock_t **byfd;                   /* watcher of each fd we opened, or NULL */
-  unsigned char *ours;             /* fds opened by on_open_socket */
-  int nfd;                         /* size of byfd and ours */
-  const hw_netpolicy_t *policy;
-  size_t buffered, max_buffered;   /* response bytes held, all transfers */
-  long max_conns;                  /* as set by hw_hc_set_limits */
-  int npool, active, handles, closing, torn;
-  uint64_t rng;
-};
-
 static int curl_ready;             /* curl_global_init done: the only static */
 
-static void drain_done(hw_hc_t *hc);
 static void deliver(hw_hc_xfer_t *x, int err);
-
 /* ---- small helpers ------------------------------------------------------ */
 
 static void xl_insert_before(xlist_t *l, hw_hc_xfer_t *pos, hw_hc_xfer_t *x) {
@@ -142,7 +65,7 @@ static void xl_unlink(xlist_t *l, hw_hc_xfer_t *x) {
 
 /* Makes room for extra bytes plus a NUL, growing geometrically so a body
  * arriving in many small writes costs O(log n) reallocations. */
-static int buf_reserve(buf_t *b, size_t extra) {
+int hw_hc__buf_reserve(buf_t *b, size_t extra) {
   size_t need, cap;
   char *p;
 
@@ -160,8 +83,8 @@ static int buf_reserve(buf_t *b, size_t extra) {
 
 /* Appends n bytes and a NUL; with count_nul the NUL is part of the content
  * (string tables), otherwise it only terminates it. */
-static int buf_add(buf_t *b, const char *s, size_t n, int count_nul) {
-  if (buf_reserve(b, n) < 0) return UV_ENOMEM;
+int hw_hc__buf_add(buf_t *b, const char *s, size_t n, int count_nul) {
+  if (hw_hc__buf_reserve(b, n) < 0) return UV_ENOMEM;
   if (n > 0) memcpy(b->p + b->len, s, n);
   b->len += n;
   b->p[b->len] = '\0';
@@ -181,7 +104,7 @@ static void buf_trim(buf_t *b) {
 
 /* Returns array p grown to hold n items (doubling, at least 8), or NULL
  * with p untouched. */
-static void *grow(void *p, int *cap, int n, size_t size) {
+void *hw_hc__grow(void *p, int *cap, int n, size_t size) {
   int c = *cap ? *cap : 8;
 
   if (n <= *cap) return p;
@@ -196,278 +119,6 @@ static void *grow(void *p, int *cap, int n, size_t size) {
 static uint64_t rng_next(hw_hc_t *hc) {
   hc->rng = hc->rng * 6364136223846793005ULL + 1442695040888963407ULL;
   return hc->rng >> 33;
-}
-
-/* ---- handle bookkeeping ------------------------------------------------- */
-
-/* The client is freed after the close callback of its last handle. */
-static void hc_handle_closed(hw_hc_t *hc) {
-  if (--hc->handles == 0 && hc->torn) free(hc);
-}
-
-static void on_timer_closed(uv_handle_t *h) { hc_handle_closed(h->data); }
-
-static void sock_closed(uv_handle_t *h) {
-  sock_t *sk = h->data;
-  hw_hc_t *hc = sk->hc;
-
-  free(sk);
-  hc_handle_closed(hc);
-}
-
-/* uv_close stops the watcher at once (epoll_ctl DEL), so the descriptor
- * may be closed right after this returns. */
-static void sock_close(sock_t *sk) {
-  hw_hc_t *hc = sk->hc;
-
-  if (sk->prev) sk->prev->next = sk->next; else hc->socks = sk->next;
-  if (sk->next) sk->next->prev = sk->prev;
-  if (sk->fd >= 0 && sk->fd < hc->nfd && hc->byfd[sk->fd] == sk)
-    hc->byfd[sk->fd] = NULL;
-  uv_close((uv_handle_t *) &sk->poll, sock_closed);
-}
-
-/* Grows byfd and ours to hold fd (doubling). */
-static int fd_room(hw_hc_t *hc, curl_socket_t fd) {
-  int n = hc->nfd ? hc->nfd : 64;
-  sock_t **b;
-  unsigned char *o;
-
-  if (fd < 0) return UV_EINVAL;
-  if (fd < hc->nfd) return 0;
-  while (n <= fd) n *= 2;
-  if ((b = realloc(hc->byfd, (size_t) n * sizeof *b)) == NULL)
-    return UV_ENOMEM;
-  hc->byfd = b;
-  if ((o = realloc(hc->ours, (size_t) n)) == NULL) return UV_ENOMEM;
-  hc->ours = o;
-  memset(b + hc->nfd, 0, (size_t) (n - hc->nfd) * sizeof *b);
-  memset(o + hc->nfd, 0, (size_t) (n - hc->nfd));
-  hc->nfd = n;
-  return 0;
-}
-
-static sock_t *sock_new(hw_hc_t *hc, curl_socket_t fd) {
-  sock_t *sk = calloc(1, sizeof *sk);
-
-  if (sk == NULL) return NULL;
-  if (uv_poll_init_socket(hc->loop, &sk->poll, fd) < 0) {
-    free(sk);                      /* handle was never registered */
-    return NULL;
-  }
-  sk->poll.data = sk;
-  sk->hc = hc;
-  sk->fd = fd;
-  if (fd >= 0 && fd < hc->nfd && hc->ours[fd]) hc->byfd[fd] = sk;
-  sk->next = hc->socks;
-  if (hc->socks) hc->socks->prev = sk;
-  hc->socks = sk;
-  hc->handles++;
-  return sk;
-}
-
-/* ---- curl <-> libuv glue ------------------------------------------------ */
-
-static void on_poll(uv_poll_t *p, int status, int events) {
-  sock_t *sk = p->data;
-  hw_hc_t *hc = sk->hc;
-  int flags = 0, running;
-
-  if (sk->parked) {
-    /* an idle connection turned readable: the peer closed it (or sent
-     * junk).  Stop watching, or level-triggered epoll spins; curl finds it
-     * dead when it next looks and closes it through on_close_socket. */
-    uv_poll_stop(&sk->poll);
-    sk->events = 0;
-    return;
-  }
-  if (status < 0) flags = CURL_CSELECT_ERR;
-  if (status == 0 && (events & UV_READABLE)) flags |= CURL_CSELECT_IN;
-  if (status == 0 && (events & UV_WRITABLE)) flags |= CURL_CSELECT_OUT;
-  curl_multi_socket_action(hc->multi, sk->fd, flags, &running);
-  drain_done(hc);
-}
-
-/* CURLMOPT_SOCKETFUNCTION: start, change or stop watching one socket.  The
- * watcher is re-armed only when the wanted events change (each uv_poll_start
- * is an epoll_ctl DEL and ADD in libuv), and a socket of ours is parked, not
- * closed, when curl stops watching it: see the head of this file. */
-static int on_socket(CURL *e, curl_socket_t s, int what, void *userp,
-                     void *socketp) {
-  hw_hc_t *hc = userp;
-  sock_t *sk = socketp;
-  int ev = 0;
-
-  (void) e;
-  if (sk == NULL && s >= 0 && s < hc->nfd) sk = hc->byfd[s];  /* parked */
-  if (what == CURL_POLL_REMOVE) {
-    if (sk == NULL) return 0;      /* curl forgets socketp itself */
-    if (hc->torn || s < 0 || s >= hc->nfd || !hc->ours[s] ||
-        sk->events == 0) {
-      sock_close(sk);
-      return 0;
-    }
-    sk->parked = 1;                /* stays armed (readable) while idle, */
-    uv_unref((uv_handle_t *) &sk->poll);  /* without keeping the loop alive */
-    if (sk->events != UV_READABLE &&
-        uv_poll_start(&sk->poll, UV_READABLE, on_poll) == 0)
-      sk->events = UV_READABLE;
-    return 0;
-  }
-  if (sk == NULL) {
-    sk = sock_new(hc, s);
-    if (sk == NULL) return -1;     /* curl fails the transfers on it */
-  }
-  if (socketp == NULL) curl_multi_assign(hc->multi, s, sk);
-  if (sk->parked) uv_ref((uv_handle_t *) &sk->poll);
-  sk->parked = 0;
-  if (what & CURL_POLL_IN) ev |= UV_READABLE;
-  if (what & CURL_POLL_OUT) ev |= UV_WRITABLE;
-  if (ev == sk->events) return 0;  /* already armed for exactly these */
-  if (ev == 0) {
-    uv_poll_stop(&sk->poll);
-  } else if (uv_poll_start(&sk->poll, ev, on_poll) < 0) {
-    sk->events = 0;
-    return -1;
-  }
-  sk->events = ev;
-  return 0;
-}
-
-static void on_curl_timeout(uv_timer_t *t) {
-  hw_hc_t *hc = t->data;
-  int running;
-
-  curl_multi_socket_action(hc->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  drain_done(hc);
-}
-
-/* CURLMOPT_TIMERFUNCTION.  Even a 0 ms timeout goes through the loop: curl
- * forbids calling socket_action from inside this callback. */
-static int on_curl_timer(CURLM *m, long ms, void *userp) {
-  hw_hc_t *hc = userp;
-
-  if (hc->torn) return 0;          /* curl_multi_cleanup may still call */
-  if (ms < 0) uv_timer_stop(&hc->curl_timer);
-  else uv_timer_start(&hc->curl_timer, on_curl_timeout, (uint64_t) ms, 0);
-  return 0;
-}
-
-/* ---- response callbacks (run inside curl: buffer only, no user code) ---- */
-
-static size_t on_write(char *p, size_t size, size_t n, void *ud) {
-  hw_hc_xfer_t *x = ud;
-  size_t len = size * n;
-
-  if (len > x->max_response - x->body.len) x->too_large = 1;
-  else if (len > x->hc->max_buffered - x->hc->buffered) x->mem_full = 1;
-  else if (buf_add(&x->body, p, len, 0) < 0) x->oom = 1;
-  else {
-    x->hc->buffered += len;
-    return len;
-  }
-  return 0;                        /* a short count aborts the transfer */
-}
-
-/* Opens a connection socket and marks it ours, so its watcher may be parked;
- * without room to mark it, it is watched the plain way (closed on REMOVE). */
-static curl_socket_t sock_open(hw_hc_t *hc, struct curl_sockaddr *a) {
-  curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC,
-                            a->protocol);
-
-  if (fd >= 0 && fd_room(hc, fd) == 0) {
-    hc->ours[fd] = 1;
-    hc->byfd[fd] = NULL;
-  }
-  return fd;
-}
-
-/* CURLOPT_CLOSESOCKETFUNCTION (data: the client, which outlives every
- * connection of its multi handle): the watcher goes before the fd does, so
- * a new socket given the same number never meets a stale one. */
-static int on_close_socket(void *ud, curl_socket_t fd) {
-  hw_hc_t *hc = ud;
-
-  if (fd >= 0 && fd < hc->nfd) {
-    if (hc->byfd[fd] != NULL) sock_close(hc->byfd[fd]);
-    hc->ours[fd] = 0;
-  }
-  return close(fd);
-}
-
-/* CURLOPT_OPENSOCKETFUNCTION: every connection, redirect hops included, is
- * checked on the address actually about to be connected (after DNS). */
-static curl_socket_t on_open_socket(void *ud, curlsocktype purpose,
-                                    struct curl_sockaddr *a) {
-  hw_hc_xfer_t *x = ud;
-  const hw_netpolicy_t *pol = x->hc->policy;
-
-  if (purpose == CURLSOCKTYPE_IPCXN && pol != NULL &&
-      hw_netpolicy_check(pol, &a->addr, x->allow_private, x->why,
-                         sizeof x->why) != 0) {
-    x->denied = 1;
-    return CURL_SOCKET_BAD;        /* curl tries the next address, if any */
-  }
-  return sock_open(x->hc, a);
-}
-
-/* Stores "Name: value" as lower-cased "name\0value\0".  The header vector is
- * grown here so that delivery itself cannot fail. */
-static int header_add(hw_hc_xfer_t *x, const char *p, size_t len) {
-  const char *colon = memchr(p, ':', len), *v;
-  size_t nlen, vlen, i;
-  hw_hc_header_t *hv;
-  char *dst;
-
-  if (colon == NULL) return 0;     /* not a header: ignore */
-  nlen = (size_t) (colon - p);
-  while (nlen > 0 && isblank((unsigned char) p[nlen - 1])) nlen--;
-  v = colon + 1;
-  vlen = len - (size_t) (v - p);
-  while (vlen > 0 && isblank((unsigned char) *v)) v++, vlen--;
-  while (vlen > 0 && isblank((unsigned char) v[vlen - 1])) vlen--;
-  hv = grow(x->hvec, &x->hvec_cap, x->nhdr + 1, sizeof *hv);
-  if (hv == NULL) return UV_ENOMEM;
-  x->hvec = hv;
-  if (buf_reserve(&x->harena, nlen + vlen + 2) < 0) return UV_ENOMEM;
-  dst = x->harena.p + x->harena.len;
-  for (i = 0; i < nlen; i++) dst[i] = (char) tolower((unsigned char) p[i]);
-  dst[nlen] = '\0';
-  if (vlen > 0) memcpy(dst + nlen + 1, v, vlen);
-  dst[nlen + 1 + vlen] = '\0';
-  x->harena.len += nlen + vlen + 2;
-  x->nhdr++;
-  return 0;
-}
-
-/* Obsolete line folding: the continuation joins the last value. */
-static int header_fold(hw_hc_xfer_t *x, const char *p, size_t len) {
-  while (len > 0 && isblank((unsigned char) *p)) p++, len--;
-  if (x->nhdr == 0 || len == 0) return 0;
-  x->harena.len--;                 /* reopen the last value's NUL */
-  if (buf_add(&x->harena, " ", 1, 0) < 0) return UV_ENOMEM;
-  return buf_add(&x->harena, p, len, 1);
-}
-
-/* CURLOPT_HEADERFUNCTION: one line per call, for every response including
- * 1xx and redirects; a status line starts over so only the final response's
- * headers remain. */
-static size_t on_header(char *p, size_t size, size_t n, void *ud) {
-  hw_hc_xfer_t *x = ud;
-  size_t all = size * n, len = all;
-  int rc;
-
-  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-    x->harena.len = 0;
-    x->nhdr = 0;
-    return all;
-  }
-  while (len > 0 && (p[len - 1] == '\r' || p[len - 1] == '\n')) len--;
-  if (len == 0) return all;
-  if (p[0] == ' ' || p[0] == '\t') rc = header_fold(x, p, len);
-  else rc = header_add(x, p, len);
-  if (rc < 0) x->oom = 1;          /* and abort, as in on_write */
-  return rc < 0 ? 0 : all;
 }
 
 /* ---- errors and retry policy -------------------------------------------- */
@@ -726,9 +377,9 @@ static int easy_setup(hw_hc_xfer_t *x, const hw_hc_request_t *r) {
   SET(CURLOPT_URL, r->url);
   SET(CURLOPT_NOSIGNAL, 1L);
   SET(CURLOPT_ERRORBUFFER, x->errbuf);
-  SET(CURLOPT_WRITEFUNCTION, on_write);
+  SET(CURLOPT_WRITEFUNCTION, hw_hc__on_write);
   SET(CURLOPT_WRITEDATA, (void *) x);
-  SET(CURLOPT_HEADERFUNCTION, on_header);
+  SET(CURLOPT_HEADERFUNCTION, hw_hc__on_header);
   SET(CURLOPT_HEADERDATA, (void *) x);
   SET(CURLOPT_HTTPHEADER, x->hdrs);
   SET(CURLOPT_TIMEOUT_MS, x->timeout_ms);
@@ -736,16 +387,16 @@ static int easy_setup(hw_hc_xfer_t *x, const hw_hc_request_t *r) {
   SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
   SET(CURLOPT_LOW_SPEED_TIME, (x->timeout_ms + 999) / 1000);
   SET(CURLOPT_FOLLOWLOCATION, 0L); /* we follow (follow_redirect) */
-  SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+  SET(CURLOPT_OPENSOCKETFUNCTION, hw_hc__on_open_socket);
   SET(CURLOPT_OPENSOCKETDATA, (void *) x);
-  SET(CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+  SET(CURLOPT_CLOSESOCKETFUNCTION, hw_hc__on_close_socket);
   SET(CURLOPT_CLOSESOCKETDATA, (void *) x->hc);
   /* a connection opened with allow_private never serves another call */
   SET(CURLOPT_FORBID_REUSE, r->allow_private ? 1L : 0L);
   SET(CURLOPT_FRESH_CONNECT, r->allow_private ? 1L : 0L);
   SET(CURLOPT_SSL_VERIFYPEER, r->insecure ? 0L : 1L);
   SET(CURLOPT_SSL_VERIFYHOST, r->insecure ? 0L : 2L);
-  /* fails early on a too-large Content-Length; on_write covers the rest */
+  /* fails early on a too-large Content-Length; hw_hc__on_write covers the rest */
   SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) x->max_response);
   SET(CURLOPT_PROTOCOLS_STR, "http,https");
   SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -767,13 +418,13 @@ static int xfer_prepare(hw_hc_xfer_t *x, const hw_hc_request_t *r) {
   x->natt = 0;
   x->err = 0;
   x->t0 = uv_hrtime();
-  att = grow(x->att, &x->att_cap, x->retries + 1, sizeof *att);
+  att = hw_hc__grow(x->att, &x->att_cap, x->retries + 1, sizeof *att);
   if (att == NULL) return UV_ENOMEM;
   x->att = att;
   x->strs.len = 0;
-  if (buf_add(&x->strs, r->method, strlen(r->method), 1) < 0) return UV_ENOMEM;
+  if (hw_hc__buf_add(&x->strs, r->method, strlen(r->method), 1) < 0) return UV_ENOMEM;
   x->url_off = x->strs.len;
-  if (buf_add(&x->strs, r->url, strlen(r->url), 1) < 0) return UV_ENOMEM;
+  if (hw_hc__buf_add(&x->strs, r->url, strlen(r->url), 1) < 0) return UV_ENOMEM;
   if ((rc = headers_build(x, r)) < 0) return rc;
   x->follow = x->hops_left = r->follow > MAX_REDIRS ? MAX_REDIRS
                            : r->follow > 0 ? r->follow : 0;
@@ -937,7 +588,7 @@ static void attempt_done(hw_hc_xfer_t *x, CURLcode rc) {
   deliver(x, x->err);
 }
 
-static void drain_done(hw_hc_t *hc) {
+void hw_hc__drain_done(hw_hc_t *hc) {
   CURLMsg *m;
   CURLcode rc;
   char *priv;
@@ -1031,15 +682,15 @@ static void teardown(hw_hc_t *hc) {
   }
   curl_multi_cleanup(hc->multi);   /* may still report CURL_POLL_REMOVE */
   hc->multi = NULL;
-  while (hc->socks != NULL) sock_close(hc->socks);
+  while (hc->socks != NULL) hw_hc__sock_close(hc->socks);
   free(hc->byfd);
   free(hc->ours);
   hc->byfd = NULL;
   hc->ours = NULL;
   hc->nfd = 0;
-  uv_close((uv_handle_t *) &hc->curl_timer, on_timer_closed);
-  uv_close((uv_handle_t *) &hc->retry_timer, on_timer_closed);
-  uv_close((uv_handle_t *) &hc->defer_timer, on_timer_closed);
+  uv_close((uv_handle_t *) &hc->curl_timer, hw_hc__on_timer_closed);
+  uv_close((uv_handle_t *) &hc->retry_timer, hw_hc__on_timer_closed);
+  uv_close((uv_handle_t *) &hc->defer_timer, hw_hc__on_timer_closed);
 }
 
 static void on_defer(uv_timer_t *t) {
@@ -1069,9 +720,9 @@ int hw_hc_init(uv_loop_t *loop, hw_hc_t **out) {
     free(hc);
     return UV_ENOMEM;
   }
-  curl_multi_setopt(hc->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(hc->multi, CURLMOPT_SOCKETFUNCTION, hw_hc__on_socket);
   curl_multi_setopt(hc->multi, CURLMOPT_SOCKETDATA, (void *) hc);
-  curl_multi_setopt(hc->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+  curl_multi_setopt(hc->multi, CURLMOPT_TIMERFUNCTION, hw_hc__on_curl_timer);
   curl_multi_setopt(hc->multi, CURLMOPT_TIMERDATA, (void *) hc);
   hc->loop = loop;
   hw_hc_set_limits(hc, 0, 0);
