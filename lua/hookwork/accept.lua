@@ -12,6 +12,7 @@
 local R = require "hookwork.runtime"
 local U = require "hookwork.util"
 local C = require "hookwork.callers"
+local Ans = require "hookwork.answers"
 local core = R.core
 local A = {}
 
@@ -224,8 +225,8 @@ end
 function A.job_recovered(tx) S.backlog[tx] = (S.backlog[tx] or 0) + 1 end
 
 local function busy(id)
-  return nil, 503, string.format("transaction %s has %d runs waiting; try again later",
-                                 tostring(id), A.MAX_BACKLOG), { "Retry-After: 1" }
+  return nil, Ans.busy(string.format("transaction %s has %d runs waiting; try again later",
+                                     tostring(id), A.MAX_BACKLOG))
 end
 
 -- No transaction waits for this value and the webhook keeps requests:
@@ -236,8 +237,8 @@ local function keep(cy, st, mv, data, reqtext, now)
   local n = must(core.query("early_count", cy.name, st.name, mv))[1].n
   for id in pairs(S.early[key] or {}) do if id then n = n + 1 end end
   if n >= A.MAX_KEPT then
-    return nil, 503, string.format("%d requests with %s = %s are kept already; try again later",
-                                   n, st.match.request, mv), { "Retry-After: 1" }
+    return nil, Ans.busy(string.format("%d requests with %s = %s are kept already; try again later",
+                                       n, st.match.request, mv))
   end
   R.ids.early = R.ids.early + 1
   local e = { kind = "early", id = R.ids.early, key = key, data = data, request = reqtext,
@@ -290,8 +291,8 @@ end
 
 -- Accepts a validated request for webhook step `st` of cycle `cy`: queues
 -- the writes that make it durable and returns what to start (a job; or
--- {kind = "all", jobs}; or {kind = "buffered"}), or nil, status, message
--- [, headers].  The caller commits before acknowledging.
+-- {kind = "all", jobs}; or {kind = "buffered"}), or nil and a rejection
+-- from the answers table: status, {error = message}, headers.  The caller commits before acknowledging.
 function A.accept(cy, st, data, obj, request, caller, linked)
   local now = R.now()
   local job
@@ -307,17 +308,17 @@ function A.accept(cy, st, data, obj, request, caller, linked)
     local v = U.get(data, m.request)
     if v == nil then v = U.get(obj, m.request) end
     if v == nil or type(v) == "table" then
-      return nil, 400, string.format("field '%s': missing (it finds the waiting transaction)", m.request)
+      return nil, Ans.bad_request(string.format("field '%s': missing (it finds the waiting transaction)", m.request))
     end
     local mv = U.scalar_string(v)
     local cands = candidates(cy.name, st.name, mv, st.pick, R.clock())
     local reqtext = stored_request(request)
     if #cands == 0 then
       if st.early then return keep(cy, st, mv, data, reqtext, now) end
-      return nil, 404, string.format("no waiting transaction with %s = %s", m.request, mv)
+      return nil, Ans.not_found(string.format("no waiting transaction with %s = %s", m.request, mv))
     end
     if st.pick == "only" and #cands > 1 then
-      return nil, 409, string.format("%d transactions wait with %s = %s", #cands, m.request, mv)
+      return nil, Ans.conflict(string.format("%d transactions wait with %s = %s", #cands, m.request, mv))
     end
     if st.pick == "all" then
       for _, c in ipairs(cands) do
@@ -362,25 +363,23 @@ function A.hand_over(c)
   core.spawn(function()
     local ok = core.commit(seq)
     if not ok then
-      C.json(c, 504, { error = string.format("no answer within the sync_timeout of %gs; the cycle goes on",
-                                             c.timeout), transaction = tostring(c.tx) })
+      C.send(c, Ans.timeout(c.timeout, c.tx))
       return
     end
     local url = string.format("%s/hooks/%s/status/%s-%s", R.cfg.public_base, c.token,
                               tostring(c.tx), secret)
-    C.json(c, 202, { accepted = true, transaction = tostring(c.tx), status_url = url },
-           { "Location: " .. url })
+    C.send(c, Ans.handed_over(c.tx, url))
   end)
 end
 
 -- GET /hooks/TOKEN/status/ID-SECRET: the kept answer, or 202 running.
 function A.status(r, caller, token, id, secret)
   if r.method ~= "GET" and r.method ~= "HEAD" then
-    return C.json(caller, 405, { error = "method " .. r.method .. " not allowed" }, { "Allow: GET, HEAD" })
+    return C.send(caller, Ans.method_not_allowed(r.method, "GET, HEAD"))
   end
   local row = must(core.query("sync_get", math.tointeger(tonumber(id)) or -1, secret, token))[1]
-  if not row then return C.json(caller, 404, { error = "no such status" }) end
-  if row.state ~= "done" then return C.json(caller, 202, { state = "running" }) end
+  if not row then return C.send(caller, Ans.not_found("no such status")) end
+  if row.state ~= "done" then return C.send(caller, Ans.status_running()) end
   local h = U.decode(row.headers or "{}", "lax") or {}
   C.answer(caller, math.tointeger(row.status) or 200, h.ctype, h.list, row.body or "")
 end

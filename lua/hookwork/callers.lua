@@ -4,6 +4,7 @@
 -- sync_timeout (504), or at shutdown (503).
 local R = require "hookwork.runtime"
 local U = require "hookwork.util"
+local Ans = require "hookwork.answers"
 local core = R.core
 local C = {}
 R.callers = {}
@@ -47,13 +48,21 @@ function C.json(c, status, obj, headers)
   C.answer(c, status, "application/json", headers, U.encode(obj))
 end
 
+-- Sends an answer from the answers table (status, body, headers): a table
+-- body as JSON, a string body as the JSON text it already is, no body as
+-- an empty one without a Content-Type.
+function C.send(c, status, body, headers)
+  if body == nil then return C.answer(c, status, nil, headers, "") end
+  if type(body) == "string" then return C.answer(c, status, "application/json", headers, body) end
+  return C.json(c, status, body, headers)
+end
+
 function C.tick(now)
   for c in pairs(R.callers) do
     if c.deadline and c.deadline <= now and c.on_timeout then
       c.on_timeout(c, now)
     elseif c.deadline and c.deadline <= now then
-      C.json(c, 504, { error = string.format("no answer within the sync_timeout of %gs; the cycle goes on",
-                                             c.timeout), transaction = c.tx and tostring(c.tx) })
+      C.send(c, Ans.timeout(c.timeout, c.tx))
     end
   end
 end
@@ -63,10 +72,9 @@ end
 function C.shutdown()
   for c in pairs(R.callers) do
     if c.stored then
-      C.json(c, 202, { accepted = true, transaction = c.tx and tostring(c.tx),
-                       note = "the engine is stopping; the run goes on after its restart" })
+      C.send(c, Ans.stored_at_shutdown(c.tx))
     else
-      C.json(c, 503, { error = "shutting down" }, { "Retry-After: 1" })
+      C.send(c, Ans.shutting_down())
     end
   end
 end

@@ -8,6 +8,7 @@
 local R = require "hookwork.runtime"
 local U = require "hookwork.util"
 local C = require "hookwork.callers"
+local Ans = require "hookwork.answers"
 local crypto = require "hookwork.crypto"
 local core = R.core
 local D = {}
@@ -137,13 +138,11 @@ local function answer(e, sync, caller)
   if e.seq then ok = core.commit(e.seq) else ok = core.commit() end
   local id = tostring(e.tx)
   if not ok or e.failed then
-    C.json(caller, 503, { error = "store unavailable: the first delivery was not stored" },
-           { "Retry-After: 1" })
+    C.send(caller, Ans.store_unavailable("the first delivery was not stored"))
     return
   end
   if not sync then
-    C.answer(caller, 202, "application/json", nil,
-             '{"accepted":true,"transaction":"' .. id .. '","duplicate":true}')
+    C.send(caller, Ans.duplicate(id))
     return
   end
   local a = e.answer
@@ -157,13 +156,11 @@ local function answer(e, sync, caller)
     for i, x in ipairs(a.headers) do h[i] = x end
     C.answer(caller, math.tointeger(a.status) or 200, a.ctype, h, a.body)
   elseif not row or row.state == nil or row.state == "running" then
-    C.json(caller, 409, { error = "the first delivery of this request is still running",
-                          transaction = id, duplicate = true })
+    C.send(caller, Ans.duplicate_running(id))
   elseif row.state == "failed" then
-    C.json(caller, 500, { error = "the first delivery of this request failed", transaction = id,
-                          duplicate = true })
+    C.send(caller, Ans.duplicate_failed(id))
   else
-    C.json(caller, 200, { transaction = id, state = row.state, duplicate = true })
+    C.send(caller, Ans.duplicate_state(id, row.state))
   end
 end
 

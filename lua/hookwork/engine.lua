@@ -12,6 +12,7 @@ local V = require "hookwork.verify"
 local D = require "hookwork.dedupe"
 local crypto = require "hookwork.crypto"
 local Rec = require "hookwork.recovery"
+local Ans = require "hookwork.answers"
 local core = R.core
 local E = {}
 
@@ -27,7 +28,7 @@ local function start_job(job, sync)
       if j.tx then M.drop(j) end
     end
     if job.caller then
-      C.json(job.caller, 503, { error = "store unavailable: " .. tostring(err) }, { "Retry-After: 1" })
+      C.send(job.caller, Ans.store_unavailable(err))
     end
     if job.dedupe then D.forget(job.dedupe) end
     if job.on_end then job.on_end("failed") end
@@ -35,14 +36,14 @@ local function start_job(job, sync)
   end
   if job.kind and job.caller then job.caller.stored = true end
   if job.kind == "buffered" then -- kept for a transaction that parks later
-    if job.caller then C.answer(job.caller, 202, "application/json", nil, '{"accepted":true,"buffered":true}') end
+    if job.caller then C.send(job.caller, Ans.buffered()) end
     if job.on_end then job.on_end("buffered") end
     return
   end
   if job.kind == "all" then -- pick = "all": every match runs
     local ids = {}
     for i, j in ipairs(job.jobs) do ids[i] = tostring(j.tx) end
-    if job.caller then C.json(job.caller, 202, { accepted = true, transactions = ids }) end
+    if job.caller then C.send(job.caller, Ans.accepted_all(ids)) end
     if core.stopping() == 2 then return end -- recovered at the next start
     local left = #job.jobs
     for _, j in ipairs(job.jobs) do
@@ -56,8 +57,7 @@ local function start_job(job, sync)
   end
   if job.caller then job.caller.stored = true end
   if job.caller and (not sync or core.stopping() == 2) then
-    C.answer(job.caller, 202, "application/json", nil,
-             '{"accepted":true,"transaction":"' .. job.tx .. '"}')
+    C.send(job.caller, Ans.accepted(job.tx))
     job.caller = nil
   end
   if core.stopping() == 2 then return end -- recovered at the next start
@@ -65,37 +65,38 @@ local function start_job(job, sync)
 end
 
 -- Content-Encoding: the decoded body (counted against --max-body), or
--- nil, status, message.
+-- nil and a rejection (status, body, headers).
 local function decode_body(r)
   local enc = (r.headers["content-encoding"] or ""):lower():gsub("%s", "")
   if enc == "" or enc == "identity" then return r.body end
   if enc ~= "gzip" and enc ~= "x-gzip" and enc ~= "deflate" then
-    return nil, 415, "unsupported content encoding " .. enc
+    return nil, Ans.unsupported("unsupported content encoding " .. enc)
   end
   local max = (R.cfg.max_body or 0) > 0 and R.cfg.max_body or 1048576
   local out, err = crypto.inflate(r.body, enc == "deflate" and "deflate" or "gzip", max)
   if out then return out end
   if err == "too large" then
-    return nil, 413, string.format("body over the limit of %d bytes once decoded", max)
+    return nil, Ans.too_large(max)
   end
-  return nil, 400, string.format("body: cannot decode Content-Encoding %s (%s)", enc, err)
+  return nil, Ans.bad_request(string.format("body: cannot decode Content-Encoding %s (%s)", enc, err))
 end
 
 -- The door, in order: method, cycle state, IP filter, verification (over
 -- the raw bytes), Content-Encoding, body, dedupe, fields; only then is
--- anything written.  Returns nil (answered or on its way) or a rejection:
--- status, message, extra headers.  Shared by HTTP and t.post.
+-- anything written.  Returns nil (answered or on its way) or a rejection
+-- from the answers table: status, {error = message}, extra headers.  Shared by HTTP and t.post.
 function E.submit(hook, r, caller)
   local cy = R.cycles[hook.cycle]
   local st = cy and cy.def and cy.def.steps[cy.def.index[hook.step] or 0]
-  if not st then return 404, "unknown webhook" end
-  if not st.method_set[r.method] then return 405, "method " .. r.method .. " not allowed" end
-  if cy.state ~= "running" then return 503, string.format("cycle '%s' is stopped", cy.name) end
+  if not st then return Ans.unknown_webhook() end
+  -- (the Allow header is added by the HTTP listener)
+  if not st.method_set[r.method] then return Ans.method_not_allowed(r.method) end
+  if cy.state ~= "running" then return Ans.stopped(cy.name) end
   if st.ip_filtered then
     local conn = R.connectors[cy.def.connector]
     if not (conn and conn.filter and core.ip_match(conn.filter, r.ip)) then
       R.count(R.metrics.rejected, cy.name .. "\0" .. st.name .. "\0ip")
-      return 403, string.format("address %s is not allowed for this webhook", r.ip)
+      return Ans.forbidden(r.ip)
     end
   end
   if st.verify then
@@ -105,19 +106,19 @@ function E.submit(hook, r, caller)
       -- rate limited with the other rejection lines (ops.log)
       require("hookwork.ops").log("webhook", string.format("%s/%s: 401 for %s: %s%s", cy.name, st.name,
                                   r.ip, msg, detail and " (" .. detail .. ")" or ""))
-      return 401, msg, challenge and { "WWW-Authenticate: " .. challenge } or nil
+      return Ans.unauthorized(msg, challenge)
     end
   end
   local busy = core.store_refusal()
-  if busy then return 503, "store unavailable: " .. busy, { "Retry-After: 1" } end
-  local body, dstatus, derr = decode_body(r)
-  if not body then return dstatus, derr end
+  if busy then return Ans.store_unavailable(busy) end
+  local body, dstatus, dbody, dheaders = decode_body(r)
+  if not body then return dstatus, dbody, dheaders end
   local preq = { headers = r.headers, body = body }
   local obj, is_form, kind = F.parse_body(preq)
-  if obj == nil then return 400, is_form end
+  if obj == nil then return Ans.bad_request(is_form) end
   local mt = F.media_type(r.headers)
   local data, err, status = F.to_data(st.spec, obj, is_form, kind, mt)
-  if not data then return status, err end
+  if not data then return Ans.rejected(status, err) end
   local request = { method = r.method, path = r.path, headers = r.headers,
                     query = U.parse_query(r.query), body = body, ip = r.ip,
                     json = kind == "json" and obj or nil,
@@ -128,7 +129,7 @@ function E.submit(hook, r, caller)
     key, kerr = D.key(st.dedupe, request, obj)
     if kerr then
       core.log("webhook", string.format("%s/%s: %s", cy.name, st.name, kerr))
-      return 500, "dedupe key function failed"
+      return Ans.dedupe_failed()
     end
     local first = key and D.find(cy.name, st.name, key, R.now())
     if first then
@@ -137,8 +138,8 @@ function E.submit(hook, r, caller)
       return nil
     end
   end
-  local job, jstatus, msg, headers = A.accept(cy, st, data, obj, request, caller)
-  if not job then return jstatus, msg, headers end
+  local job, jstatus, jbody, jheaders = A.accept(cy, st, data, obj, request, caller)
+  if not job then return jstatus, jbody, jheaders end
   if job.kind and caller then job.caller, job.on_end = caller, caller.on_end end
   -- each run takes its place in its transaction's queue now, in arrival
   -- order; it runs once durable
@@ -180,7 +181,7 @@ local function preflight(st, caller)
               "Access-Control-Allow-Headers: " .. table.concat(st.cors.headers, ", "),
               "Access-Control-Max-Age: " .. U.scalar_string(st.cors.max_age) }
   if not caller.cors then h = {} end
-  C.answer(caller, 204, nil, h, "")
+  C.send(caller, Ans.preflight(h))
 end
 
 local function handle(r, caller)
@@ -190,8 +191,9 @@ local function handle(r, caller)
   local hook = token and R.tokens[token]
   caller.cycle, caller.step = hook and hook.cycle, hook and hook.step
   if not hook then
-    require("hookwork.ops").reject(nil, nil, 404, "unknown webhook", r.ip)
-    return C.json(caller, 404, { error = "unknown webhook" })
+    local status, body = Ans.unknown_webhook()
+    require("hookwork.ops").reject(nil, nil, status, body.error, r.ip)
+    return C.send(caller, status, body)
   end
   local cy = R.cycles[hook.cycle]
   local st = cy and cy.def and cy.def.steps[cy.def.index[hook.step] or 0]
@@ -199,12 +201,12 @@ local function handle(r, caller)
     caller.cors = cors_headers(st.cors, r.headers.origin)
     if r.method == "OPTIONS" then return preflight(st, caller) end
   end
-  local status, msg, headers = E.submit(hook, r, caller)
+  local status, body, headers = E.submit(hook, r, caller)
   if status then
     -- a 401 was logged with its detail by the door already
-    require("hookwork.ops").reject(hook.cycle, hook.step, status, msg, r.ip, status == 401)
-    if status == 405 then headers = { "Allow: " .. E.allow(hook) } end
-    C.json(caller, status, { error = msg }, headers)
+    require("hookwork.ops").reject(hook.cycle, hook.step, status, body.error, r.ip, status == 401)
+    if status == 405 then status, body, headers = Ans.method_not_allowed(r.method, E.allow(hook)) end
+    C.send(caller, status, body, headers)
   end
 end
 
@@ -224,7 +226,7 @@ function E.webhook(r, h)
   local ok, err = pcall(handle, r, caller)
   if not ok then
     core.log("webhook", tostring(err))
-    C.json(caller, 500, { error = "internal error" })
+    C.send(caller, Ans.internal())
   end
 end
 

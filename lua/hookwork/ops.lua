@@ -266,8 +266,8 @@ function O.replay(id)
   local request = { method = r.method, path = r.path, headers = r.headers, query = r.query,
                     body = r.body, ip = r.ip, json = kind == "json" and obj or nil,
                     form = is_form and obj or nil }
-  local job, status, msg = require("hookwork.accept").accept(cy, st, data, obj, request, nil)
-  if not job then return err(status == 404 and 409 or status, msg) end
+  local job, status, rej = require("hookwork.accept").accept(cy, st, data, obj, request, nil)
+  if not job then return err(status == 404 and 409 or status, rej.error) end
   local ok, cerr = core.commit(core.write_req("tx_replay_of", job.tx, n))
   if not ok then
     require("hookwork.accept").forget(job)
@@ -329,9 +329,9 @@ function O.on_failure(def, job, step, message, data)
                       headers = { ["content-type"] = "application/json" }, query = {},
                       body = text, json = obj, ip = "127.0.0.1" }
     local A = require "hookwork.accept"
-    local j, _, msg = A.accept(cy, st, fdata, obj, request, nil, { cycle = job.cycle, id = job.tx })
+    local j, _, rej = A.accept(cy, st, fdata, obj, request, nil, { cycle = job.cycle, id = job.tx })
     if not j then
-      O.log("on_failure", string.format("cycle '%s': %s", target.cycle, msg))
+      O.log("on_failure", string.format("cycle '%s': %s", target.cycle, rej.error))
       return
     end
     core.spawn(function()

@@ -8,6 +8,7 @@ local F = require "hookwork.fields"
 local C = require "hookwork.callers"
 local A = require "hookwork.accept"
 local O = require "hookwork.ops"
+local Ans = require "hookwork.answers"
 local core = R.core
 
 -- last: tx -> data JSON for the run queued next; ended: tx -> how hw.finish
@@ -197,9 +198,9 @@ function KIND.link(run, s)
   local request = { method = "POST", path = "/hooks/" .. target.hooks[st.name].token,
                     headers = { ["content-type"] = "application/json" }, query = {},
                     body = text, json = obj, ip = "127.0.0.1" }
-  local job, _, msg = A.accept(target, st, data, obj, request, nil,
+  local job, _, rej = A.accept(target, st, data, obj, request, nil,
                                { cycle = run.cycle, id = run.job.tx })
-  if not job then error(string.format("link to %s: %s", s.cycle, msg), 0) end
+  if not job then error(string.format("link to %s: %s", s.cycle, rej.error), 0) end
   local jobs = job.kind == "all" and job.jobs or (job.kind == nil and { job }) or {}
   for _, j in ipairs(jobs) do M.enqueue(j) end
   run:checkpoint()
@@ -434,16 +435,15 @@ local function finish(run, job, outcome, step, err, final)
   local id = tostring(job.tx)
   local answer
   if outcome == "failed" then
-    answer = { 500, { error = string.format("step '%s' failed: %s", step, public(err)),
-                      transaction = id } }
+    answer = { Ans.failed(id, step, public(err)) }
   else
     local st = outcome == "finished" and final
                or ((outcome == "parked" or job.id) and "waiting"
                    or (outcome == "cancelled" and "cancelled" or "completed"))
-    answer = { 200, { transaction = id, state = st } }
+    answer = { Ans.sync_state(id, st) }
   end
   if caller and C.pending(caller) then
-    C.json(caller, answer[1], answer[2])
+    C.send(caller, answer[1], answer[2])
   elseif run and run.def.on_sync_timeout == "accept" and not run.responded then
     core.write("sync_answer", job.tx, job.run, answer[1],
                U.encode({ ctype = "application/json" }), U.encode(answer[2]))
@@ -538,7 +538,7 @@ function M.end_cancelled(job)
     A.job_done(job.tx)
   end
   if job.caller and C.pending(job.caller) then
-    C.json(job.caller, 200, { transaction = tostring(job.tx), state = "cancelled" })
+    C.send(job.caller, Ans.sync_state(job.tx, "cancelled"))
   end
   if job.on_end then job.on_end("cancelled") end
 end
@@ -554,7 +554,7 @@ local function skip_ended(job, ended)
              U.encode({ { job.entry, now, now, "stopped", null,
                           string.format("not run: the transaction ended at '%s'", ended.step) } }))
   if job.caller and C.pending(job.caller) then
-    C.json(job.caller, 200, { transaction = tostring(job.tx), state = ended.state })
+    C.send(job.caller, Ans.sync_state(job.tx, ended.state))
   end
   if job.on_end then job.on_end("completed") end
 end

@@ -204,8 +204,8 @@ local function submit(hook, r, until_end)
     wake()
   end
   caller.on_pause = caller.on_end -- a step waits for its next attempt
-  local status, msg, hs = require("hookwork.engine").submit(hook, r, caller)
-  if status then C.json(caller, status, { error = msg }, hs) return res end
+  local status, body, hs = require("hookwork.engine").submit(hook, r, caller)
+  if status then C.send(caller, status, body, hs) return res end
   while not (until_end and ended or not until_end and res) do
     waiting = true
     core.wait()
@@ -244,8 +244,9 @@ route = function(req)
   local hook = token and R.tokens[token]
   local res
   if not hook then
-    res = { status = 404, headers = { ["content-type"] = "application/json" },
-            body = '{"error":"unknown webhook"}' }
+    local status, body = require("hookwork.answers").unknown_webhook()
+    res = { status = status, headers = { ["content-type"] = "application/json" },
+            body = U.encode(body) }
   else
     local headers = parse_headers(req.headers)
     if req.body and not headers["content-type"] then headers["content-type"] = "application/json" end
