@@ -16,8 +16,6 @@ local Ans = require "hookwork.answers"
 local core = R.core
 local A = {}
 
-R.ids = { tx = 0, job = 0, hist = 0, early = 0 }
-
 -- Bounds (SPEC: nothing grows without bound).  Runs accepted and not yet
 -- ended, per transaction; requests kept per match value; transactions one
 -- `pick = "all"` request can resume; candidates read per lookup.
@@ -27,8 +25,21 @@ A.MAX_ALL = 1000
 local SCAN = 64
 
 local S -- the overlay and counters (A.reset)
+-- the last ids handed out: transactions, jobs, history entries, kept
+-- requests (from the store at start, A.set_ids)
+local ids
+
+-- The next id of `kind` ("tx", "job", "hist", "early").
+function A.next_id(kind)
+  ids[kind] = ids[kind] + 1
+  return ids[kind]
+end
+
+-- Start-up: ids go on from the largest ones stored.
+function A.set_ids(t) ids = { tx = t.tx, job = t.job, hist = t.hist, early = t.early } end
 
 function A.reset()
+  ids = { tx = 0, job = 0, hist = 0, early = 0 }
   S = { parks = {},    -- key -> { [tx] = pos entry } parks not yet committed
         pos = {},      -- tx -> its newest uncommitted position (park or left)
         runs = {},     -- tx -> newest run number handed out, not committed
@@ -190,8 +201,7 @@ local function resume_job(cy, st, c, data, reqtext, now, req_write)
   else
     job.data = U.merge(U.decode(c.snapshot or "{}", "lax") or {}, data)
   end
-  R.ids.job = R.ids.job + 1
-  job.id = R.ids.job
+  job.id = A.next_id("job")
   -- a request's own write; a park delivering kept requests writes them as
   -- ordinary (kept) writes: the park and its deliveries commit together
   local write = req_write and core.write_req or core.write
@@ -240,8 +250,7 @@ local function keep(cy, st, mv, data, reqtext, now)
     return nil, Ans.busy(string.format("%d requests with %s = %s are kept already; try again later",
                                        n, st.match.request, mv))
   end
-  R.ids.early = R.ids.early + 1
-  local e = { kind = "early", id = R.ids.early, key = key, data = data, request = reqtext,
+  local e = { kind = "early", id = A.next_id("early"), key = key, data = data, request = reqtext,
               received = now, expires_at = R.clock() + st.early }
   local seq = core.write_req("early_insert", e.id, cy.name, st.name, mv, now, e.expires_at,
                              U.encode(data), reqtext)
@@ -297,8 +306,7 @@ function A.accept(cy, st, data, obj, request, caller, linked)
   local now = R.now()
   local job
   if st.index == 1 then
-    R.ids.tx = R.ids.tx + 1
-    local id = R.ids.tx
+    local id = A.next_id("tx")
     job = { tx = id, run = 1, data = data, data_json = U.encode(data, "tx.data") }
     job.seq = core.write_req("tx_insert", id, cy.name, "running", st.name, job.data_json, now,
                              now, 1, linked and linked.cycle, linked and linked.id,

@@ -7,11 +7,14 @@ local U = require "hookwork.util"
 local Ans = require "hookwork.answers"
 local core = R.core
 local C = {}
-R.callers = {}
+local waiting = {} -- callers not answered yet (the sync_timeout tick, shutdown)
+
+-- Test harness: no caller waits any more.
+function C.reset() waiting = {} end
 
 function C.new(h, cycle, step, fn)
   local c = { h = h, fn = fn, cycle = cycle, step = step }
-  R.callers[c] = true
+  waiting[c] = true
   return c
 end
 
@@ -24,13 +27,13 @@ function C.pending(c) return c ~= nil and not c.done and not c.handed end
 -- it once, with C.answer.
 function C.hand_over(c)
   c.handed, c.deadline = true, nil
-  R.callers[c] = nil
+  waiting[c] = nil
 end
 
 function C.answer(c, status, ctype, headers, body)
   if c.done then return end
   c.done = true
-  R.callers[c] = nil
+  waiting[c] = nil
   if c.on_answer then c.on_answer(status, ctype, headers, body) end -- dedupe keeps it
   if c.cors then
     headers = headers and { table.unpack(headers) } or {}
@@ -58,7 +61,7 @@ function C.send(c, status, body, headers)
 end
 
 function C.tick(now)
-  for c in pairs(R.callers) do
+  for c in pairs(waiting) do
     if c.deadline and c.deadline <= now and c.on_timeout then
       c.on_timeout(c, now)
     elseif c.deadline and c.deadline <= now then
@@ -70,7 +73,7 @@ end
 -- At the shutdown deadline: a caller whose request is stored is told so
 -- (202: its run goes on after the restart); 503 only for what was not.
 function C.shutdown()
-  for c in pairs(R.callers) do
+  for c in pairs(waiting) do
     if c.stored then
       C.send(c, Ans.stored_at_shutdown(c.tx))
     else

@@ -251,7 +251,7 @@ function E.start()
   L.scan(R.cfg.cycles_dir)
   L.rebuild()
   local ids = L.rows("max_ids")[1]
-  R.ids.tx, R.ids.job, R.ids.hist, R.ids.early = ids.tx, ids.job, ids.hist, ids.early
+  A.set_ids(ids)
   -- the backlog streams in, a page at a time (recovery.lua)
   Rec.start(ids.tx, ids.job)
   Rec.feed()

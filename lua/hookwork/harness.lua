@@ -13,15 +13,14 @@ local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
 
 local function reset(dir)
   R.cycles, R.connectors, R.tokens = {}, {}, {}
-  R.callers, R.active, R.queued = {}, {}, {}
-  require("hookwork.accept").reset()
-  require("hookwork.run").last = {}
-  require("hookwork.run").ended = {}
-  R.ids.tx, R.ids.job, R.ids.hist, R.ids.early = 0, 0, 0, 0
-  R.ops.waits, R.ops.cancelled, R.ops.busy = {}, {}, {}
+  -- each module clears its own state
+  require("hookwork.callers").reset()
+  require("hookwork.run").reset()
+  require("hookwork.accept").reset() -- its overlay, counters and ids
+  require("hookwork.ops").reset()
   R.clock_offset = 0
-  R.metrics = { webhook = {}, tasks = {}, outbound = {}, rejected = {}, latency = {} }
-  L.files, L.hook_tokens, L.states, L.overrides = {}, {}, {}, {}
+  R.reset_metrics()
+  L.reset()
   R.cfg.cycles_dir = dir
   R.cfg.public_base = T.ORIGIN -- hw.url: routed in-process by the mocks' transport
   L.scan(dir)

@@ -109,7 +109,7 @@ local function request(o)
   -- memory to build the response
   if res == nil then error(method .. " " .. url .. ": no response (engine stopping or out of memory)", 0) end
   -- a cancelled transaction stops at its next yield (this one)
-  if run.job and R.ops and R.ops.cancelled[run.job.tx] then error("cancelled", 0) end
+  if run.job and require("hookwork.ops").is_cancelled(run.job.tx) then error("cancelled", 0) end
   run.dirty = true
   run:note_attempts(method, url, res.attempts)
   record_metrics(run, method, res.status or 0, res.seconds or 0)

@@ -8,6 +8,9 @@ local S = require "hookwork.sandbox"
 local core = R.core
 local L = { files = {}, hook_tokens = {}, states = {}, overrides = {} }
 
+-- Test harness: no file loaded, no token, state or override kept.
+function L.reset() L.files, L.hook_tokens, L.states, L.overrides = {}, {}, {}, {} end
+
 -- A fresh environment per file (see sandbox.lua).
 L.sandbox = S.env
 

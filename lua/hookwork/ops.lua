@@ -12,9 +12,16 @@ local O = {}
 -- waits: tx id -> {job, due} (a step waiting to be tried again);
 -- cancelled: tx id -> time (runs and queued jobs of it stop);
 -- busy: tx ids being retried by the API right now.
-R.ops = { waits = {}, cancelled = {}, busy = {},
-          rej = { items = {}, next = 1, n = 0 },
-          logwin = { at = 0, n = 0, dropped = 0 } }
+-- (rej: the recent rejections; logwin: the log rate limit's window.)
+local S = { rej = { items = {}, next = 1, n = 0 },
+            logwin = { at = 0, n = 0, dropped = 0 } }
+
+-- Test harness: no wait, cancellation or retry in progress (the recent
+-- rejections and the log window are the process's and stay).
+function O.reset()
+  S.waits, S.cancelled, S.busy = {}, {}, {}
+end
+O.reset()
 
 local REJ_MAX = 10000
 local LOG_PER_SECOND = 100
@@ -24,7 +31,7 @@ local LOG_PER_SECOND = 100
 -- One log line, at most LOG_PER_SECOND a second; what is dropped is
 -- counted and reported with the next line that gets through.
 function O.log(tag, msg)
-  local w, now = R.ops.logwin, core.now()
+  local w, now = S.logwin, core.now()
   if now - w.at >= 1 then
     if w.dropped > 0 then
       core.log("log", string.format("%d lines dropped (over %d a second)", w.dropped, LOG_PER_SECOND))
@@ -48,7 +55,7 @@ end
 -- A rejected webhook request: kept in memory (the last REJ_MAX) and logged
 -- (unless `logged`: the caller wrote its own line through O.log).
 function O.reject(cycle, step, status, reason, ip, logged)
-  local r = R.ops.rej
+  local r = S.rej
   r.items[r.next] = { time = O.iso(R.now()), cycle = cycle or U.null, step = step or U.null,
                       status = status, reason = reason, ip = ip or U.null }
   r.next = r.next % REJ_MAX + 1
@@ -60,7 +67,7 @@ end
 
 -- The most recent rejections, newest first.
 function O.rejections(limit)
-  local r, out = R.ops.rej, {}
+  local r, out = S.rej, {}
   local i = r.next
   for _ = 1, math.min(limit, r.n) do
     i = (i - 2) % REJ_MAX + 1
@@ -123,7 +130,7 @@ end
 
 -- ---------------------------------------------------------------- cancel
 
-function O.is_cancelled(id) return R.ops.cancelled[id] ~= nil end
+function O.is_cancelled(id) return S.cancelled[id] ~= nil end
 
 local function err(status, msg) return { status = status, error = msg } end
 
@@ -145,13 +152,13 @@ function O.cancel(id)
   core.write_req("tx_cancel", n, now)
   local ok, cerr = core.commit(core.write_req("jobs_drop", n))
   if not ok then return err(503, "store unavailable: " .. tostring(cerr)) end
-  R.ops.cancelled[n] = now
+  S.cancelled[n] = now
   require("hookwork.accept").note_left(n) -- a park not yet durable no longer matches
-  local w = R.ops.waits[n]
+  local w = S.waits[n]
   if w then
     -- a step waiting for its next attempt holds the transaction: its job
     -- goes on now, sees the mark and ends (queued runs of it do the same)
-    R.ops.waits[n] = nil
+    S.waits[n] = nil
     core.spawn(require("hookwork.run").continue_job, w.job)
   end
   O.log("ops", string.format("transaction %d cancelled", n))
@@ -160,8 +167,8 @@ end
 
 -- Cancel marks are kept while anything of the transaction may still run.
 function O.sweep(now)
-  for id, at in pairs(R.ops.cancelled) do
-    if now - at > 30 and not R.active[id] then R.ops.cancelled[id] = nil end
+  for id, at in pairs(S.cancelled) do
+    if now - at > 30 and not require("hookwork.run").is_active(id) then S.cancelled[id] = nil end
   end
 end
 
@@ -191,7 +198,7 @@ end
 -- Queues the writes of one retry; returns the job to run or nil, status, message.
 local function prepare_retry(row, from)
   local id = row.id
-  if R.ops.busy[id] or R.active[id] then
+  if S.busy[id] or require("hookwork.run").is_active(id) then
     return nil, 409, string.format("transaction %d is running", id)
   end
   if row.state ~= "failed" then
@@ -204,7 +211,7 @@ local function prepare_retry(row, from)
   local data = row.ckpt_data or row.data or "{}"
   local run = (row.runs or 1) + 1
   local seq = core.write_req("tx_retry", id, step, run, data, R.now())
-  R.ops.busy[id] = true
+  S.busy[id] = true
   return { seq = seq, tx = id, run = run, cycle = row.cycle, ckpt_step = step, data_json = data,
            data = U.decode(data, "lax") or {}, request = O.load_request(row.request) }
 end
@@ -213,7 +220,7 @@ local function start_jobs(jobs)
   local ok, cerr = true, nil
   if #jobs > 0 then ok, cerr = core.commit(jobs[#jobs].seq) end -- one batch
   for _, job in ipairs(jobs) do
-    R.ops.busy[job.tx] = nil
+    S.busy[job.tx] = nil
     if ok then core.spawn(require("hookwork.run").run_job, job) end
   end
   return ok, cerr
@@ -283,15 +290,15 @@ end
 -- A step waits `due` for its next attempt: the run has ended, the
 -- transaction stays held (runs of it never overlap) until then.
 function O.wait(job, due)
-  R.ops.waits[job.tx] = { job = job, due = due }
+  S.waits[job.tx] = { job = job, due = due }
 end
 
 -- Wakes the waits that are due; returns the jobs started.
 function O.wake(now)
   local started = {}
-  for id, w in pairs(R.ops.waits) do
+  for id, w in pairs(S.waits) do
     if w.due <= now then
-      R.ops.waits[id] = nil
+      S.waits[id] = nil
       started[#started + 1] = w.job
       core.spawn(require("hookwork.run").continue_job, w.job)
     end

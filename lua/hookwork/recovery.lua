@@ -96,9 +96,9 @@ function V.feed()
       end
       if j.state == "cancelled" then
         core.write("job_delete", j.id) -- its transaction was cancelled
-      elseif j.retry_at and not R.active[j.tx] then
+      elseif j.retry_at and not M.is_active(j.tx) then
         -- a step waiting for its next attempt: the countdown goes on
-        R.active[j.tx] = true
+        M.hold(j.tx)
         O.wait(job_of(j), j.retry_at)
         st.n = st.n + 1
       else

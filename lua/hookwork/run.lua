@@ -16,7 +16,21 @@ local core = R.core
 local M = { last = {}, ended = {} }
 local Run = {}
 Run.__index = Run
-R.active, R.queued = {}, {}
+-- active: tx -> true while a coroutine holds the transaction; queued: tx ->
+-- its accepted runs waiting for their turn, in arrival order
+local active, queued = {}, {}
+
+-- Test harness: no transaction is held or queued.
+function M.reset()
+  active, queued, M.last, M.ended = {}, {}, {}, {}
+end
+
+-- A coroutine holds transaction `id` (a run, or a step's wait for its
+-- next attempt).
+function M.is_active(id) return active[id] ~= nil end
+
+-- Recovery: a step waiting for its next attempt holds its transaction.
+function M.hold(id) active[id] = true end
 
 -- Steps' errors come back from core.protect as strings; anything else here
 -- is the engine's own, and its text never runs cycle code (__tostring).
@@ -57,8 +71,7 @@ function Run:flush_hist()
   if n == self.written then return end
   local part = self.history
   if self.written > 0 then part = table.move(self.history, self.written + 1, n, 1, {}) end
-  R.ids.hist = R.ids.hist + 1
-  core.write("hist_insert", self.job.tx, R.ids.hist, self.job.run, U.encode(part))
+  core.write("hist_insert", self.job.tx, A.next_id("hist"), self.job.run, U.encode(part))
   self.written = n
 end
 
@@ -430,7 +443,7 @@ local function finish(run, job, outcome, step, err, final)
     if def then O.on_failure(def, job, step, err, U.decode(data or "{}", "lax") or {}) end
   end
   -- the next run queued behind this one may start from this data
-  if R.queued[job.tx] then M.last[job.tx] = data or final_data(run, job) end
+  if queued[job.tx] then M.last[job.tx] = data or final_data(run, job) end
   local caller = job.caller
   local id = tostring(job.tx)
   local answer
@@ -452,27 +465,27 @@ local function finish(run, job, outcome, step, err, final)
 end
 
 -- The per-transaction queue.  A job takes its place when it is accepted
--- (in arrival order, R.queued[tx]) and becomes ready once its writes are
+-- (in arrival order, queued[tx]) and becomes ready once its writes are
 -- durable; the transaction runs its head job when that is ready and no run
--- holds it (R.active[tx]).  So runs of one transaction never overlap and
+-- holds it (active[tx]).  So runs of one transaction never overlap and
 -- follow arrival order, whatever order the commits are reported in.
 local run_held
 
 function M.pump(id)
-  if R.active[id] then return end
-  local q = R.queued[id]
+  if active[id] then return end
+  local q = queued[id]
   local head = q and q[1]
   if not head or not head.ready then return end
   table.remove(q, 1)
-  if #q == 0 then R.queued[id] = nil end
-  R.active[id] = true
+  if #q == 0 then queued[id] = nil end
+  active[id] = true
   core.spawn(run_held, head)
 end
 
 -- Takes the job's place in its transaction's queue (at accept time).
 function M.enqueue(job)
-  local q = R.queued[job.tx]
-  if not q then q = {}; R.queued[job.tx] = q end
+  local q = queued[job.tx]
+  if not q then q = {}; queued[job.tx] = q end
   q[#q + 1] = job
 end
 
@@ -484,12 +497,12 @@ end
 
 -- The job will not run (its request was not stored): it leaves the queue.
 function M.drop(job)
-  local q = R.queued[job.tx]
+  local q = queued[job.tx]
   for i = 1, q and #q or 0 do
     if q[i] == job then table.remove(q, i) break end
   end
-  if q and #q == 0 then R.queued[job.tx] = nil end
-  if not R.queued[job.tx] and not R.active[job.tx] then M.last[job.tx] = nil end
+  if q and #q == 0 then queued[job.tx] = nil end
+  if not queued[job.tx] and not active[job.tx] then M.last[job.tx] = nil end
   M.pump(job.tx)
   if job.after then job.after() end
 end
@@ -506,11 +519,11 @@ end
 function M.run_ready(job)
   job.ready = true
   local id = job.tx
-  local q = R.queued[id]
-  if R.active[id] or not q or q[1] ~= job then return M.pump(id) end
+  local q = queued[id]
+  if active[id] or not q or q[1] ~= job then return M.pump(id) end
   table.remove(q, 1)
-  if #q == 0 then R.queued[id] = nil end
-  R.active[id] = true
+  if #q == 0 then queued[id] = nil end
+  active[id] = true
   run_held(job)
 end
 
@@ -518,8 +531,8 @@ end
 -- coroutine waits: recovery counts its runs in flight this way).
 function M.run_job(job)
   local id = job.tx
-  if not R.active[id] and not R.queued[id] then -- its turn now: run it here
-    R.active[id] = true
+  if not active[id] and not queued[id] then -- its turn now: run it here
+    active[id] = true
     return run_held(job)
   end
   local me, waiting, done = coroutine.running(), false, false
@@ -549,8 +562,7 @@ local function skip_ended(job, ended)
   local now = ms(R.now())
   core.write("job_delete", job.id)
   A.job_done(job.tx)
-  R.ids.hist = R.ids.hist + 1
-  core.write("hist_insert", job.tx, R.ids.hist, job.run,
+  core.write("hist_insert", job.tx, A.next_id("hist"), job.run,
              U.encode({ { job.entry, now, now, "stopped", null,
                           string.format("not run: the transaction ended at '%s'", ended.step) } }))
   if job.caller and C.pending(job.caller) then
@@ -559,23 +571,23 @@ local function skip_ended(job, ended)
   if job.on_end then job.on_end("completed") end
 end
 
--- Runs a job whose transaction this coroutine holds (R.active): a step's
+-- Runs a job whose transaction this coroutine holds (active): a step's
 -- next attempt goes on here after its wait (ops.lua).
 run_held = function(job)
   local id = job.tx
   if job.id and M.ended[id] then
     local ok, ferr = pcall(skip_ended, job, M.ended[id])
     if not ok then core.log("run", "skipping a run of transaction " .. id .. ": " .. tostring(ferr)) end
-    R.active[id] = nil
-    if not R.queued[id] then M.last[id], M.ended[id] = nil, nil end
+    active[id] = nil
+    if not queued[id] then M.last[id], M.ended[id] = nil, nil end
     M.pump(id)
     if job.after then job.after() end
     return
   end
   if O.is_cancelled(id) then
     M.end_cancelled(job)
-    R.active[id] = nil
-    if not R.queued[id] then M.last[id] = nil end
+    active[id] = nil
+    if not queued[id] then M.last[id] = nil end
     M.pump(id)
     if job.after then job.after() end
     return
@@ -617,8 +629,8 @@ run_held = function(job)
       end
     end)
   end
-  R.active[id] = nil
-  if not R.queued[id] then M.last[id], M.ended[id] = nil, nil end
+  active[id] = nil
+  if not queued[id] then M.last[id], M.ended[id] = nil, nil end
   M.pump(id)
   if job.after then job.after() end
 end

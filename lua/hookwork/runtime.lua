@@ -1,5 +1,10 @@
--- runtime: the state the engine and the public API share, in one table.
--- Nothing else in lua/ keeps mutable state at module level.
+-- runtime: what the engine and the public API truly share, in one table:
+-- the core functions, the configuration, the clocks, the registry of
+-- cycles, connectors and tokens, and the metrics counters.  State one
+-- module owns stays in that module, with a reset() the test harness calls
+-- (callers: who waits; run: held and queued transactions; accept: the
+-- uncommitted overlay and the ids; ops: waits, cancellations, retries;
+-- loader: loaded files).
 local core = require "hookwork.core"
 
 local R = {
@@ -11,9 +16,15 @@ local R = {
   runs = setmetatable({}, { __mode = "k" }), -- coroutine -> run
   clock_offset = 0,  -- moved by t.advance in the test harness
   transport = nil,   -- replaces core.http in the test harness (mocks)
-  metrics = { webhook = {}, tasks = {}, outbound = {}, rejected = {},
-              latency = {} },
 }
+
+-- The counters the admin API's /metrics shows; callers, the door, runs and
+-- outbound calls count into them.  R.reset_metrics(): all back to zero
+-- (the test harness, between cycle files).
+function R.reset_metrics()
+  R.metrics = { webhook = {}, tasks = {}, outbound = {}, rejected = {}, latency = {} }
+end
+R.reset_metrics()
 
 -- R.now(): the wall clock, for times that are stored or shown.
 -- R.clock(): the clock that waits are measured on (sync_timeout, expires,
