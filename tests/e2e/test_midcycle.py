@@ -5,7 +5,7 @@ import json
 import time
 
 from lib import (cycle, Engine, Recorder, RawConn, test, eq, ok, contains, wait_until, lua_str,
-                 parse_responses)
+                 parse_responses, accepted, hist, park, wait_run)
 
 
 def orders(rec_url, status_extra=""):
@@ -21,35 +21,6 @@ def orders(rec_url, status_extra=""):
                  json = function(tx) return { order = tx.data.order_id, counter = tx.data.counter,
                                               status = tx.data.status } end },
 """ % {"u": lua_str(rec_url), "extra": status_extra})
-
-
-def accepted(r, msg=""):
-    eq(r.status, 202, (msg + ": " if msg else "") + "status (body %r)" % r.body)
-    eq(sorted(r.json or {}), ["accepted", "transaction"], "202 body %r" % r.body)
-    return r.json["transaction"]
-
-
-def hist(t):
-    return [(h.get("step"), h.get("status"), h.get("run")) for h in t.get("history") or []]
-
-
-def park(e, order_id, cycle_name="orders", hook="new order", wait_step="status"):
-    tid = accepted(e.post(e.hook_url(cycle_name, hook), json={"order_id": order_id}))
-    t = e.wait_tx(tid, {"waiting", "failed", "completed"})
-    eq(t["state"], "waiting", "parked (history %r)" % t.get("history"))
-    eq(t["step"], wait_step, "a waiting transaction's step is its webhook")
-    return tid
-
-
-def wait_run(e, tid, run, step, timeout=10):
-    """Wait until history shows `step` ended in run number `run`; return the transaction."""
-    def get():
-        t = e.tx(tid)
-        for h in t.get("history") or []:
-            if h.get("run") == run and h.get("step") == step and h.get("ended") is not None:
-                return t
-        return None
-    return wait_until(get, timeout=timeout, msg="step %r of run %d of %s" % (step, run, tid))
 
 
 # ------------------------------------------------------------------ park and resume

@@ -14,13 +14,9 @@ import time
 import urllib.parse
 
 from lib import (cycle, Engine, Recorder, RawConn, test, eq, ok, contains, wait_until, lua_str,
-                 http_request, run_cli, REPO)
+                 http_request, run_cli, REPO, accepted, hist, park, wait_run)
 
 
-def accepted(r, msg=""):
-    eq(r.status, 202, (msg + ": " if msg else "") + "status (body %r)" % r.body)
-    eq(sorted(r.json or {}), ["accepted", "transaction"], "202 body %r" % r.body)
-    return r.json["transaction"]
 
 
 def buffered(r, msg=""):
@@ -28,26 +24,10 @@ def buffered(r, msg=""):
     eq(r.json, {"accepted": True, "buffered": True})
 
 
-def hist(t):
-    return [(h.get("step"), h.get("status"), h.get("run")) for h in t.get("history") or []]
 
 
-def park(e, order_id, cycle_name, hook, wait_step):
-    tid = accepted(e.post(e.hook_url(cycle_name, hook), json={"order_id": order_id}))
-    t = e.wait_tx(tid, {"waiting", "failed", "completed"})
-    eq(t["state"], "waiting", "parked (history %r)" % t.get("history"))
-    eq(t["step"], wait_step)
-    return tid
 
 
-def wait_run(e, tid, run, step, timeout=10):
-    def get():
-        t = e.tx(tid)
-        for h in t.get("history") or []:
-            if h.get("run") == run and h.get("step") == step and h.get("ended") is not None:
-                return t
-        return None
-    return wait_until(get, timeout=timeout, msg="step %r of run %d of %s" % (step, run, tid))
 
 
 def metric(e, name, **labels):
