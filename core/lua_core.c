@@ -143,6 +143,34 @@ static int l_core_progress(lua_State *L) {
 
 /* --- store ---------------------------------------------------------- */
 
+static const char *const id_kinds[] = {"tx", "job", "hist", "early", NULL};
+
+/* core.next_id(kind) -> the next id of "tx", "job", "hist" or "early" */
+static int l_core_next_id(lua_State *L) {
+  hw_store_t *st = ENGINE(L)->store;
+  int kind = luaL_checkoption(L, 1, NULL, id_kinds);
+  int64_t id;
+  if (st == NULL)
+    return luaL_error(L, "store: not open");
+  if (hw_store_next_id(st, kind, &id) != 0)
+    return luaL_error(L, "store: cannot number a new %s", id_kinds[kind]);
+  lua_pushinteger(L, (lua_Integer) id);
+  return 1;
+}
+
+/* core.last_ids() -> { tx =, job =, hist =, early = }: the largest ids
+ * handed out so far (at start: the largest stored) */
+static int l_core_last_ids(lua_State *L) {
+  hw_store_t *st = ENGINE(L)->store;
+  int k;
+  lua_createtable(L, 0, HW_ID_KINDS);
+  for (k = 0; k < HW_ID_KINDS; k++) {
+    lua_pushinteger(L, st ? (lua_Integer) hw_store_last_id(st, k) : 0);
+    lua_setfield(L, -2, id_kinds[k]);
+  }
+  return 1;
+}
+
 static int to_vals(lua_State *L, int from, hw_val_t *v, int max) {
   int i, n = lua_gettop(L) - from + 1;
   if (n > max)
@@ -683,6 +711,7 @@ static const luaL_Reg core_fns[] = {
   {"store_refusal", l_core_store_refusal}, {"stopping", l_core_stopping},
   {"store_pending", l_core_store_pending},
   {"progress", l_core_progress},
+  {"next_id", l_core_next_id}, {"last_ids", l_core_last_ids},
   {"write", l_core_write},
   {"query", l_core_query}, {"aquery", l_core_aquery}, {"http", l_core_http},
   {"answer", l_core_answer},

@@ -165,6 +165,38 @@ static int lock_dir(const char *dir, int *fd_out, char *err, size_t len) {
 static void timer_closed(uv_handle_t *h) { free(h); }
 static void async_closed(uv_handle_t *h) { free(h); }
 
+static int seed_row(int ncols, const hw_val_t *cols, const char *const *names,
+                    void *arg) {
+  hw_store_t *st = arg;
+  int i;
+  (void) names;
+  for (i = 0; i < ncols && i < HW_ID_KINDS; i++)
+    st->ids[i] = cols[i].type == HW_V_INT ? cols[i].i : 0;
+  return 0;
+}
+
+/* The counters go on from the largest ids stored (max_ids lists them in
+ * HW_ID_* order). */
+static int seed_ids(hw_store_t *st, char *err, size_t len) {
+  int id = hw_store_stmt_id("max_ids");
+  if (id < 0 || hw_store_query(st, id, NULL, 0, seed_row, st) != 0) {
+    snprintf(err, len, "reading the largest ids: %s", st->errmsg);
+    return -EIO;
+  }
+  return 0;
+}
+
+int hw_store_next_id(hw_store_t *st, int kind, int64_t *id) {
+  if (kind < 0 || kind >= HW_ID_KINDS)
+    return -EINVAL;
+  *id = ++st->ids[kind];
+  return 0;
+}
+
+int64_t hw_store_last_id(const hw_store_t *st, int kind) {
+  return kind >= 0 && kind < HW_ID_KINDS ? st->ids[kind] : 0;
+}
+
 int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
                   char *err, size_t errlen) {
   char path[4096];
@@ -214,6 +246,8 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
     sqlite3_exec(st->rd, "PRAGMA cache_size=-32000", NULL, NULL, NULL);
   if (rc == 0)
     rc = prepare_all(st, err, errlen);
+  if (rc == 0)
+    rc = seed_ids(st, err, errlen);
   /* each handle is initialised as soon as it is allocated, so the error
    * path closes only what exists */
   if (rc == 0) {

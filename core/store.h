@@ -111,6 +111,16 @@ int hw_store_refusal(const hw_store_t *st, char *reason, size_t len);
 void hw_store_progress(const hw_store_t *st, uint64_t *written,
                        uint64_t *done);
 
+/* Ids: transactions, jobs, history rows and kept requests are numbered by
+ * the store, so every path that creates one (the Lua side, the C accept
+ * path, and, on a shared store, every node) draws from one counter per
+ * kind.  On SQLite the counters go on from the largest ids stored. */
+enum { HW_ID_TX, HW_ID_JOB, HW_ID_HIST, HW_ID_EARLY, HW_ID_KINDS };
+/* The next id of `kind` in *id: 0, or negative (-EINVAL: no such kind). */
+int hw_store_next_id(hw_store_t *st, int kind, int64_t *id);
+/* The largest id of `kind` handed out so far (0 before the first). */
+int64_t hw_store_last_id(const hw_store_t *st, int kind);
+
 /* Runs a read statement on the reader connection; rows go to cb. */
 int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
                    hw_store_row_cb cb, void *arg);

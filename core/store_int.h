@@ -63,6 +63,7 @@ struct hw_store_s {
   uv_timer_t *linger;          /* seals writes nobody waits for */
   size_t unsealed;             /* ops written since the last seal */
   char errmsg[256];            /* last query error */
+  int64_t ids[HW_ID_KINDS];    /* last id handed out, per kind */
   /* shared, under mu */
   uv_mutex_t mu;
   uv_cond_t cv;                /* wakes the writer */

@@ -186,6 +186,7 @@ static const hw_stmt_def_t hw_stmts[] = {
   {"hooks_all", 0, 0, "SELECT cycle, step, token FROM hooks"},
   {"cycles_all", 0, 0, "SELECT name, state FROM cycles"},
   {"connectors_all", 0, 0, "SELECT name, allowed_ips, file_sig FROM connectors"},
+  /* columns in HW_ID_* order: the store's id counters start from them */
   {"max_ids", 0, 0, "SELECT (SELECT coalesce(max(id), 0) FROM tx) AS tx,"
    " (SELECT coalesce(max(id), 0) FROM jobs) AS job,"
    " (SELECT coalesce(max(seq), 0) FROM hist) AS hist,"

@@ -25,21 +25,12 @@ A.MAX_ALL = 1000
 local SCAN = 64
 
 local S -- the overlay and counters (A.reset)
--- the last ids handed out: transactions, jobs, history entries, kept
--- requests (from the store at start, A.set_ids)
-local ids
 
--- The next id of `kind` ("tx", "job", "hist", "early").
-function A.next_id(kind)
-  ids[kind] = ids[kind] + 1
-  return ids[kind]
-end
-
--- Start-up: ids go on from the largest ones stored.
-function A.set_ids(t) ids = { tx = t.tx, job = t.job, hist = t.hist, early = t.early } end
+-- The next id of `kind` ("tx", "job", "hist", "early"): the store numbers
+-- them (one counter per kind for every path that creates rows).
+function A.next_id(kind) return core.next_id(kind) end
 
 function A.reset()
-  ids = { tx = 0, job = 0, hist = 0, early = 0 }
   S = { parks = {},    -- key -> { [tx] = pos entry } parks not yet committed
         pos = {},      -- tx -> its newest uncommitted position (park or left)
         runs = {},     -- tx -> newest run number handed out, not committed
