@@ -8,6 +8,9 @@ PKGS    := clang liblua5.4-dev libuv1-dev libcurl4-openssl-dev \
            lua-check lintian binutils \
            chromium chromium-driver python3-selenium \
            libssl-dev zlib1g-dev
+# PostgreSQL server for the tests of --store postgres (tests/e2e/pgserver.py);
+# nginx to check the README's load-balancer config (nginx -t).
+PKGS    += postgresql nginx-light
 LLHTTP  := /usr/share/llhttp
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
            -I/usr/include/lua5.4 -I/usr/share/include/llhttp -Icore \

@@ -38,6 +38,51 @@ def hookwork_bin():
     return os.environ.get("HOOKWORK_BIN") or os.path.join(REPO, "hookwork")
 
 
+# ---------------------------------------------------------------- store backend
+# HOOKWORK_TEST_STORE=postgres runs every Engine on a fresh database of a
+# throwaway PostgreSQL (tests/e2e/pgserver.py) instead of SQLite in --data.
+
+STORE = os.environ.get("HOOKWORK_TEST_STORE", "sqlite") or "sqlite"
+if STORE not in ("sqlite", "postgres"):
+    raise SystemExit("HOOKWORK_TEST_STORE=%r: expected sqlite or postgres" % STORE)
+
+
+def on_postgres():
+    return STORE == "postgres"
+
+
+class Skip(Exception):
+    """Raised by skip(): the runner prints `skip NAME: REASON`, counted neither
+    as passed nor as failed."""
+
+
+def skip(reason):
+    raise Skip(reason)
+
+
+def not_on_postgres(reason):
+    """A test about SQLite files (or another property of the embedded store) calls
+    this first: on the PostgreSQL backend it is reported as not applicable."""
+    if on_postgres():
+        raise Skip("n/a on postgres: " + reason)
+
+
+def pg_server():
+    """The throwaway PostgreSQL of this test process (started on first use);
+    skips the test with the reason when no server can run here."""
+    import pgserver
+    why = pgserver.available()
+    if why:
+        skip(why)
+    return pgserver.shared()
+
+
+def pg_database():
+    """URL of a fresh database on the test PostgreSQL (for Engine(store=URL):
+    several engines on one database)."""
+    return pg_server().new_database()
+
+
 # ---------------------------------------------------------------- registry
 
 TESTS = []          # list of (full_name, func)
@@ -223,8 +268,13 @@ def run_cli(args, cwd=None, env=None, timeout=20):
 # ---------------------------------------------------------------- engine
 
 class Engine:
-    def __init__(self, files=None, cycles_dir=None, env=None, args=[], data_dir=None):
+    def __init__(self, files=None, cycles_dir=None, env=None, args=[], data_dir=None, store=None):
+        """store: a postgres:// URL to run on (several Engines may share one);
+        under HOOKWORK_TEST_STORE=postgres each Engine gets a fresh database on
+        its first start, kept across restarts."""
         self.tmp = tempfile.mkdtemp(prefix="hookwork-e2e-")
+        self.store = store
+        self._own_store = False  # a database made for this Engine, dropped by close()
         self.cycles_dir = cycles_dir or os.path.join(self.tmp, "cycles")
         self.data_dir = data_dir or os.path.join(self.tmp, "var")
         os.makedirs(self.cycles_dir, exist_ok=True)
@@ -254,7 +304,8 @@ class Engine:
         return self.env_extra.get("HOOKWORK_ADMIN_TOKEN")
 
     def command(self):
-        return [hookwork_bin(), "run", "--cycles", self.cycles_dir, "--data", self.data_dir,
+        where = ["--store", self.store] if self.store else ["--data", self.data_dir]
+        return [hookwork_bin(), "run", "--cycles", self.cycles_dir] + where + [
                 "--listen", "127.0.0.1:%d" % self.port,
                 "--admin", "127.0.0.1:%d" % self.admin_port] + self.args
 
@@ -262,6 +313,9 @@ class Engine:
     def start(self, wait=True):
         if self.proc and self.proc.poll() is None:
             raise AssertionError("engine already running")
+        if self.store is None and on_postgres():
+            self.store = pg_database()
+            self._own_store = True
         env = dict(os.environ)
         env.pop("HOOKWORK_ADMIN_TOKEN", None)
         env.pop("HOOKWORK_READ_TIMEOUT", None)
@@ -469,6 +523,20 @@ class Engine:
                                      % (id, sorted(states) if states else "(any)", timeout, _short(last, 2000)))
             time.sleep(0.05)
 
+    def db_rows(self, sql, args=(), pg=None):
+        """Rows of a query on the engine's store, read directly: SQLite's
+        DATA/hookwork.db, or the engine's PostgreSQL database through psql
+        (`pg`: the query in PostgreSQL's dialect where it differs; `?` marks
+        arguments in both). A list of tuples."""
+        if self.store:
+            return pg_server().query(self.store, pg or sql, args)
+        import sqlite3
+        con = sqlite3.connect(os.path.join(self.data_dir, "hookwork.db"), timeout=10)
+        try:
+            return [tuple(r) for r in con.execute(sql, tuple(args)).fetchall()]
+        finally:
+            con.close()
+
     def txs(self, **filters):
         q = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})
         return self._admin_json("GET", "/api/transactions" + ("?" + q if q else ""))
@@ -500,6 +568,11 @@ class Engine:
             self._final_log = self.log()
             self._closed = True
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if self._own_store:
+                try:
+                    pg_server().drop_database(self.store)
+                except Exception:
+                    pass
 
     def __enter__(self):
         return self

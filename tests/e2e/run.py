@@ -5,8 +5,11 @@
     python3 tests/e2e/run.py test_sync.py        # named files (or module names)
     python3 tests/e2e/run.py -k keep_alive       # only tests whose name contains it
 
-Prints `ok NAME` / `FAIL NAME: message` per test and ends with `N passed, N failed`.
+Prints `ok NAME` / `FAIL NAME: message` / `skip NAME: reason` per test and ends
+with `N passed, N failed` (`, N skipped` when some were: a skip is neither).
 Environment: HOOKWORK_BIN (binary, default ./hookwork), E2E_TIMEOUT (per test, 60 s),
+HOOKWORK_TEST_STORE=postgres (every Engine on a fresh database of a throwaway
+PostgreSQL, tests/e2e/pgserver.py; tests about SQLite files print `n/a on postgres`),
 E2E_TIMES=1 (print each test's duration). A test whose engine log holds a sanitizer
 report (ASan/UBSan/LSan) fails.
 """
@@ -50,7 +53,15 @@ def main(argv):
     else:
         mods = [os.path.basename(p)[:-3] for p in sorted(glob.glob(os.path.join(HERE, "test_*.py")))]
 
-    passed = failed = 0
+    passed = failed = skipped = 0
+    if lib.on_postgres():
+        import pgserver
+        pgserver.install_signal_handlers()
+        why = pgserver.available()
+        if why:
+            print("skip the whole suite on postgres: %s" % why, flush=True)
+            print("0 passed, 0 failed, all skipped", flush=True)
+            return 0
     for m in mods:
         try:
             importlib.import_module(m)
@@ -90,6 +101,10 @@ def main(argv):
                     result["ex"] = AssertionError("sanitizer report in the engine log: %s" % "; ".join(bad[:3]))
                     result["tb"] = ""
                     break
+        if isinstance(result.get("ex"), lib.Skip) and not timed_out:
+            skipped += 1
+            print("skip %s: %s" % (name, result["ex"]), flush=True)
+            continue
         if result.get("ok") and not timed_out:
             passed += 1
             print("ok %s%s" % (name, " (%.1fs)" % dt if os.environ.get("E2E_TIMES") else ""), flush=True)
@@ -113,7 +128,8 @@ def main(argv):
                 print("    --- engine log tail (%s) ---" % e.tmp)
                 print("\n".join("    " + ln for ln in tail.splitlines()), flush=True)
 
-    print("%d passed, %d failed" % (passed, failed), flush=True)
+    print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % skipped if skipped else ""),
+          flush=True)
     return 1 if failed else 0
 
 
