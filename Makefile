@@ -9,15 +9,16 @@ PKGS    := clang liblua5.4-dev libuv1-dev libcurl4-openssl-dev \
            chromium chromium-driver python3-selenium \
            libssl-dev zlib1g-dev
 # PostgreSQL server for the tests of --store postgres (tests/e2e/pgserver.py);
-# nginx to check the README's load-balancer config (nginx -t).
-PKGS    += postgresql nginx-light
+# nginx to check the README's load-balancer config (nginx -t); libpq for
+# the PostgreSQL backend (core/store_pg.c).
+PKGS    += postgresql nginx-light libpq-dev
 LLHTTP  := /usr/share/llhttp
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
-           -I/usr/include/lua5.4 -I/usr/share/include/llhttp -Icore \
+           -I/usr/include/lua5.4 -I/usr/share/include/llhttp -I/usr/include/postgresql -Icore \
            -DLLHTTP_STRICT_MODE=1
 OPT     ?= -O2 -g
 LIBS    := -llua5.4 -luv -lcurl \
-           -lsqlite3 -lcrypto -lz -lpthread -lm -ldl
+           -lsqlite3 -lpq -lcrypto -lz -lpthread -lm -ldl
 
 SRC     := $(sort $(wildcard core/*.c))
 LIBSRC  := $(filter-out core/main.c,$(SRC))

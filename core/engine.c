@@ -302,7 +302,14 @@ int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
             cfg->listen);
     return -EINVAL;
   }
-  if (cfg->data_dir != NULL) {
+  if (cfg->store_url != NULL) { /* PostgreSQL: --data is not used */
+    rc = hw_store_open_pg(loop, cfg->store_url, cfg->node, &e->store, err,
+                          sizeof err);
+    if (rc != 0) {
+      fprintf(stderr, "hookwork: store %s: %s\n", cfg->store_url, err);
+      return rc;
+    }
+  } else if (cfg->data_dir != NULL) {
     rc = hw_store_open(loop, cfg->data_dir, &e->store, err, sizeof err);
     snprintf(e->reader_dir, sizeof e->reader_dir, "%s", cfg->data_dir);
     if (rc == -EBUSY) { /* another engine holds --data */

@@ -24,6 +24,13 @@
 typedef struct hw_config_s {
   const char *cycles_dir;
   const char *data_dir;
+  /* --store postgres://... (HOOKWORK_STORE): PostgreSQL instead of SQLite
+   * in data_dir; NULL for SQLite.  node: this engine's name among several
+   * (--node, HOOKWORK_NODE; default HOSTNAME:PORT of --listen), lease:
+   * seconds before other nodes take its runs over (--lease, default 15) */
+  const char *store_url;
+  const char *node;
+  double lease;
   const char *listen;      /* HOST:PORT */
   const char *admin;       /* HOST:PORT, NULL when no admin server */
   const char *public_url;  /* base of webhook URLs; NULL: from listen */

@@ -667,6 +667,13 @@ static int l_core_config(lua_State *L) {
   lua_setfield(L, -2, "cycles_dir");
   lua_pushstring(L, e->cfg.data_dir ? e->cfg.data_dir : "");
   lua_setfield(L, -2, "data_dir");
+  /* "sqlite" or "postgres"; node and lease matter with several nodes */
+  lua_pushstring(L, e->cfg.store_url ? "postgres" : "sqlite");
+  lua_setfield(L, -2, "store");
+  lua_pushstring(L, e->cfg.node ? e->cfg.node : "");
+  lua_setfield(L, -2, "node");
+  lua_pushnumber(L, e->cfg.lease);
+  lua_setfield(L, -2, "lease");
   lua_pushstring(L, e->public_base);
   lua_setfield(L, -2, "public_base");
   lua_pushinteger(L, e->cfg.mode);

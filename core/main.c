@@ -1,6 +1,7 @@
 /* main: the command line (run, test, check, --version, --help). */
 #include "engine.h"
 #include "lua_api.h"
+#include "store_pg.h"
 #include "log.h"
 #include "scaffold.h"
 
@@ -23,7 +24,11 @@ static const char usage[] =
   "[--trust-proxy CIDR ...]\n"
   "                 [--log-format text|json] [--admin-open] "
   "[--max-connections N]\n"
-  "                 [--outbound-deny CIDR ...]\n"
+  "                 [--outbound-deny CIDR ...] [--store postgres://USER@HOST"
+  "[:PORT]/DB]\n"
+  "                 [--node NAME] [--lease SECONDS]\n"
+  "  hookwork migrate --store postgres://...   create or upgrade the "
+  "PostgreSQL schema\n"
   "  hookwork test  [PATH ...]   run the *_test.lua files under PATH "
   "(default: the cycles directory)\n"
   "  hookwork check FILE ...     load and validate cycle files\n"
@@ -37,6 +42,7 @@ static const char usage[] =
   "  HOOKWORK_MAX_BODY_BUFFER, "
   "HOOKWORK_MAX_RESPONSE,\n"
   "  HOOKWORK_MAX_RESPONSE_BUFFER, HOOKWORK_MAX_PENDING (uncommitted writes)\n"
+  "  HOOKWORK_STORE (as --store), HOOKWORK_NODE (as --node)\n"
   "  (limits, see docs/reference.md)\n";
 
 /* A positive size from the environment, or def. */
@@ -84,6 +90,11 @@ static void default_config(hw_config_t *c, char *luadir, size_t len) {
   c->step_budget = 50000000;
   c->grace = 10;
   c->admin_token = getenv("HOOKWORK_ADMIN_TOKEN");
+  c->lease = 15;
+  if ((env = getenv("HOOKWORK_STORE")) != NULL && *env != '\0')
+    c->store_url = env;
+  if ((env = getenv("HOOKWORK_NODE")) != NULL && *env != '\0')
+    c->node = env;
   limit_defaults(c);
   if ((env = getenv("HOOKWORK_READ_TIMEOUT")) != NULL && atof(env) > 0)
     c->read_timeout_ms = (unsigned) (atof(env) * 1000);
@@ -135,6 +146,18 @@ static int parse_run_args(hw_config_t *c, int argc, char **argv) {
     }
     if (strcmp(a, "--cycles") == 0) c->cycles_dir = v;
     else if (strcmp(a, "--data") == 0) c->data_dir = v;
+    else if (strcmp(a, "--store") == 0) c->store_url = v;
+    else if (strcmp(a, "--node") == 0) c->node = v;
+    else if (strcmp(a, "--lease") == 0) {
+      char *end;
+      double s = strtod(v, &end);
+      if (*end != '\0' || end == v || !(s >= 1 && s <= 3600)) {
+        fprintf(stderr, "hookwork run: --lease: expected 1 to 3600 seconds, "
+                "got '%s'\n", v);
+        return -1;
+      }
+      c->lease = s;
+    }
     else if (strcmp(a, "--listen") == 0) c->listen = v;
     else if (strcmp(a, "--admin") == 0) c->admin = v;
     else if (strcmp(a, "--public-url") == 0) c->public_url = v;
@@ -209,14 +232,42 @@ static int mkdir_p(const char *dir) {
   return 0;
 }
 
+/* --store: a postgres:// URL (empty: SQLite in --data). */
+static int check_store(const char *url, const char *cmd) {
+  if (url != NULL && !hw_pg_is_url(url)) {
+    fprintf(stderr, "hookwork %s: --store: expected postgres://USER@HOST"
+            "[:PORT]/DB, got '%s'\n", cmd, url);
+    return -1;
+  }
+  return 0;
+}
+
+/* The default node name: this host and the webhook port, unique per
+ * engine on one machine. */
+static void default_node(hw_config_t *c, char *buf, size_t len) {
+  char host[256];
+  const char *port = strrchr(c->listen ? c->listen : "", ':');
+  if (c->node != NULL)
+    return;
+  if (gethostname(host, sizeof host) != 0)
+    snprintf(host, sizeof host, "localhost");
+  host[sizeof host - 1] = '\0';
+  snprintf(buf, len, "%s:%s", host, port ? port + 1 : "8080");
+  c->node = buf;
+}
+
 static int cmd_run(hw_config_t *c, int argc, char **argv) {
+  static char node[300];
   uv_loop_t loop;
   hw_engine_t e;
   int rc;
 
   if (parse_run_args(c, argc, argv) != 0)
     return 2;
-  if (mkdir_p(c->data_dir) != 0) {
+  if (check_store(c->store_url, "run") != 0)
+    return 2;
+  default_node(c, node, sizeof node);
+  if (c->store_url == NULL && mkdir_p(c->data_dir) != 0) {
     fprintf(stderr, "hookwork: --data %s: %s\n", c->data_dir, strerror(errno));
     return 1;
   }
@@ -234,6 +285,35 @@ static int cmd_run(hw_config_t *c, int argc, char **argv) {
     hw_log("engine", "loop closed with open handles");
   hw_log("engine", "stopped");
   return rc == 0 ? 0 : 1;
+}
+
+/* hookwork migrate --store URL: the schema created or upgraded, then exit
+ * (nothing else touched; the engines may be stopped or not). */
+static int cmd_migrate(hw_config_t *c, int argc, char **argv) {
+  char what[200], err[512];
+  int i;
+  for (i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
+      c->store_url = argv[++i];
+    } else {
+      fprintf(stderr, "hookwork migrate: unknown option or missing value: "
+              "%s\n%s", argv[i], usage);
+      return 2;
+    }
+  }
+  if (c->store_url == NULL) {
+    fprintf(stderr, "hookwork migrate: name the database with --store "
+            "postgres://... (or HOOKWORK_STORE)\n");
+    return 2;
+  }
+  if (check_store(c->store_url, "migrate") != 0)
+    return 2;
+  if (hw_pg_migrate(c->store_url, what, sizeof what, err, sizeof err) != 0) {
+    fprintf(stderr, "hookwork migrate: %s\n", err);
+    return 1;
+  }
+  printf("hookwork migrate: %s\n", what);
+  return 0;
 }
 
 /* check and test build an engine that never serves; Lua does the work. */
@@ -280,6 +360,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "run") == 0)
     return cmd_run(&c, argc - 2, argv + 2);
+  if (strcmp(argv[1], "migrate") == 0)
+    return cmd_migrate(&c, argc - 2, argv + 2);
   if (strcmp(argv[1], "check") == 0) {
     if (argc < 3) {
       fprintf(stderr, "hookwork check: name at least one FILE\n");

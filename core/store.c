@@ -27,6 +27,7 @@
  */
 #include "store_int.h"
 #include "store_sql.h"
+#include "store_pg.h"
 #include "log.h"
 
 #include <errno.h>
@@ -187,6 +188,8 @@ static int seed_ids(hw_store_t *st, char *err, size_t len) {
 }
 
 int hw_store_next_id(hw_store_t *st, int kind, int64_t *id) {
+  if (st->pg)
+    return hw_pg__next_id(st, kind, id);
   if (kind < 0 || kind >= HW_ID_KINDS)
     return -EINVAL;
   *id = ++st->ids[kind];
@@ -197,8 +200,10 @@ int64_t hw_store_last_id(const hw_store_t *st, int kind) {
   return kind >= 0 && kind < HW_ID_KINDS ? st->ids[kind] : 0;
 }
 
-int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
-                  char *err, size_t errlen) {
+/* dir: the SQLite data directory, or NULL with url (PostgreSQL) */
+static int store_open(uv_loop_t *loop, const char *dir, const char *url,
+                      const char *node, hw_store_t **out, char *err,
+                      size_t errlen) {
   char path[4096];
   const char *env;
   hw_store_t *st;
@@ -232,6 +237,10 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
     snprintf(err, errlen, "out of memory");
     return -ENOMEM;
   }
+  if (url != NULL) { /* PostgreSQL: no directory, file or thread */
+    rc = hw_pg__open(st, url, node, err, errlen);
+    goto handles;
+  }
   rc = lock_dir(dir, &st->lockfd, err, errlen);
   snprintf(path, sizeof path, "%s/hookwork.db", dir);
   if (rc == 0)
@@ -250,6 +259,7 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
     rc = seed_ids(st, err, errlen);
   /* each handle is initialised as soon as it is allocated, so the error
    * path closes only what exists */
+handles:
   if (rc == 0) {
     if ((st->linger = malloc(sizeof *st->linger)) == NULL) {
       rc = -ENOMEM;
@@ -269,11 +279,11 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
       st->async = a;
     }
   }
-  if (rc == 0) {
+  if (rc == 0 && url == NULL) {
     rc = uv_thread_create(&st->thread, hw_store__writer_main, st);
     st->thread_started = rc == 0;
   }
-  if (rc == 0) {
+  if (rc == 0 && url == NULL) {
     rc = uv_thread_create(&st->ckthread, hw_store__checkpointer_main, st);
     st->ck_started = rc == 0;
   }
@@ -285,6 +295,16 @@ int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
   }
   *out = st;
   return 0;
+}
+
+int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
+                  char *err, size_t errlen) {
+  return store_open(loop, dir, NULL, NULL, out, err, errlen);
+}
+
+int hw_store_open_pg(uv_loop_t *loop, const char *url, const char *node,
+                     hw_store_t **out, char *err, size_t errlen) {
+  return store_open(loop, NULL, url, node, out, err, errlen);
 }
 
 int hw_store_stmt_id(const char *name) {
@@ -478,6 +498,8 @@ static void notify_waiters(hw_store_t *st, int final) {
   prune_fails(st);
 }
 
+void hw_store__notify(hw_store_t *st, int final) { notify_waiters(st, final); }
+
 static void on_async(uv_async_t *h) {
   hw_store_t *st = h->data;
   if (st != NULL)
@@ -495,6 +517,8 @@ static void seal(hw_store_t *st) {
   st->head = NULL;
   st->tail = &st->head;
   st->unsealed = 0;
+  if (st->pg)
+    hw_pg__sealed(st);
 }
 
 static void on_linger(uv_timer_t *t) {
@@ -531,6 +555,8 @@ int hw_store_settle(hw_store_t *st, unsigned timeout_ms) {
   int rc = 0;
   if (st->head != NULL)
     seal(st);
+  if (st->pg)
+    return hw_pg__settle(st, timeout_ms);
   uv_mutex_lock(&st->mu);
   while (st->done < st->seq && st->thread_started) {
     now = uv_hrtime();
@@ -592,6 +618,8 @@ int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
   const char *names[32];
   int rc, nc, i;
 
+  if (st->pg)
+    return hw_pg__query(st, id, vals, n, cb, arg);
   if (id < 0 || id >= HW_NSTMTS || hw_stmts[id].write) {
     snprintf(st->errmsg, sizeof st->errmsg, "no query statement %d", id);
     return -EINVAL;
@@ -658,6 +686,8 @@ int hw_store_close(hw_store_t *st) {
     return 0;
   if (st->head != NULL)
     seal(st);
+  if (st->pg)
+    hw_pg__close(st); /* commits what is left, frees the backend */
   if (st->thread_started || st->ck_started) {
     uv_mutex_lock(&st->mu);
     st->stop = 1;
@@ -702,6 +732,8 @@ void hw_store_detach(hw_store_t *st) {
   uv_async_t *a;
   if (st->head != NULL)
     seal(st);
+  if (st->pg)
+    hw_pg__detach(st);
   if (st->linger != NULL) {
     st->linger->data = NULL;
     uv_close((uv_handle_t *) st->linger, timer_closed); /* frees it */

@@ -57,6 +57,14 @@ typedef int (*hw_store_row_cb)(int ncols, const hw_val_t *cols,
  * filled in. */
 int hw_store_open(uv_loop_t *loop, const char *dir, hw_store_t **out,
                   char *err, size_t errlen);
+/* The same store in PostgreSQL (store_pg.h): url is postgres://..., node
+ * this engine's name (the owner of the rows it writes).  No directory is
+ * locked: any number of engines share one database.  The schema is created
+ * on an empty database; an older or newer schema version is refused with
+ * err naming both.  libpq's message in err when the server cannot be
+ * reached. */
+int hw_store_open_pg(uv_loop_t *loop, const char *url, const char *node,
+                     hw_store_t **out, char *err, size_t errlen);
 /* Commits what is queued (synchronously, one attempt: this is the shutdown
  * path), tells every waiter still queued, finalizes statements, closes the
  * connections and releases the lock. */

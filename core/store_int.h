@@ -89,6 +89,10 @@ struct hw_store_s {
   uv_cond_t ckcv;              /* wakes the checkpointer to stop */
   uv_thread_t ckthread;
   int ck_started;
+  /* the PostgreSQL backend (store_pg.c), NULL on SQLite: then no SQLite
+   * connection, lock or thread exists, and the batch machine of store_pg.c
+   * takes sealed writes on the loop thread instead of the writer */
+  struct hw_pg_s *pg;
 };
 
 /* store_writer.c */
@@ -98,5 +102,7 @@ void hw_store__free_ops(hw_op_t *op);
 /* store.c */
 int hw_store__bind(sqlite3_stmt *s, const hw_val_t *v, int n);
 const char *hw_store__stmt_name(int id);
+/* tells the waiters whose writes were decided (final: at close) */
+void hw_store__notify(hw_store_t *st, int final);
 
 #endif

@@ -1,0 +1,1047 @@
+/* store_pg: the PostgreSQL backend (see store_pg.h for the design).
+ *
+ * The batch machine runs on the loop thread and shares store.c's queue:
+ * ops sealed by store.c wait in st->shead; a batch takes them (with the
+ * writes kept from a failed batch first), sends them in one pipeline and
+ * decides them when the Sync's result arrives, updating st->done,
+ * st->durable, st->failing and the failed ranges under st->mu exactly as
+ * the SQLite writer thread does, then wakes store.c's async so the waiters
+ * are told.  States of the writes connection:
+ *   DOWN        no connection; (re)connect when the retry pause is over
+ *   CONNECTING  PQconnectPoll driven by uv_poll
+ *   IDLE        connected, no batch in flight
+ *   BUSY        a batch in flight (results read as the socket is readable)
+ * While the store fails (connection lost, commit failed) new request
+ * writes are refused at once: their waiters hear of it without waiting
+ * for the next attempt. */
+#include "store_pg.h"
+#include "store_int.h"
+#include "store_sql_pg.h"
+#include "log.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { PG_DOWN, PG_CONNECTING, PG_IDLE, PG_BUSY };
+
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+#define OID_NUMERIC 1700
+
+struct hw_pg_s {
+  char *url;
+  char node[256];
+  PGconn *wr, *rd;
+  int state;
+  uv_poll_t *poll;
+  int pollfd;
+  uv_timer_t *timer;
+  int session;       /* node setting and prepared statements in place */
+  int need_rollback; /* a failed batch left a transaction open */
+  int flushing;      /* output not yet all sent */
+  /* the batch in flight */
+  hw_op_t *batch;
+  hw_op_t **items; /* per pipeline item: its op, or NULL */
+  int nitems, item;
+  uint64_t lo, last;
+  int got_new;
+  int failed, retry;
+  hw_op_t *bad;
+  char msg[200];
+  /* kept writes, the retry pause */
+  hw_op_t *carry;
+  size_t nkept;
+  uint64_t pause, retry_at, failed_since, nfailed, last_log;
+  unsigned oids[HW_STORE_MAXSTMTS][HW_OP_MAXV]; /* parameter types */
+  int64_t id_next[HW_ID_KINDS], id_end[HW_ID_KINDS];
+  uint64_t rd_reset_at;
+  int opened; /* open completed: close commits what is left */
+};
+
+static void pump(hw_store_t *st);
+static void on_poll(uv_poll_t *h, int status, int events);
+
+int hw_pg_is_url(const char *where) {
+  return where != NULL && (strncmp(where, "postgres://", 11) == 0 ||
+                           strncmp(where, "postgresql://", 13) == 0);
+}
+
+static void quiet(void *arg, const char *msg) { (void) arg, (void) msg; }
+
+/* libpq's messages end in a newline and may span lines: keep the first */
+static void copy_msg(char *dst, size_t len, const char *prefix,
+                     const char *msg) {
+  size_t k;
+  snprintf(dst, len, "%s%s", prefix, msg && *msg ? msg : "unknown error");
+  k = strcspn(dst, "\n");
+  dst[k] = '\0';
+  while (k > 0 && (dst[k - 1] == ' ' || dst[k - 1] == '\r'))
+    dst[--k] = '\0';
+}
+
+/* Every connection: a bounded connect time and our name, then the URL's
+ * own settings (processed last, so they win). */
+static PGconn *connect_sync(const char *url, char *err, size_t len) {
+  const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+  const char *vals[] = {"5", "hookwork", url, NULL};
+  PGconn *c = PQconnectdbParams(keys, vals, 1);
+  if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+    copy_msg(err, len, "", c ? PQerrorMessage(c) : "out of memory");
+    PQfinish(c);
+    return NULL;
+  }
+  PQsetNoticeProcessor(c, quiet, NULL);
+  return c;
+}
+
+static int exec_ok(PGconn *c, const char *sql, char *err, size_t len) {
+  PGresult *r = PQexec(c, sql);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK ||
+           PQresultStatus(r) == PGRES_TUPLES_OK;
+  if (!ok)
+    copy_msg(err, len, "", PQresultErrorMessage(r));
+  PQclear(r);
+  return ok ? 0 : -EIO;
+}
+
+/* ---- schema ------------------------------------------------------------ */
+
+#define NMIGRATIONS ((int) (sizeof hw_pg_migrations / sizeof *hw_pg_migrations))
+_Static_assert(NMIGRATIONS == HW_PG_SCHEMA_VERSION,
+               "one migration per schema version");
+
+/* Checks (and with migrate, creates or upgrades) the schema, in one
+ * transaction under an advisory lock so nodes starting together do it
+ * once.  An empty database gets the schema in any mode; an older one only
+ * with migrate; a newer one never. */
+static int schema(PGconn *c, int migrate, char *what, size_t wlen, char *err,
+                  size_t len) {
+  PGresult *r;
+  int version = 0, rc = 0, v;
+  char sql[200];
+
+  if (exec_ok(c, "BEGIN", err, len) != 0 ||
+      exec_ok(c, "SELECT pg_advisory_xact_lock(7283160415)", err, len) != 0 ||
+      exec_ok(c, hw_pg_version_sql, err, len) != 0)
+    goto fail;
+  r = PQexec(c, "SELECT version FROM schema_version");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    copy_msg(err, len, "", PQresultErrorMessage(r));
+    PQclear(r);
+    goto fail;
+  }
+  if (PQntuples(r) > 0)
+    version = atoi(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  if (version > HW_PG_SCHEMA_VERSION) {
+    snprintf(err, len, "the database's schema version %d is newer than this "
+             "engine's %d: run a newer hookwork", version,
+             HW_PG_SCHEMA_VERSION);
+    rc = -EINVAL;
+    goto fail;
+  }
+  if (version > 0 && version < HW_PG_SCHEMA_VERSION && !migrate) {
+    snprintf(err, len, "schema version %d is older than this engine's %d: "
+             "run `hookwork migrate`", version, HW_PG_SCHEMA_VERSION);
+    rc = -EINVAL;
+    goto fail;
+  }
+  for (v = version + 1; v <= HW_PG_SCHEMA_VERSION; v++)
+    if (exec_ok(c, hw_pg_migrations[v - 1], err, len) != 0)
+      goto fail;
+  snprintf(sql, sizeof sql, "INSERT INTO schema_version(one, version, updated)"
+           " VALUES(1, %d, extract(epoch FROM now())) ON CONFLICT(one) DO"
+           " UPDATE SET version = excluded.version, updated = excluded.updated",
+           HW_PG_SCHEMA_VERSION);
+  if (version < HW_PG_SCHEMA_VERSION && exec_ok(c, sql, err, len) != 0)
+    goto fail;
+  if (exec_ok(c, "COMMIT", err, len) != 0)
+    goto fail;
+  if (version == 0)
+    snprintf(what, wlen, "created schema version %d", HW_PG_SCHEMA_VERSION);
+  else if (version < HW_PG_SCHEMA_VERSION)
+    snprintf(what, wlen, "upgraded schema version %d to %d", version,
+             HW_PG_SCHEMA_VERSION);
+  else
+    snprintf(what, wlen, "schema version %d is current: nothing to do",
+             version);
+  return 0;
+fail:
+  PQclear(PQexec(c, "ROLLBACK"));
+  return rc ? rc : -EIO;
+}
+
+int hw_pg_migrate(const char *url, char *what, size_t whatlen, char *err,
+                  size_t errlen) {
+  PGconn *c = connect_sync(url, err, errlen);
+  int rc;
+  if (c == NULL)
+    return -EIO;
+  rc = schema(c, 1, what, whatlen, err, errlen);
+  PQfinish(c);
+  return rc;
+}
+
+/* ---- values ------------------------------------------------------------- */
+
+/* Text-format parameters: numbers printed, BYTEA hex-escaped, text as is
+ * (copied when it may lack its terminator).  *heap collects what to free. */
+static int params(const hw_pg_t *pg, int id, const hw_val_t *v, int n,
+                  int copy, const char **pv, char (*nb)[32], char **heap) {
+  int i;
+  for (i = 0; i < n; i++) {
+    heap[i] = NULL;
+    switch (v[i].type) {
+    case HW_V_INT:
+      snprintf(nb[i], 32, "%lld", (long long) v[i].i);
+      pv[i] = nb[i];
+      break;
+    case HW_V_REAL:
+      snprintf(nb[i], 32, "%.17g", v[i].d);
+      pv[i] = nb[i];
+      break;
+    case HW_V_TEXT:
+      if (pg->oids[id][i] == OID_BYTEA) {
+        static const char hex[] = "0123456789abcdef";
+        size_t k;
+        char *h = malloc(2 * v[i].n + 3);
+        if (h == NULL)
+          return -ENOMEM;
+        h[0] = '\\';
+        h[1] = 'x';
+        for (k = 0; k < v[i].n; k++) {
+          h[2 + 2 * k] = hex[(unsigned char) v[i].s[k] >> 4];
+          h[3 + 2 * k] = hex[(unsigned char) v[i].s[k] & 15];
+        }
+        h[2 + 2 * v[i].n] = '\0';
+        pv[i] = heap[i] = h;
+      } else if (copy) {
+        char *t = malloc(v[i].n + 1);
+        if (t == NULL)
+          return -ENOMEM;
+        memcpy(t, v[i].s, v[i].n);
+        t[v[i].n] = '\0';
+        pv[i] = heap[i] = t;
+      } else {
+        pv[i] = v[i].s; /* an op's copy ends in '\0' */
+      }
+      break;
+    default: pv[i] = NULL; break;
+    }
+  }
+  return 0;
+}
+
+static void free_heap(char **heap, int n) {
+  int i;
+  for (i = 0; i < n; i++)
+    free(heap[i]);
+}
+
+/* ---- the reads connection ---------------------------------------------- */
+
+static int set_node(PGconn *c, const char *node, char *err, size_t len) {
+  const char *v[1] = {node};
+  PGresult *r = PQexecParams(c, "SELECT set_config('hookwork.node', $1,"
+                             " false)", 1, NULL, v, NULL, NULL, 0);
+  int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+  if (!ok)
+    copy_msg(err, len, "hookwork.node: ", PQresultErrorMessage(r));
+  PQclear(r);
+  return ok ? 0 : -EIO;
+}
+
+/* Prepares every statement on the reads connection and learns the types
+ * of their values; the value counts must be store_sql.h's. */
+static int rd_setup(hw_pg_t *pg, char *err, size_t len) {
+  int i, k, np;
+  if (set_node(pg->rd, pg->node, err, len) != 0)
+    return -EIO;
+  for (i = 0; i < HW_PG_NSTMTS; i++) {
+    PGresult *r;
+    if (strcmp(hw_pg_stmts[i].name, hw_store__stmt_name(i)) != 0) {
+      snprintf(err, len, "PostgreSQL statement %d is %s, not %s", i,
+               hw_pg_stmts[i].name, hw_store__stmt_name(i));
+      return -EINVAL;
+    }
+    r = PQprepare(pg->rd, hw_pg_stmts[i].name, hw_pg_stmts[i].sql, 0, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      char pre[100];
+      snprintf(pre, sizeof pre, "statement %s: ", hw_pg_stmts[i].name);
+      copy_msg(err, len, pre, PQresultErrorMessage(r));
+      PQclear(r);
+      return -EIO;
+    }
+    PQclear(r);
+    r = PQdescribePrepared(pg->rd, hw_pg_stmts[i].name);
+    np = PQresultStatus(r) == PGRES_COMMAND_OK ? PQnparams(r) : -1;
+    if (np != hw_store_stmt_nparams(i) || np > HW_OP_MAXV) {
+      snprintf(err, len, "statement %s binds %d values in PostgreSQL, %d in"
+               " SQLite", hw_pg_stmts[i].name, np, hw_store_stmt_nparams(i));
+      PQclear(r);
+      return -EINVAL;
+    }
+    for (k = 0; k < np; k++)
+      pg->oids[i][k] = PQparamtype(r, k);
+    PQclear(r);
+  }
+  if (HW_PG_NSTMTS != i || hw_store_stmt_nparams(i) != -1) {
+    snprintf(err, len, "store_sql_pg.h lists %d statements, store_sql.h"
+             " more", HW_PG_NSTMTS);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* A lost reads connection is reopened at most every 200 ms (a query
+ * meanwhile fails at once, as the loop must not wait for a dead server). */
+static int rd_ensure(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  char err[256];
+  uint64_t now = uv_hrtime();
+  if (pg->rd != NULL && PQstatus(pg->rd) == CONNECTION_OK)
+    return 0;
+  if (now - pg->rd_reset_at < 200 * (uint64_t) 1000000)
+    return -EIO;
+  pg->rd_reset_at = now;
+  PQfinish(pg->rd);
+  pg->rd = connect_sync(pg->url, err, sizeof err);
+  if (pg->rd == NULL || rd_setup(pg, err, sizeof err) != 0) {
+    copy_msg(st->errmsg, sizeof st->errmsg, "store unavailable: ", err);
+    PQfinish(pg->rd);
+    pg->rd = NULL;
+    return -EIO;
+  }
+  return 0;
+}
+
+static PGresult *rd_exec(hw_store_t *st, int id, int n, const char **pv) {
+  hw_pg_t *pg = st->pg;
+  PGresult *r;
+  int tries;
+  for (tries = 0; tries < 2; tries++) {
+    if (rd_ensure(st) != 0)
+      return NULL;
+    r = PQexecPrepared(pg->rd, hw_pg_stmts[id].name, n, pv, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK ||
+        PQresultStatus(r) == PGRES_COMMAND_OK)
+      return r;
+    copy_msg(st->errmsg, sizeof st->errmsg, "", PQresultErrorMessage(r));
+    PQclear(r);
+    if (PQstatus(pg->rd) == CONNECTION_OK)
+      return NULL; /* the statement's own error */
+    pg->rd_reset_at = 0; /* the connection was lost: reopen once now */
+  }
+  return NULL;
+}
+
+int hw_pg__query(hw_store_t *st, int id, const hw_val_t *vals, int n,
+                 hw_store_row_cb cb, void *arg) {
+  hw_pg_t *pg = st->pg;
+  const char *pv[HW_OP_MAXV], *names[32];
+  char nb[HW_OP_MAXV][32], *heap[HW_OP_MAXV];
+  unsigned char *bytes[32];
+  hw_val_t cols[32];
+  PGresult *r;
+  int nr, nc, i, c;
+
+  if (id < 0 || id >= HW_PG_NSTMTS || hw_store_stmt_is_write(id)) {
+    snprintf(st->errmsg, sizeof st->errmsg, "no query statement %d", id);
+    return -EINVAL;
+  }
+  if (n != hw_store_stmt_nparams(id)) {
+    snprintf(st->errmsg, sizeof st->errmsg, "%s takes %d values, got %d",
+             hw_pg_stmts[id].name, hw_store_stmt_nparams(id), n);
+    return -EINVAL;
+  }
+  if (params(pg, id, vals, n, 1, pv, nb, heap) != 0) {
+    snprintf(st->errmsg, sizeof st->errmsg, "out of memory");
+    return -ENOMEM;
+  }
+  r = rd_exec(st, id, n, pv);
+  free_heap(heap, n);
+  if (r == NULL) {
+    char m[256], pre[80];
+    snprintf(m, sizeof m, "%s", st->errmsg);
+    snprintf(pre, sizeof pre, "%s: ", hw_pg_stmts[id].name);
+    copy_msg(st->errmsg, sizeof st->errmsg, pre, m);
+    return -EIO;
+  }
+  nr = PQntuples(r);
+  nc = PQnfields(r) > 32 ? 32 : PQnfields(r);
+  for (c = 0; c < nc; c++)
+    names[c] = PQfname(r, c);
+  for (i = 0; i < nr; i++) {
+    int stop;
+    for (c = 0; c < nc; c++) {
+      const char *s = PQgetvalue(r, i, c);
+      bytes[c] = NULL;
+      memset(&cols[c], 0, sizeof cols[c]);
+      if (PQgetisnull(r, i, c)) {
+        cols[c].type = HW_V_NULL;
+        continue;
+      }
+      switch (PQftype(r, c)) {
+      case OID_INT8: case OID_INT4: case OID_INT2:
+        cols[c].type = HW_V_INT;
+        cols[c].i = strtoll(s, NULL, 10);
+        break;
+      case OID_BOOL:
+        cols[c].type = HW_V_INT;
+        cols[c].i = s[0] == 't';
+        break;
+      case OID_FLOAT8: case OID_FLOAT4: case OID_NUMERIC:
+        cols[c].type = HW_V_REAL;
+        cols[c].d = strtod(s, NULL);
+        break;
+      case OID_BYTEA: {
+        size_t len = 0;
+        bytes[c] = PQunescapeBytea((const unsigned char *) s, &len);
+        cols[c].type = HW_V_TEXT;
+        cols[c].s = bytes[c] ? (const char *) bytes[c] : "";
+        cols[c].n = bytes[c] ? len : 0;
+        break;
+      }
+      default:
+        cols[c].type = HW_V_TEXT;
+        cols[c].s = s;
+        cols[c].n = (size_t) PQgetlength(r, i, c);
+      }
+    }
+    stop = cb(nc, cols, names, arg);
+    for (c = 0; c < nc; c++)
+      PQfreemem(bytes[c]);
+    if (stop)
+      break;
+  }
+  PQclear(r);
+  return 0;
+}
+
+/* Ids: each nextval of a kind's sequence is a block of HW_PG_ID_BLOCK ids
+ * only this node hands out. */
+int hw_pg__next_id(hw_store_t *st, int kind, int64_t *id) {
+  hw_pg_t *pg = st->pg;
+  char sql[80];
+  if (kind < 0 || kind >= HW_ID_KINDS)
+    return -EINVAL;
+  if (pg->id_next[kind] == 0 || pg->id_next[kind] > pg->id_end[kind]) {
+    PGresult *r;
+    if (rd_ensure(st) != 0)
+      return -EIO;
+    snprintf(sql, sizeof sql, "SELECT nextval('%s')", hw_pg_id_seq[kind]);
+    r = PQexec(pg->rd, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+      copy_msg(st->errmsg, sizeof st->errmsg, "ids: ",
+               PQresultErrorMessage(r));
+      PQclear(r);
+      return -EIO;
+    }
+    pg->id_next[kind] = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    pg->id_end[kind] = pg->id_next[kind] + HW_PG_ID_BLOCK - 1;
+    PQclear(r);
+  }
+  *id = pg->id_next[kind]++;
+  st->ids[kind] = *id;
+  return 0;
+}
+
+/* ---- the writes connection --------------------------------------------- */
+
+static void poll_closed(uv_handle_t *h) { free(h); }
+static void timer_closed(uv_handle_t *h) { free(h); }
+
+static void unwatch(hw_pg_t *pg) {
+  if (pg->poll != NULL) {
+    pg->poll->data = NULL;
+    uv_close((uv_handle_t *) pg->poll, poll_closed);
+    pg->poll = NULL;
+  }
+  pg->pollfd = -1;
+}
+
+static void watch(hw_store_t *st, int events) {
+  hw_pg_t *pg = st->pg;
+  int fd = pg->wr ? PQsocket(pg->wr) : -1;
+  if (st->async == NULL || fd < 0) /* detached: settle and close poll() */
+    return;
+  if (pg->poll != NULL && pg->pollfd != fd)
+    unwatch(pg);
+  if (pg->poll == NULL) {
+    uv_poll_t *p = malloc(sizeof *p);
+    if (p == NULL || uv_poll_init(st->loop, p, fd) != 0) {
+      free(p);
+      hw_log("store", "cannot watch the PostgreSQL connection");
+      return;
+    }
+    p->data = st;
+    pg->poll = p;
+    pg->pollfd = fd;
+  }
+  uv_poll_start(pg->poll, events, on_poll);
+}
+
+static void wake(hw_store_t *st) {
+  if (st->async != NULL)
+    uv_async_send(st->async);
+  uv_cond_broadcast(&st->donecv);
+}
+
+/* After a failed batch: request writes and the bad op go, the others stay
+ * (in order) for the next batch.  Returns the kept list. */
+static hw_op_t *keep_ops(hw_op_t *ops, hw_op_t *bad, size_t *nkept) {
+  hw_op_t *kept = NULL, **kt = &kept, *next;
+  *nkept = 0;
+  for (; ops != NULL; ops = next) {
+    next = ops->next;
+    ops->next = NULL;
+    if (ops->req || ops == bad) {
+      free(ops->buf);
+      free(ops);
+    } else {
+      *kt = ops;
+      kt = &ops->next;
+      (*nkept)++;
+    }
+  }
+  return kept;
+}
+
+static void append(hw_op_t **list, hw_op_t *more) {
+  while (*list != NULL)
+    list = &(*list)->next;
+  *list = more;
+}
+
+static size_t count_ops(const hw_op_t *op) {
+  size_t n = 0;
+  for (; op != NULL; op = op->next)
+    n++;
+  return n;
+}
+
+/* The store fails (st->failing set): retry after a pause growing to 1 s. */
+static void failing(hw_store_t *st, const char *why, uint64_t now) {
+  hw_pg_t *pg = st->pg;
+  snprintf(st->reason, sizeof st->reason, "%s", why);
+  st->failing = 1;
+  pg->retry_at = now + pg->pause;
+  pg->pause = pg->pause * 2 > HW_RETRY_MAX_NS ? HW_RETRY_MAX_NS
+                                              : pg->pause * 2;
+  pg->nfailed++;
+  if (pg->failed_since == 0)
+    pg->failed_since = now;
+  if (pg->nfailed == 1 || now - pg->last_log > 5 * (uint64_t) 1000000000) {
+    hw_log("store", "PostgreSQL: commit failed (%llu attempts so far; %zu "
+           "writes kept for retry): %s", (unsigned long long) pg->nfailed,
+           pg->nkept, why);
+    pg->last_log = now;
+  }
+}
+
+/* New writes while the store fails: request writes are refused now (their
+ * waiters told), the others kept for the next attempt. */
+static void refuse_new(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  hw_op_t *ops;
+  hw_fail_t *f;
+  size_t n;
+  uv_mutex_lock(&st->mu);
+  ops = st->shead;
+  if (ops != NULL) {
+    st->shead = NULL;
+    st->stail = &st->shead;
+    append(&pg->carry, keep_ops(ops, NULL, &n));
+    pg->nkept = count_ops(pg->carry);
+    if ((f = calloc(1, sizeof *f)) != NULL) {
+      f->lo = st->done;
+      f->hi = st->shead_last;
+      snprintf(f->msg, sizeof f->msg, "%s", st->reason);
+      *st->newfails_tail = f;
+      st->newfails_tail = &f->next;
+    }
+    st->done = st->shead_last;
+    st->ncarry = pg->nkept;
+    st->durable = pg->carry != NULL ? pg->carry->seq - 1 : st->done;
+    wake(st);
+  }
+  uv_mutex_unlock(&st->mu);
+}
+
+/* The Sync's result (or the connection's loss) decides the batch. */
+static void decide(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  uint64_t now = uv_hrtime();
+  int ok = !pg->failed;
+  hw_op_t *batch = pg->batch;
+
+  pg->batch = NULL;
+  free(pg->items);
+  pg->items = NULL;
+  pg->nitems = pg->item = 0;
+  if (ok) {
+    hw_store__free_ops(batch);
+    pg->nkept = 0;
+    if (pg->failed_since != 0)
+      hw_log("store", "PostgreSQL: commits work again after %.1f s (%llu "
+             "failed attempts)", (now - pg->failed_since) / 1e9,
+             (unsigned long long) pg->nfailed);
+    pg->failed_since = pg->nfailed = 0;
+    pg->pause = HW_RETRY_MIN_NS;
+    pg->session = 1;
+  } else {
+    append(&batch, pg->carry); /* written meanwhile by refuse_new: later */
+    pg->carry = keep_ops(batch, pg->bad, &pg->nkept);
+    pg->session = 0; /* its settings may have been rolled back */
+    if (pg->bad != NULL)
+      hw_log("store", "write failed, dropped: %s", pg->msg);
+  }
+  uv_mutex_lock(&st->mu);
+  if (pg->got_new && !ok) {
+    hw_fail_t *f = calloc(1, sizeof *f);
+    if (f != NULL) {
+      f->lo = pg->lo;
+      f->hi = pg->last;
+      snprintf(f->msg, sizeof f->msg, "%s", pg->msg);
+      *st->newfails_tail = f;
+      st->newfails_tail = &f->next;
+    } else {
+      hw_log("store", "out of memory recording a failed batch");
+    }
+  }
+  if (pg->got_new && st->done < pg->last)
+    st->done = pg->last;
+  st->ncarry = pg->nkept;
+  st->durable = pg->carry != NULL ? pg->carry->seq - 1 : st->done;
+  st->failing = 0;
+  if (!ok && pg->retry)
+    failing(st, pg->msg, now);
+  wake(st);
+  uv_mutex_unlock(&st->mu);
+  pg->got_new = 0;
+}
+
+/* The writes connection is gone: a batch in flight failed (its commit may
+ * or may not have happened; see docs/ARCHITECTURE.md), reconnect later. */
+static void conn_lost(hw_store_t *st, const char *why) {
+  hw_pg_t *pg = st->pg;
+  char msg[200];
+  copy_msg(msg, sizeof msg, "connection lost: ",
+           why ? why : (pg->wr ? PQerrorMessage(pg->wr) : NULL));
+  unwatch(pg);
+  PQfinish(pg->wr);
+  pg->wr = NULL;
+  pg->flushing = 0;
+  pg->session = 0;
+  pg->need_rollback = 0;
+  if (pg->state == PG_BUSY) {
+    pg->state = PG_DOWN;
+    if (!pg->failed) {
+      pg->failed = 1;
+      snprintf(pg->msg, sizeof pg->msg, "%s", msg);
+    }
+    pg->retry = 1;
+    pg->bad = NULL;
+    decide(st);
+  } else {
+    pg->state = PG_DOWN;
+    uv_mutex_lock(&st->mu);
+    failing(st, msg, uv_hrtime());
+    uv_mutex_unlock(&st->mu);
+  }
+  pump(st); /* arms the retry timer; refuses what waits meanwhile */
+}
+
+static void connected(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  PQsetNoticeProcessor(pg->wr, quiet, NULL);
+  if (PQsetnonblocking(pg->wr, 1) != 0 || PQenterPipelineMode(pg->wr) != 1) {
+    conn_lost(st, PQerrorMessage(pg->wr));
+    return;
+  }
+  pg->state = PG_IDLE;
+  pg->session = 0;
+  watch(st, UV_READABLE);
+}
+
+static void connect_step(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  switch (PQconnectPoll(pg->wr)) {
+  case PGRES_POLLING_READING: watch(st, UV_READABLE); break;
+  case PGRES_POLLING_WRITING: watch(st, UV_WRITABLE); break;
+  case PGRES_POLLING_OK: connected(st); pump(st); break;
+  default: pg->state = PG_CONNECTING; conn_lost(st, PQerrorMessage(pg->wr));
+  }
+}
+
+static void start_connect(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+  const char *vals[] = {"5", "hookwork", pg->url, NULL};
+  pg->wr = PQconnectStartParams(keys, vals, 1);
+  pg->state = PG_CONNECTING;
+  if (pg->wr == NULL || PQstatus(pg->wr) == CONNECTION_BAD) {
+    conn_lost(st, pg->wr ? PQerrorMessage(pg->wr) : "out of memory");
+    return;
+  }
+  watch(st, UV_WRITABLE);
+}
+
+static int transient(const char *sqlstate) {
+  static const char *const classes[] = {"08", "25", "40", "53", "55", "57",
+                                        "58", "XX", NULL};
+  int i;
+  if (sqlstate == NULL || strlen(sqlstate) < 2)
+    return 1;
+  for (i = 0; classes[i] != NULL; i++)
+    if (strncmp(sqlstate, classes[i], 2) == 0)
+      return 1;
+  return 0;
+}
+
+static int send_cmd(hw_pg_t *pg, const char *sql, hw_op_t *op) {
+  pg->items[pg->nitems++] = op;
+  return PQsendQueryParams(pg->wr, sql, 0, NULL, NULL, NULL, NULL, 0);
+}
+
+static void flush_out(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  int rc = PQflush(pg->wr);
+  if (rc < 0) {
+    conn_lost(st, NULL);
+    return;
+  }
+  pg->flushing = rc == 1;
+  watch(st, UV_READABLE | (pg->flushing ? UV_WRITABLE : 0));
+}
+
+/* One batch: [ROLLBACK] [session setup] BEGIN; the kept writes, then the
+ * new ones; COMMIT; Sync, all in one pipeline. */
+static void start_batch(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  const char *pv[HW_OP_MAXV];
+  char nb[HW_OP_MAXV][32], *heap[HW_OP_MAXV];
+  hw_op_t *newops, *op;
+  size_t max;
+  int i, ok = 1;
+
+  uv_mutex_lock(&st->mu);
+  newops = st->shead;
+  pg->lo = st->done;
+  pg->got_new = newops != NULL;
+  if (pg->got_new)
+    pg->last = st->shead_last;
+  st->shead = NULL;
+  st->stail = &st->shead;
+  uv_mutex_unlock(&st->mu);
+
+  append(&pg->carry, newops); /* kept writes first: written first */
+  pg->batch = pg->carry;
+  pg->carry = NULL;
+  pg->failed = 0;
+  pg->retry = 1;
+  pg->bad = NULL;
+  pg->msg[0] = '\0';
+  max = count_ops(pg->batch) + HW_PG_NSTMTS + 6;
+  pg->items = malloc(max * sizeof *pg->items);
+  pg->nitems = pg->item = 0;
+  pg->state = PG_BUSY;
+  if (pg->items == NULL) {
+    pg->failed = 1;
+    snprintf(pg->msg, sizeof pg->msg, "out of memory");
+    decide(st);
+    pg->state = PG_IDLE;
+    return;
+  }
+  if (pg->need_rollback)
+    ok = send_cmd(pg, "ROLLBACK", NULL);
+  pg->need_rollback = 0;
+  if (ok && !pg->session) {
+    const char *node[1] = {pg->node};
+    ok = send_cmd(pg, "DEALLOCATE ALL", NULL);
+    pg->items[pg->nitems++] = NULL;
+    ok = ok && PQsendQueryParams(pg->wr, "SELECT set_config('hookwork.node',"
+                                 " $1, false)", 1, NULL, node, NULL, NULL, 0);
+    for (i = 0; ok && i < HW_PG_NSTMTS; i++) {
+      if (!hw_store_stmt_is_write(i))
+        continue;
+      pg->items[pg->nitems++] = NULL;
+      ok = PQsendPrepare(pg->wr, hw_pg_stmts[i].name, hw_pg_stmts[i].sql, 0,
+                         NULL);
+    }
+  }
+  ok = ok && send_cmd(pg, "BEGIN", NULL);
+  for (op = pg->batch; ok && op != NULL; op = op->next) {
+    if (params(pg, op->id, op->v, op->n, 0, pv, nb, heap) != 0) {
+      ok = 0;
+      break;
+    }
+    pg->items[pg->nitems++] = op;
+    ok = PQsendQueryPrepared(pg->wr, hw_pg_stmts[op->id].name, op->n, pv,
+                             NULL, NULL, 0);
+    free_heap(heap, op->n);
+  }
+  ok = ok && send_cmd(pg, "COMMIT", NULL);
+  ok = ok && PQpipelineSync(pg->wr);
+  if (!ok) {
+    conn_lost(st, NULL);
+    return;
+  }
+  flush_out(st);
+}
+
+/* Results as they arrive: the first error names the batch's failure (and
+ * the op whose own data failed); the Sync's result decides it. */
+static void read_results(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  int nulls = 0;
+  if (!PQconsumeInput(pg->wr)) {
+    conn_lost(st, NULL);
+    return;
+  }
+  while (pg->state == PG_BUSY && !PQisBusy(pg->wr)) {
+    PGresult *r = PQgetResult(pg->wr);
+    ExecStatusType s;
+    if (r == NULL) {
+      if (++nulls > 1)
+        break;
+      continue;
+    }
+    nulls = 0;
+    s = PQresultStatus(r);
+    if (s == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      pg->need_rollback = PQtransactionStatus(pg->wr) != PQTRANS_IDLE;
+      pg->state = PG_IDLE;
+      decide(st);
+      break;
+    }
+    if (s == PGRES_FATAL_ERROR && !pg->failed) {
+      hw_op_t *op = pg->item < pg->nitems ? pg->items[pg->item] : NULL;
+      const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      pg->failed = 1;
+      pg->retry = op == NULL || transient(code);
+      pg->bad = pg->retry ? NULL : op;
+      if (op != NULL && !pg->retry) {
+        char pre[100];
+        snprintf(pre, sizeof pre, "%s: ", hw_pg_stmts[op->id].name);
+        copy_msg(pg->msg, sizeof pg->msg, pre, PQresultErrorMessage(r));
+      } else {
+        copy_msg(pg->msg, sizeof pg->msg, "", PQresultErrorMessage(r));
+      }
+    }
+    pg->item++;
+    PQclear(r);
+  }
+  if (pg->state != PG_DOWN && pg->wr != NULL &&
+      PQstatus(pg->wr) == CONNECTION_BAD)
+    conn_lost(st, NULL);
+}
+
+static void on_events(hw_store_t *st, int events) {
+  hw_pg_t *pg = st->pg;
+  if (pg->state == PG_CONNECTING) {
+    connect_step(st);
+    return;
+  }
+  if (pg->wr == NULL)
+    return;
+  if ((events & UV_WRITABLE) && pg->flushing)
+    flush_out(st);
+  if (pg->wr != NULL && (events & UV_READABLE)) {
+    if (pg->state == PG_BUSY) {
+      read_results(st);
+    } else if (!PQconsumeInput(pg->wr) ||
+               PQstatus(pg->wr) == CONNECTION_BAD) {
+      conn_lost(st, NULL); /* the server went away while we were idle */
+      return;
+    } else {
+      PGresult *r; /* e.g. the FATAL of a server shutting down */
+      while (!PQisBusy(pg->wr) && (r = PQgetResult(pg->wr)) != NULL)
+        PQclear(r);
+    }
+  }
+  if (pg->state == PG_IDLE)
+    pump(st);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  hw_store_t *st = h->data;
+  if (st == NULL || st->pg == NULL)
+    return;
+  on_events(st, status < 0 ? UV_READABLE | UV_WRITABLE : events);
+}
+
+static void on_timer(uv_timer_t *t) {
+  hw_store_t *st = t->data;
+  if (st != NULL && st->pg != NULL)
+    pump(st);
+}
+
+static void pump(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  uint64_t now = uv_hrtime();
+  int fails, has_new;
+
+  uv_mutex_lock(&st->mu);
+  fails = st->failing;
+  has_new = st->shead != NULL;
+  uv_mutex_unlock(&st->mu);
+  if (fails && has_new)
+    refuse_new(st);
+  if (pg->state == PG_BUSY || pg->state == PG_CONNECTING)
+    return;
+  if (fails && now < pg->retry_at) {
+    if (pg->timer != NULL)
+      uv_timer_start(pg->timer, on_timer,
+                     (pg->retry_at - now) / 1000000 + 1, 0);
+    return;
+  }
+  if (pg->state == PG_DOWN) {
+    start_connect(st);
+    return;
+  }
+  if (has_new || pg->carry != NULL || fails)
+    start_batch(st);
+}
+
+void hw_pg__sealed(hw_store_t *st) { pump(st); }
+
+/* ---- open, settle, close ------------------------------------------------ */
+
+int hw_pg__open(hw_store_t *st, const char *url, const char *node, char *err,
+                size_t errlen) {
+  hw_pg_t *pg = calloc(1, sizeof *pg);
+  char what[128];
+  int rc;
+  if (pg == NULL || (pg->url = strdup(url)) == NULL) {
+    free(pg);
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  st->pg = pg;
+  pg->pollfd = -1;
+  pg->pause = HW_RETRY_MIN_NS;
+  snprintf(pg->node, sizeof pg->node, "%s", node ? node : "");
+  if ((pg->rd = connect_sync(url, err, errlen)) == NULL)
+    return -EIO;
+  if ((rc = schema(pg->rd, 0, what, sizeof what, err, errlen)) != 0)
+    return rc;
+  if (strncmp(what, "created", 7) == 0)
+    hw_log("store", "PostgreSQL: %s", what);
+  if ((rc = rd_setup(pg, err, errlen)) != 0)
+    return rc;
+  if ((pg->wr = connect_sync(url, err, errlen)) == NULL)
+    return -EIO;
+  if (PQsetnonblocking(pg->wr, 1) != 0 || PQenterPipelineMode(pg->wr) != 1) {
+    copy_msg(err, errlen, "pipeline mode: ", PQerrorMessage(pg->wr));
+    return -EIO;
+  }
+  pg->state = PG_IDLE;
+  if ((pg->timer = malloc(sizeof *pg->timer)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  uv_timer_init(st->loop, pg->timer);
+  pg->timer->data = st;
+  pg->opened = 1;
+  return 0;
+}
+
+/* Drives the writes connection with poll() until everything written has
+ * been tried (the loop is not running: shutdown). */
+int hw_pg__settle(hw_store_t *st, unsigned timeout_ms) {
+  hw_pg_t *pg = st->pg;
+  uint64_t until = uv_hrtime() + (uint64_t) timeout_ms * 1000000, now;
+  int tries = 0, rc = 0;
+
+  for (;;) {
+    int idle_done;
+    uv_mutex_lock(&st->mu);
+    idle_done = st->shead == NULL && st->done >= st->seq;
+    uv_mutex_unlock(&st->mu);
+    if (pg->state == PG_IDLE || pg->state == PG_DOWN) {
+      if (idle_done && (pg->carry == NULL || tries > 0))
+        break;
+      if (tries++ > 1) { /* tried twice: what is left is not stored */
+        uv_mutex_lock(&st->mu);
+        if (!st->failing)
+          failing(st, pg->msg[0] ? pg->msg : "not stored", uv_hrtime());
+        uv_mutex_unlock(&st->mu);
+        refuse_new(st);
+        break;
+      }
+      uv_mutex_lock(&st->mu);
+      st->failing = 0; /* shutdown: one more attempt, now */
+      uv_mutex_unlock(&st->mu);
+      if (pg->state == PG_DOWN)
+        start_connect(st);
+      else
+        start_batch(st);
+      continue;
+    }
+    now = uv_hrtime();
+    if (now >= until) {
+      rc = -ETIMEDOUT;
+      break;
+    } else {
+      struct pollfd p = {PQsocket(pg->wr), POLLIN, 0};
+      int ms = (int) ((until - now) / 1000000) + 1, ev = 0;
+      if (pg->state == PG_CONNECTING || pg->flushing)
+        p.events |= POLLOUT;
+      if (p.fd < 0 || poll(&p, 1, ms > 200 ? 200 : ms) < 0)
+        continue;
+      if (p.revents & (POLLIN | POLLERR | POLLHUP))
+        ev |= UV_READABLE;
+      if (p.revents & POLLOUT)
+        ev |= UV_WRITABLE;
+      if (ev)
+        on_events(st, ev);
+    }
+  }
+  hw_store__notify(st, 0);
+  return rc;
+}
+
+void hw_pg__detach(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  unwatch(pg);
+  if (pg->timer != NULL) {
+    pg->timer->data = NULL;
+    uv_close((uv_handle_t *) pg->timer, timer_closed);
+    pg->timer = NULL;
+  }
+}
+
+void hw_pg__close(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  if (pg == NULL)
+    return;
+  if (pg->opened)
+    hw_pg__settle(st, 10000);
+  if (pg->carry != NULL)
+    hw_log("store", "%zu writes could not be stored before close: %s; what "
+           "they record runs again after restart", count_ops(pg->carry),
+           pg->msg);
+  hw_store__free_ops(pg->carry);
+  hw_store__free_ops(pg->batch);
+  uv_mutex_lock(&st->mu);
+  st->ncarry = 0;
+  uv_mutex_unlock(&st->mu);
+  hw_pg__detach(st);
+  PQfinish(pg->wr);
+  PQfinish(pg->rd);
+  free(pg->items);
+  free(pg->url);
+  free(pg);
+  st->pg = NULL;
+}
