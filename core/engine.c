@@ -2,6 +2,7 @@
  * The webhook listener's requests go to the Lua engine (E.webhook); the
  * tick timer drives sync timeouts, expiry and the graceful stop. */
 #include "engine.h"
+#include "fastpath.h"
 #include "lua_api.h"
 #include "log.h"
 #include "scheduler.h"
@@ -163,6 +164,9 @@ static void web_request(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
     respond_json(req, 400, body);
     return;
   }
+  if (hw_fast_accept(e, req, ip) == 0)
+    return;
+  e->accepts.lua_path++;
   struct web_call w = {req, ip};
   /* E.webhook answers every request it is given, errors included. */
   if (hw_lua_callp(e, "webhook", push_web_call, &w, 0) != 0)
@@ -501,6 +505,8 @@ void hw_engine_free(hw_engine_t *e) {
   e->store = NULL;
   hw_reader_close(e->reader);
   e->reader = NULL;
+  hw_hooks_free(e->hooks); /* (holds a reference in the Lua registry) */
+  e->hooks = NULL;
   hw_lua_close(e);
   hw_ipfilter_free(e->trusted);
   e->trusted = NULL;

@@ -14,6 +14,7 @@
 
 #include "http_client.h"
 #include "http_server.h"
+#include "hook.h"
 #include "ipfilter.h"
 #include "reader.h"
 #include "store.h"
@@ -100,6 +101,8 @@ typedef struct hw_engine_s {
   hw_http_server_t *admin;
   hw_watcher_t *watcher;
   hw_ipfilter_t *trusted;  /* --trust-proxy, NULL when none */
+  hw_hooks_t *hooks;       /* the webhooks as the C accept path sees them */
+  hw_accept_stats_t accepts; /* requests per accept path (C, Lua) */
   hw_netpolicy_t *policy;  /* outbound address policy */
   uv_check_t check;        /* drains the ready queue: the one resume site */
   uv_prepare_t prepare;    /* kicks the store before the loop blocks */

@@ -11,6 +11,7 @@
  * account stays under HOOKWORK_RUN_MEMORY and cycle code leaves the engine
  * a reserve of 1/16 of the heap limit to finish the runs that fail. */
 #include "lua_api.h"
+#include "hook.h"
 #include "json.h"
 #include "log.h"
 #include "scheduler.h"
@@ -65,6 +66,7 @@ static int l_require(lua_State *L) {
   } else if (strcmp(name, "hookwork.core") == 0) {
     hw_lua_core_open(L, e);
     hw_sandbox_fns(L, e);
+    hw_hook_fns(L, e);
   } else if (strcmp(name, "hookwork.crypto") == 0) {
     hw_lua_crypto_open(L);
   } else {

@@ -207,6 +207,9 @@ local function metrics()
          "counter", m.outbound, { "cycle", "method", "status" })
   series("hookwork_rejected_requests_total", "Webhook requests rejected at the door (IP filter, verify) by cycle, step and reason.",
          "counter", m.rejected, { "cycle", "step", "reason" })
+  local cpath, luapath = core.accept_paths()
+  series("hookwork_accept_path_total", "Webhook requests by accept path: accepted in C, or handed to Lua.",
+         "counter", { c = cpath, lua = luapath }, { "path" })
   local kept, dropped = require("hookwork.accept").metrics()
   series("hookwork_buffered_total", "Mid-cycle requests kept by an early window.",
          "counter", kept, { "cycle", "step" })

@@ -230,6 +230,24 @@ function E.webhook(r, h)
   end
 end
 
+-- A request the C accept path (core/fastpath.c) stored and answered 202:
+-- its run, started here as a new run of the ready queue.  The data and
+-- the request are decoded now, from the texts stored.
+function E.c_accepted(tx, cycle, step, data_json, reqtext, accepted)
+  R.count(R.metrics.webhook, cycle .. "\0" .. step .. "\0" .. 202)
+  local cy = R.cycles[cycle]
+  local job = { tx = tx, run = 1, data = U.decode(data_json, "lax") or {}, data_json = data_json,
+                cycle = cycle, entry = step, accepted = accepted, def = cy and cy.def,
+                request = require("hookwork.ops").load_request(reqtext) }
+  M.enqueue(job)
+  M.run_ready(job)
+end
+
+-- A request the C accept path wrote whose commit failed: not stored, 503.
+function E.c_refused(h, cycle, step, reason)
+  C.send(C.new(h, cycle, step), Ans.store_unavailable(reason))
+end
+
 function E.rescan()
   local changed, changes = L.scan(R.cfg.cycles_dir)
   if changed then

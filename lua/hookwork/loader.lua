@@ -186,6 +186,39 @@ function L.rebuild()
     end
   end
   R.cycles, R.tokens = cycles, tokens
+  L.sync_hooks()
+end
+
+-- The C accept path's copy of every webhook (core/hook.c), rebuilt
+-- whenever what it holds changes: a reload, a start/stop, a connector PUT.
+-- `fast`: a fire-and-forget trigger with no feature only the Lua path has
+-- (verify, dedupe, cors: docs/ARCHITECTURE.md).
+function L.sync_hooks()
+  if not core.hooks_set then return end
+  local list = {}
+  for token, h in pairs(R.tokens) do
+    local cy = R.cycles[h.cycle]
+    local def = cy and cy.def
+    local st = def and def.steps[def.index[h.step] or 0]
+    if st then
+      local methods, fields = {}, nil
+      for m in pairs(st.method_set) do methods[#methods + 1] = m end
+      if st.spec then
+        fields = {}
+        for i, f in ipairs(st.spec) do
+          fields[i] = { name = f.name, type = f.type, optional = f.optional }
+        end
+      end
+      local conn = R.connectors[def.connector]
+      list[#list + 1] = { token = token, cycle = h.cycle, step = h.step,
+                          running = cy.state == "running", methods = methods,
+                          ip_filtered = st.ip_filtered == true, filter = conn and conn.filter,
+                          fields = fields,
+                          fast = st.index == 1 and not st.sync and not st.verify
+                            and not st.dedupe and not st.cors }
+    end
+  end
+  core.hooks_set(list)
 end
 
 -- A store read at start-up: a failure (a damaged file) stops the start
@@ -215,6 +248,7 @@ function L.set_state(name, state)
   L.states[name] = state
   R.cycles[name].state = state
   core.write("cycle_state", name, state)
+  L.sync_hooks()
 end
 
 -- PUT /api/connectors/NAME: returns nil or an error message.
@@ -225,6 +259,7 @@ function L.put_connector(name, list)
   L.overrides[name] = { list = list, filter = filter, file_sig = c.sig }
   c.allowed_ips, c.filter, c.override = list, filter, true
   core.write("connector_set", name, U.encode(list), c.sig)
+  L.sync_hooks()
   return nil
 end
 

@@ -1,0 +1,357 @@
+/* jscan: see jscan.h.  The checker mirrors core/json.c's decoder rule for
+ * rule (a body it passes must decode there, or the C accept path would
+ * store what the Lua side cannot read back); the walkers after it trust
+ * text the checker has passed. */
+#include "jscan.h"
+#include "json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  const unsigned char *p, *end;
+  int depth;
+} scan_t;
+
+static void skip_ws(scan_t *s) {
+  while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' ||
+                           *s->p == '\t'))
+    s->p++;
+}
+
+static int is_word(unsigned c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == '_';
+}
+
+/* Length of the UTF-8 sequence at p, 0 when not UTF-8 (no overlong forms,
+ * no surrogates, nothing past U+10FFFF), as the decoder checks. */
+static int utf8_seq(const unsigned char *p, const unsigned char *end) {
+  unsigned c = p[0];
+  int n, i;
+  unsigned cp;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xC2 && c <= 0xDF)
+    n = 2, cp = c & 0x1F;
+  else if (c >= 0xE0 && c <= 0xEF)
+    n = 3, cp = c & 0x0F;
+  else if (c >= 0xF0 && c <= 0xF4)
+    n = 4, cp = c & 0x07;
+  else
+    return 0;
+  if (end - p < n)
+    return 0;
+  for (i = 1; i < n; i++) {
+    if ((p[i] & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (p[i] & 0x3F);
+  }
+  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+      (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return n;
+}
+
+static int is_hex(unsigned c) {
+  return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+static int chk_string(scan_t *s) {
+  const unsigned char *p = s->p + 1, *end = s->end;
+  while (p < end) {
+    unsigned c = *p;
+    if (c == '"') {
+      s->p = p + 1;
+      return 0;
+    }
+    if (c < 0x20)
+      return -1;
+    if (c >= 0x80) {
+      int n = utf8_seq(p, end);
+      if (n == 0)
+        return -1;
+      p += n;
+      continue;
+    }
+    if (c == '\\') {
+      if (p + 1 >= end)
+        return -1;
+      switch (p[1]) {
+      case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r':
+      case 't':
+        p += 2;
+        continue;
+      case 'u':
+        if (end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) ||
+            !is_hex(p[5]))
+          return -1;
+        p += 6; /* a lone surrogate decodes (to U+FFFD) */
+        continue;
+      default:
+        return -1;
+      }
+    }
+    p++;
+  }
+  return -1;
+}
+
+static int chk_number(scan_t *s) {
+  const unsigned char *start = s->p, *p = start, *end = s->end;
+  int is_int = 1, neg = 0;
+  uint64_t acc = 0;
+  int overflow = 0;
+  char small[64], *text;
+  double v;
+
+  if (*p == '-')
+    neg = 1, p++;
+  if (p >= end || *p < '0' || *p > '9')
+    return -1;
+  if (*p == '0') {
+    p++;
+    if (p < end && *p >= '0' && *p <= '9')
+      return -1;
+  } else {
+    while (p < end && *p >= '0' && *p <= '9') {
+      unsigned dig = *p - '0';
+      if (acc > (UINT64_MAX - dig) / 10)
+        overflow = 1;
+      else
+        acc = acc * 10 + dig;
+      p++;
+    }
+  }
+  if (p < end && *p == '.') {
+    is_int = 0;
+    p++;
+    if (p >= end || *p < '0' || *p > '9')
+      return -1;
+    while (p < end && *p >= '0' && *p <= '9')
+      p++;
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    is_int = 0;
+    p++;
+    if (p < end && (*p == '+' || *p == '-'))
+      p++;
+    if (p >= end || *p < '0' || *p > '9')
+      return -1;
+    while (p < end && *p >= '0' && *p <= '9')
+      p++;
+  }
+  if (p < end && is_word(*p))
+    return -1;
+  s->p = p;
+  if (is_int && !overflow &&
+      (neg ? acc <= (uint64_t) INT64_MAX + 1 : acc <= (uint64_t) INT64_MAX))
+    return 0;
+  /* as the decoder: strtod, and a double overflow (1e999) is an error */
+  if ((size_t) (p - start) < sizeof small) {
+    text = small;
+  } else {
+    text = malloc((size_t) (p - start) + 1);
+    if (text == NULL)
+      return -1;
+  }
+  memcpy(text, start, (size_t) (p - start));
+  text[p - start] = '\0';
+  v = strtod(text, NULL);
+  if (text != small)
+    free(text);
+  return isinf(v) ? -1 : 0;
+}
+
+static int chk_literal(scan_t *s, const char *w, size_t n) {
+  if ((size_t) (s->end - s->p) < n || memcmp(s->p, w, n) != 0 ||
+      (s->p + n < s->end && is_word(s->p[n])))
+    return -1;
+  s->p += n;
+  return 0;
+}
+
+static int chk_value(scan_t *s);
+
+static int chk_container(scan_t *s, int obj) {
+  unsigned close = obj ? '}' : ']';
+  if (++s->depth > HW_JSON_MAX_DEPTH)
+    return -1;
+  s->p++;
+  skip_ws(s);
+  if (s->p < s->end && *s->p == close) {
+    s->p++;
+    s->depth--;
+    return 0;
+  }
+  for (;;) {
+    if (obj) {
+      if (s->p >= s->end || *s->p != '"' || chk_string(s) != 0)
+        return -1;
+      skip_ws(s);
+      if (s->p >= s->end || *s->p != ':')
+        return -1;
+      s->p++;
+    }
+    if (chk_value(s) != 0)
+      return -1;
+    skip_ws(s);
+    if (s->p >= s->end)
+      return -1;
+    if (*s->p == close) {
+      s->p++;
+      s->depth--;
+      return 0;
+    }
+    if (*s->p != ',')
+      return -1;
+    s->p++;
+    skip_ws(s);
+  }
+}
+
+static int chk_value(scan_t *s) {
+  skip_ws(s);
+  if (s->p >= s->end)
+    return -1;
+  switch (*s->p) {
+  case '{': return chk_container(s, 1);
+  case '[': return chk_container(s, 0);
+  case '"': return chk_string(s);
+  case 't': return chk_literal(s, "true", 4);
+  case 'f': return chk_literal(s, "false", 5);
+  case 'n': return chk_literal(s, "null", 4);
+  default:
+    if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
+      return chk_number(s);
+    return -1;
+  }
+}
+
+int hw_jscan_check(const char *text, size_t n, hw_jslice_t *root) {
+  scan_t s = {(const unsigned char *) text, (const unsigned char *) text + n, 0};
+  const unsigned char *start;
+  skip_ws(&s);
+  start = s.p;
+  if (chk_value(&s) != 0)
+    return -1;
+  if (root != NULL) {
+    root->p = (const char *) start;
+    root->n = (size_t) (s.p - start);
+  }
+  skip_ws(&s);
+  return s.p == s.end ? 0 : -1;
+}
+
+/* --- walking checked text ------------------------------------------- */
+
+static const char *ws(const char *p, const char *end) {
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    p++;
+  return p;
+}
+
+/* The end of the (checked) value at p. */
+static const char *skip_value(const char *p, const char *end) {
+  int depth = 0;
+  do {
+    p = ws(p, end);
+    if (p >= end)
+      return end;
+    if (*p == '"') {
+      for (p++; p < end && *p != '"'; p++)
+        if (*p == '\\')
+          p++;
+      p++;
+    } else if (*p == '{' || *p == '[') {
+      depth++;
+      p++;
+    } else if (*p == '}' || *p == ']') {
+      depth--;
+      p++;
+    } else if (*p == ',' || *p == ':') {
+      p++;
+    } else {
+      while (p < end && is_word((unsigned char) *p))
+        p++;
+    }
+  } while (depth > 0);
+  return p;
+}
+
+int hw_jscan_next(const char **pos, const char *end, hw_jslice_t *key,
+                  hw_jslice_t *val) {
+  const char *p = ws(*pos + 1, end), *k;
+  if (p >= end || *p == '}')
+    return 0;
+  k = ++p;
+  while (p < end && *p != '"')
+    p += *p == '\\' ? 2 : 1;
+  key->p = k;
+  key->n = (size_t) (p - k);
+  p = ws(p + 1, end) + 1; /* past ':' */
+  p = ws(p, end);
+  val->p = p;
+  p = skip_value(p, end);
+  val->n = (size_t) (p - val->p);
+  *pos = ws(p, end); /* at ',' or '}': the next call steps over it */
+  return 1;
+}
+
+int hw_jscan_member(hw_jslice_t obj, const char *key, size_t klen,
+                    hw_jslice_t *val) {
+  const char *pos = obj.p, *end = obj.p + obj.n;
+  hw_jslice_t k, v;
+  int found = 0;
+  while (hw_jscan_next(&pos, end, &k, &v)) {
+    if (memchr(k.p, '\\', k.n) != NULL)
+      return -1;
+    if (k.n == klen && memcmp(k.p, key, klen) == 0) {
+      *val = v;
+      found = 1;
+    }
+  }
+  return found;
+}
+
+int hw_jscan_integer(hw_jslice_t num, int64_t *out, int *literal) {
+  char small[64];
+  const char *p = num.p;
+  size_t i = 0;
+  double d;
+  int plain = 1;
+
+  *literal = 0;
+  for (i = 0; i < num.n; i++)
+    if (p[i] == '.' || p[i] == 'e' || p[i] == 'E')
+      plain = 0;
+  if (plain && num.n <= 18 && !(num.n == 2 && p[0] == '-' && p[1] == '0')) {
+    /* 18 characters always fit int64: the literal */
+    *out = strtoll(p, NULL, 10);
+    *literal = 1;
+    return 1;
+  }
+  if (num.n >= sizeof small)
+    return 0; /* a long literal: the caller lets the Lua side decide */
+  memcpy(small, p, num.n);
+  small[num.n] = '\0';
+  if (plain) { /* an int64 literal decodes exactly; -0 is a float */
+    char *e;
+    long long v;
+    errno = 0;
+    v = strtoll(small, &e, 10);
+    if (errno == 0 && *e == '\0' && strcmp(small, "-0") != 0) {
+      *out = v;
+      *literal = 1;
+      return 1;
+    }
+  }
+  d = strtod(small, NULL);
+  if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) ||
+      floor(d) != d)
+    return 0;
+  *out = (int64_t) d;
+  return 1;
+}
