@@ -164,7 +164,7 @@ static void web_request(hw_http_server_t *srv, hw_http_req_t *req, void *arg) {
     respond_json(req, 400, body);
     return;
   }
-  if (hw_fast_accept(e, req, ip) == 0)
+  if (!e->cfg.no_fast_accept && hw_fast_accept(e, req, ip) == 0)
     return;
   e->accepts.lua_path++;
   struct web_call w = {req, ip};

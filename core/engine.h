@@ -46,6 +46,7 @@ typedef struct hw_config_s {
   unsigned max_connections;  /* --max-connections: webhook connections */
   size_t max_body_buffer;    /* request-body bytes held, all connections */
   int max_runs;              /* runs in flight before webhooks get 503 */
+  int no_fast_accept;        /* HOOKWORK_FAST_ACCEPT=0: Lua accept path only */
   long max_outbound;         /* outbound connections open at once */
   long outbound_pool;        /* idle keep-alive connections kept (0: auto) */
   size_t max_response;       /* ceiling of a call's max_response */

@@ -68,6 +68,9 @@ static void limit_defaults(hw_config_t *c) {
   c->max_connections = 10000;
   c->max_body_buffer = env_size("HOOKWORK_MAX_BODY_BUFFER", (size_t) 128 << 20);
   c->max_runs = (int) env_size("HOOKWORK_MAX_RUNS", 10000);
+  /* "0": every webhook request takes the Lua accept path (core/fastpath.h) */
+  c->no_fast_accept = getenv("HOOKWORK_FAST_ACCEPT") != NULL &&
+                      strcmp(getenv("HOOKWORK_FAST_ACCEPT"), "0") == 0;
   c->max_outbound = (long) env_size("HOOKWORK_MAX_OUTBOUND", 512);
   c->outbound_pool = (long) env_size("HOOKWORK_OUTBOUND_POOL", 0);
   c->max_response = env_size("HOOKWORK_MAX_RESPONSE", (size_t) 64 << 20);

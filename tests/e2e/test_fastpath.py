@@ -1,0 +1,344 @@
+"""Issue 14, the accept path in C (core/fastpath.c): which requests it takes
+(hookwork_accept_path_total{path="c"|"lua"}, counted per request), and that
+it answers and stores exactly what the Lua path does: the same requests go
+to an engine with the C path and to one with HOOKWORK_FAST_ACCEPT=0, and
+every answer (status, headers, body) and every stored transaction (data,
+request) must match.  Also: a commit that fails after the C path wrote
+gives the Lua path's 503; kill -9 after the 202s loses nothing.
+"""
+
+import gzip
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+import zlib
+
+from lib import test, Engine, eq, ok, fail, wait_until, REPO
+
+FA_LUA = """local hw = require "hookwork"
+return hw.cycle {
+  name = "fa",
+  steps = {
+    hw.webhook { name = "in", methods = { "POST", "PUT" },
+                 fields = { order_id = "string", amount = "number", qty = "integer?",
+                            ["customer.id"] = "string?", ["customer.vip"] = "boolean?",
+                            tags = "array?", meta = "object?", note = "any?" } },
+    hw.step { name = "touch", run = function(tx) tx.data.seen = true end },
+  },
+}
+"""
+
+ALL_LUA = """local hw = require "hookwork"
+return hw.cycle {
+  name = "all",
+  steps = {
+    hw.webhook { name = "in" },
+    hw.step { name = "touch", run = function(tx) tx.data.seen = true end },
+  },
+}
+"""
+
+STOPPED_LUA = """local hw = require "hookwork"
+return hw.cycle {
+  name = "stopme",
+  steps = { hw.webhook { name = "in" }, hw.step { name = "s", run = function(tx) end } },
+}
+"""
+
+GUARD_LUA = """local hw = require "hookwork"
+return hw.cycle {
+  name = "guard",
+  steps = { hw.webhook { name = "in", ip_filtered = true },
+            hw.step { name = "s", run = function(tx) end } },
+}
+"""
+
+FILES = {"fa.lua": FA_LUA, "all.lua": ALL_LUA, "stopme.lua": STOPPED_LUA,
+         "guard.lua": GUARD_LUA}
+
+JSON = {"Content-Type": "application/json"}
+FAULT_SO = os.path.join(REPO, "tests", "fault", "faultfs.so")
+
+
+def nested(depth):
+    return '{"order_id":"d","amount":1,"meta":' + '{"a":' * depth + '1' + '}' * depth + '}'
+
+
+# (name, cycle, method, suffix, headers, body, expected status, path taken)
+CASES = [
+    ("plain", "fa", "POST", "", JSON, '{"order_id":"A1","amount":12.5}', 202, "c"),
+    ("nested", "fa", "POST", "", JSON,
+     '{"order_id":"A2","amount":1,"qty":3,"customer":{"id":"c1","vip":true,"x":0},'
+     '"tags":[1,"2",{"t":null}],"meta":{"a":null},"junk":"x","note":null}', 202, "c"),
+    ("put_allowed", "fa", "PUT", "", JSON, '{"order_id":"P","amount":0}', 202, "c"),
+    ("integer_1e3", "fa", "POST", "", JSON, '{"order_id":"i","amount":1,"qty":1e3}', 202, "c"),
+    ("integer_float_form", "fa", "POST", "", JSON, '{"order_id":"i","amount":1,"qty":7.0}', 202, "c"),
+    ("integer_minus_zero", "fa", "POST", "", JSON, '{"order_id":"i","amount":-0,"qty":-0}', 202, "c"),
+    ("integer_big_exact", "fa", "POST", "", JSON,
+     '{"order_id":"i","amount":1,"qty":9007199254740993}', 202, "c"),
+    ("integer_past_int64", "fa", "POST", "", JSON,
+     '{"order_id":"i","amount":1,"qty":12345678901234567890}', 400, "lua"),
+    ("integer_fraction", "fa", "POST", "", JSON, '{"order_id":"i","amount":1,"qty":1.5}', 400, "lua"),
+    ("integer_as_string", "fa", "POST", "", JSON, '{"order_id":"i","amount":1,"qty":"3"}', 400, "lua"),
+    ("missing_field", "fa", "POST", "", JSON, '{"order_id":"m"}', 400, "lua"),
+    ("null_field", "fa", "POST", "", JSON, '{"order_id":"m","amount":null}', 400, "lua"),
+    ("wrong_type", "fa", "POST", "", JSON, '{"order_id":5,"amount":1}', 400, "lua"),
+    ("nested_wrong_type", "fa", "POST", "", JSON,
+     '{"order_id":"w","amount":1,"customer":{"vip":"yes"}}', 400, "lua"),
+    ("nested_not_object", "fa", "POST", "", JSON,
+     '{"order_id":"w","amount":1,"customer":[1]}', 202, "c"),
+    ("bad_json", "fa", "POST", "", JSON, '{"order_id":"b",', 400, "lua"),
+    ("trailing_garbage", "fa", "POST", "", JSON, '{"order_id":"b","amount":1} x', 400, "lua"),
+    ("number_overflow", "fa", "POST", "", JSON, '{"order_id":"o","amount":1e999}', 400, "lua"),
+    ("leading_zero", "fa", "POST", "", JSON, '{"order_id":"o","amount":01}', 400, "lua"),
+    ("bad_escape", "fa", "POST", "", JSON, '{"order_id":"\\q","amount":1}', 400, "lua"),
+    ("control_char", "fa", "POST", "", JSON, '{"order_id":"a\x01","amount":1}', 400, "lua"),
+    ("too_deep", "fa", "POST", "", JSON, nested(200), 400, "lua"),
+    ("deep_ok", "fa", "POST", "", JSON, nested(150), 202, "c"),
+    ("array_body", "fa", "POST", "", JSON, '[{"order_id":"a","amount":1}]', 400, "lua"),
+    ("empty_body", "fa", "POST", "", JSON, '', 400, "lua"),
+    ("sniffed_text_plain", "fa", "POST", "", {"Content-Type": "text/plain"},
+     ' {"order_id":"t","amount":2}', 202, "c"),
+    ("unlabelled", "fa", "POST", "", {}, '{"order_id":"u","amount":2}', 202, "c"),
+    ("json_as_form", "fa", "POST", "", {"Content-Type": "application/x-www-form-urlencoded"},
+     '{"order_id":"f","amount":2}', 202, "c"),
+    ("vendor_json", "fa", "POST", "", {"Content-Type": "Application/Vnd.X+JSON; charset=utf-8"},
+     '{"order_id":"v","amount":2}', 202, "c"),
+    ("bom", "fa", "POST", "", JSON, '\ufeff{"order_id":"bom","amount":2}', 202, "c"),
+    ("unicode", "fa", "POST", "", JSON,
+     '{"order_id":"\u00e9\U0001f600\\u00e9\\ud83d\\ude00\\ud800","amount":2}', 202, "c"),
+    ("invalid_utf8", "fa", "POST", "", JSON, b'{"order_id":"\xff","amount":2}', 400, "lua"),
+    ("xml", "fa", "POST", "", {"Content-Type": "application/xml"}, '<a/>', 415, "lua"),
+    ("gzip", "fa", "POST", "", dict(JSON, **{"Content-Encoding": "gzip"}),
+     gzip.compress(b'{"order_id":"g","amount":3}'), 202, "c"),
+    ("deflate", "fa", "POST", "", dict(JSON, **{"Content-Encoding": "Deflate"}),
+     zlib.compress(b'{"order_id":"z","amount":3}'), 202, "c"),
+    ("bad_gzip", "fa", "POST", "", dict(JSON, **{"Content-Encoding": "gzip"}),
+     b"not gzip at all", 400, "lua"),
+    ("brotli", "fa", "POST", "", dict(JSON, **{"Content-Encoding": "br"}), b"x", 415, "lua"),
+    ("wrong_method", "fa", "GET", "", {}, None, 405, "lua"),
+    ("forged_token", "fa", "POST", "x", JSON, '{"order_id":"A1","amount":1}', 404, "lua"),
+    ("trailing_slash", "fa", "POST", "/", JSON, '{"order_id":"s","amount":1}', 202, "c"),
+    ("query_string", "fa", "POST", "?a=1&b=%20", JSON, '{"order_id":"q","amount":1}', 202, "lua"),
+    ("duplicate_key", "fa", "POST", "", JSON,
+     '{"order_id":"x","order_id":"y","amount":1}', 202, "c"),
+    ("escaped_key", "fa", "POST", "", JSON, '{"order_\\u0069d":"e","amount":2}', 202, "lua"),
+    ("all_members", "all", "POST", "", JSON,
+     '{"a":1,"b":null,"c":{"d":[1,2,null]},"e":"\\"q\\"","f":1.50}', 202, "c"),
+    ("all_dup_last_null", "all", "POST", "", JSON, '{"a":1,"a":null,"z":2}', 202, "lua"),
+    ("all_empty_body", "all", "POST", "", JSON, '', 202, "lua"),
+    ("all_scalar", "all", "POST", "", JSON, '42', 202, "lua"),
+    ("stopped_cycle", "stopme", "POST", "", JSON, '{"a":1}', 503, "lua"),
+    ("ip_filtered", "guard", "POST", "", JSON, '{"a":1}', 403, "lua"),
+]
+
+
+def counts(e):
+    got = {}
+    for line in e.metrics().splitlines():
+        m = re.match(r'hookwork_accept_path_total\{path="(\w+)"\} (\d+)', line)
+        if m:
+            got[m.group(1)] = int(m.group(2))
+    return got.get("c", 0), got.get("lua", 0)
+
+
+def send(e, urls, case):
+    name, cyc, method, suffix, headers, body, _, _ = case
+    return e.post(urls[cyc] + suffix, body=body, headers=headers, method=method)
+
+
+def answer_of(r, token_map):
+    h = {k: v for k, v in r.headers.items() if k in ("content-type", "retry-after", "allow",
+                                                      "www-authenticate", "location")}
+    return r.status, h, r.body
+
+
+def stored(e, tx, token):
+    t = e.tx(tx)
+    req = t["request"]
+    req.pop("received", None)
+    req["path"] = req["path"].replace(token, "TOKEN")
+    req["headers"].pop("host", None)  # (each engine its own port)
+    return {"state": t["state"], "data": t["data"], "request": req}
+
+
+def run_cases(e):
+    urls = {c: e.hook_url(c, "in") for c in ("fa", "all", "stopme", "guard")}
+    e.stop_cycle("stopme")
+    r = e.admin("PUT", "/api/connectors/default", json={"allowed_ips": ["127.0.0.2"]})
+    eq(r.status // 100, 2, "allowed_ips set")
+    out = []
+    for case in CASES:
+        before = counts(e)
+        r = send(e, urls, case)
+        after = counts(e)
+        taken = "c" if after[0] == before[0] + 1 else "lua" if after[1] == before[1] + 1 else "?"
+        out.append((case[0], r, taken))
+    return urls, out
+
+
+@test
+def c_path_and_lua_path_answer_and_store_the_same():
+    fast = Engine(FILES)
+    slow = Engine(FILES, env={"HOOKWORK_FAST_ACCEPT": "0"})
+    with fast, slow:
+        fast.start()
+        slow.start()
+        furls, fres = run_cases(fast)
+        surls, sres = run_cases(slow)
+        eq(counts(slow)[0], 0, "HOOKWORK_FAST_ACCEPT=0: nothing on the C path")
+        accepted = []
+        for case, (name, fr, taken), (_, sr, _) in zip(CASES, fres, sres):
+            eq(fr.status, case[6], "%s: status (%s)" % (name, fr.body[:200]))
+            eq(taken, case[7], "%s: accept path" % name)
+            eq(answer_of(fr, None), answer_of(sr, None), "%s: same answer on both paths" % name)
+            if fr.status == 202:
+                accepted.append((name, fr.json["transaction"], case[1]))
+        ftok = {c: u.rsplit("/", 1)[1] for c, u in furls.items()}
+        stok = {c: u.rsplit("/", 1)[1] for c, u in surls.items()}
+        for name, tx, cyc in accepted:
+            fast.wait_tx(tx, "completed")
+            slow.wait_tx(tx, "completed")
+            eq(stored(fast, tx, ftok[cyc]), stored(slow, tx, stok[cyc]), "%s: same transaction stored" % name)
+        d = fast.tx([t for n, t, _ in accepted if n == "integer_1e3"][0])["data"]
+        eq(d["qty"], 1000, "1e3 stored as the integer 1000")
+        d = fast.tx([t for n, t, _ in accepted if n == "all_members"][0])["data"]
+        eq(d, {"a": 1, "c": {"d": [1, 2, None]}, "e": '"q"', "f": 1.5, "seen": True})
+
+
+@test
+def c_path_follows_start_stop_put_and_reload():
+    with Engine({"fa.lua": FA_LUA, "guard.lua": GUARD_LUA}) as e:
+        e.start()
+        url = e.hook_url("fa", "in")
+        good = '{"order_id":"A","amount":1}'
+        eq(e.post(url, body=good, headers=JSON).status, 202)
+        e.stop_cycle("fa")
+        r = e.post(url, body=good, headers=JSON)
+        eq((r.status, r.json), (503, {"error": "cycle 'fa' is stopped"}), "stopped at once")
+        e.start_cycle("fa")
+        eq(e.post(url, body=good, headers=JSON).status, 202, "running again")
+        g = e.hook_url("guard", "in")
+        eq(e.post(g, json={"a": 1}).status, 403, "no address allowed yet")
+        e.admin("PUT", "/api/connectors/default", json={"allowed_ips": ["127.0.0.1"]})
+        c0 = counts(e)[0]
+        eq(e.post(g, json={"a": 1}).status, 202, "allowed after the PUT")
+        eq(counts(e)[0], c0 + 1, "through the C path")
+        e.admin("PUT", "/api/connectors/default", json={"allowed_ips": ["127.0.0.2"]})
+        eq(e.post(g, json={"a": 1}).status, 403, "refused after the next PUT")
+        # hot reload: the amount field becomes optional, qty required
+        e.write("fa.lua", FA_LUA.replace('amount = "number"', 'amount = "number?"')
+                .replace('qty = "integer?"', 'qty = "integer"'))
+        wait_until(lambda: e.post(url, json={"order_id": "r", "qty": 2}).status == 202,
+                   timeout=10, msg="the reloaded fields")
+        r = e.post(url, json={"order_id": "r", "amount": 1})
+        eq((r.status, r.json), (400, {"error": "field 'qty': missing (expected integer)"}))
+        e.remove("fa.lua")
+        wait_until(lambda: e.post(url, json={"order_id": "r", "qty": 2}).status == 404,
+                   timeout=10, msg="token gone with its file")
+
+
+def fault_env(ctl, data_dir):
+    return {"LD_PRELOAD": FAULT_SO, "HW_FAULT_CTL": ctl, "HW_FAULT_PATH": data_dir,
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+
+
+def set_fault(ctl, mode):
+    with open(ctl + ".tmp", "w") as f:
+        f.write(mode)
+    os.rename(ctl + ".tmp", ctl)
+
+
+def first_refusal(env_extra):
+    """A request written while a commit stalls, whose own commit then fails:
+    its answer, and the accept path counters around it.  (Written, not
+    refused at the door: the store reports no failure while it stalls.)"""
+    if not os.path.exists(FAULT_SO):
+        fail("%s is missing: run make" % FAULT_SO)
+    with tempfile.TemporaryDirectory(prefix="hookwork-fault-") as t:
+        ctl = os.path.join(t, "ctl")
+        set_fault(ctl, "ok")
+        e = Engine({"fa.lua": FA_LUA}, env=env_extra)
+        e.env_extra.update(fault_env(ctl, e.data_dir))
+        with e:
+            e.start()
+            url = e.hook_url("fa", "in")
+            eq(e.post(url, json={"order_id": "a", "amount": 1}).status, 202)
+            before = counts(e)
+            set_fault(ctl, "stall")
+            time.sleep(0.05)
+            res = {}
+
+            def post(oid):
+                res[oid] = e.post(url, json={"order_id": oid, "amount": 2}, timeout=20)
+            tx = threading.Thread(target=post, args=("x",))
+            tx.start()  # its commit stalls in fsync
+            time.sleep(0.3)
+            tb = threading.Thread(target=post, args=("b",))
+            tb.start()  # queued for the next commit
+            time.sleep(0.3)
+            set_fault(ctl, "eio")  # the stalled fsync passes, the next one fails
+            tx.join()
+            tb.join()
+            after = counts(e)
+            set_fault(ctl, "ok")
+            wait_until(lambda: e.post(url, json={"order_id": "c", "amount": 3}).status == 202,
+                       timeout=15, msg="service resumes")
+            e.stop()
+            con = sqlite3.connect(os.path.join(e.data_dir, "hookwork.db"))
+            try:
+                ids = [row[0] for row in con.execute(
+                    "SELECT json_extract(data, '$.order_id') FROM tx ORDER BY id")]
+            finally:
+                con.close()
+            # (x's commit may hit the failing fsync too: SQLite syncs more than once)
+            ok(res["x"].status in (202, 503), "x answered", res["x"])
+            xs = ["x"] if res["x"].status == 202 else []
+            eq(ids, ["a"] + xs + ["c"], "the refused request (%s) is not stored" % res["b"])
+            return res["b"], before, after, len(xs)
+
+
+@test
+def c_path_commit_failure_is_the_lua_paths_503():
+    r, before, after, nx = first_refusal({})
+    eq(r.status, 503, "refused: %s" % r.body)
+    eq(r.headers.get("retry-after"), "1")
+    ok(r.json["error"].startswith("store unavailable: "), "names the store", r.json)
+    eq((after[0] - before[0], after[1] - before[1]), (nx, 0),
+       "both written by the C path (none handed to Lua); only a 202 counted as accepted")
+    r2, before, after, _ = first_refusal({"HOOKWORK_FAST_ACCEPT": "0"})
+    eq((after[0] - before[0], after[1] - before[1]), (0, 2), "the Lua path")
+    eq((r2.status, r2.headers.get("content-type"), r2.headers.get("retry-after"), r2.body),
+       (r.status, r.headers.get("content-type"), r.headers.get("retry-after"), r.body),
+       "the Lua path's answer, byte for byte")
+
+
+@test
+def c_path_kill9_after_202_loses_nothing():
+    with Engine({"fa.lua": FA_LUA}) as e:
+        e.start()
+        url = e.hook_url("fa", "in")
+        acked, lock = [], threading.Lock()
+
+        def worker(k):
+            for i in range(40):
+                r = e.post(url, json={"order_id": "k%d-%d" % (k, i), "amount": i})
+                if r.status == 202:
+                    with lock:
+                        acked.append((r.json["transaction"], "k%d-%d" % (k, i), i))
+        ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        eq(len(acked), 160, "every request acknowledged")
+        ok(counts(e)[0] >= 160, "through the C path", counts(e))
+        e.kill()
+        e.start()
+        for tx, oid, amount in acked:
+            t = e.wait_tx(tx, "completed", timeout=30)
+            eq((t["data"]["order_id"], t["data"]["amount"], t["data"]["seen"]), (oid, amount, True))
