@@ -317,32 +317,25 @@ int hw_jscan_member(hw_jslice_t obj, const char *key, size_t klen,
 }
 
 int hw_jscan_integer(hw_jslice_t num, int64_t *out, int *literal) {
-  char small[64];
-  const char *p = num.p;
-  size_t i = 0;
+  char small[64], *e;
+  size_t i;
   double d;
   int plain = 1;
 
   *literal = 0;
-  for (i = 0; i < num.n; i++)
-    if (p[i] == '.' || p[i] == 'e' || p[i] == 'E')
-      plain = 0;
-  if (plain && num.n <= 18 && !(num.n == 2 && p[0] == '-' && p[1] == '0')) {
-    /* 18 characters always fit int64: the literal */
-    *out = strtoll(p, NULL, 10);
-    *literal = 1;
-    return 1;
-  }
-  if (num.n >= sizeof small)
+  if (num.n == 0 || num.n >= sizeof small)
     return 0; /* a long literal: the caller lets the Lua side decide */
-  memcpy(small, p, num.n);
+  memcpy(small, num.p, num.n); /* (a slice is not terminated) */
   small[num.n] = '\0';
-  if (plain) { /* an int64 literal decodes exactly; -0 is a float */
-    char *e;
+  for (i = 0; i < num.n; i++)
+    if (small[i] == '.' || small[i] == 'e' || small[i] == 'E')
+      plain = 0;
+  if (plain && strcmp(small, "-0") != 0) {
+    /* an int64 literal decodes exactly (-0 is a float) */
     long long v;
     errno = 0;
     v = strtoll(small, &e, 10);
-    if (errno == 0 && *e == '\0' && strcmp(small, "-0") != 0) {
+    if (errno == 0 && *e == '\0') {
       *out = v;
       *literal = 1;
       return 1;

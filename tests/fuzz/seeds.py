@@ -11,6 +11,8 @@ http/  requests, including a request-smuggling/desync set: CL.TE, TE.CL,
 xff/   "TRUSTED\\nPEER\\nFIELD..." inputs for fuzz_xff.
 body/  Content-Type selector byte + body for fuzz_body.
 json/  JSONTestSuite-style y_/n_/i_ texts for fuzz_json.
+jscan/ the json/ texts plus webhook-like objects (nested fields, repeated
+       and escaped keys, integer forms) for fuzz_jscan.
 """
 import os
 
@@ -190,3 +192,21 @@ json_seeds = {
 }
 for name, data in json_seeds.items():
     write("json", name, data)
+
+# jscan/  the JSON texts again, plus objects as webhooks send them, for
+# fuzz_jscan (core/jscan.c against the decoder)
+jscan_seeds = dict(json_seeds)
+jscan_seeds.update({
+    "o_order": '{"order_id":"A1","amount":12.5}',
+    "o_nested": '{"order_id":"A2","qty":3,"customer":{"id":"c1","vip":true},"tags":[1,"2",{"t":null}]}',
+    "o_repeated": '{"a":1,"a":null,"a":{"b":2}}',
+    "o_escaped_key": '{"\\u0061":1,"a":2}',
+    "o_ints": '{"a":1e3,"b":-0,"c":7.0,"d":9223372036854775807,"e":-9223372036854775808,'
+              '"f":9223372036854775808,"g":1.5,"h":12345678901234567890,"i":1E-2}',
+    "o_ws": ' \t\r\n{ "a" : [ 1 , 2 ] , "b" : { } }\n',
+    "o_unicode": '{"k\\u00e9":"\\ud83d\\ude00","\xc3\xa9":"\xf0\x9f\x98\x80"}',
+    "n_obj_overflow": '{"a":1e999}',
+    "n_obj_trailing": '{"a":1} x',
+})
+for name, data in jscan_seeds.items():
+    write("jscan", name, data)
