@@ -239,6 +239,8 @@ static int store_open(uv_loop_t *loop, const char *dir, const char *url,
   }
   if (url != NULL) { /* PostgreSQL: no directory, file or thread */
     rc = hw_pg__open(st, url, node, err, errlen);
+    if (rc == 0) /* recovery runs the rows stored before this start */
+      rc = seed_ids(st, err, errlen);
     goto handles;
   }
   rc = lock_dir(dir, &st->lockfd, err, errlen);

@@ -126,7 +126,7 @@ _Static_assert(NMIGRATIONS == HW_PG_SCHEMA_VERSION,
 static int schema(PGconn *c, int migrate, char *what, size_t wlen, char *err,
                   size_t len) {
   PGresult *r;
-  int version = 0, rc = 0, v;
+  int version = 0, rc = 0, v, empty = 1;
   char sql[200];
 
   if (exec_ok(c, "BEGIN", err, len) != 0 ||
@@ -139,8 +139,10 @@ static int schema(PGconn *c, int migrate, char *what, size_t wlen, char *err,
     PQclear(r);
     goto fail;
   }
-  if (PQntuples(r) > 0)
+  if (PQntuples(r) > 0) {
     version = atoi(PQgetvalue(r, 0, 0));
+    empty = 0;
+  }
   PQclear(r);
   if (version > HW_PG_SCHEMA_VERSION) {
     snprintf(err, len, "the database's schema version %d is newer than this "
@@ -149,7 +151,7 @@ static int schema(PGconn *c, int migrate, char *what, size_t wlen, char *err,
     rc = -EINVAL;
     goto fail;
   }
-  if (version > 0 && version < HW_PG_SCHEMA_VERSION && !migrate) {
+  if (!empty && version < HW_PG_SCHEMA_VERSION && !migrate) {
     snprintf(err, len, "schema version %d is older than this engine's %d: "
              "run `hookwork migrate`", version, HW_PG_SCHEMA_VERSION);
     rc = -EINVAL;
@@ -162,11 +164,12 @@ static int schema(PGconn *c, int migrate, char *what, size_t wlen, char *err,
            " VALUES(1, %d, extract(epoch FROM now())) ON CONFLICT(one) DO"
            " UPDATE SET version = excluded.version, updated = excluded.updated",
            HW_PG_SCHEMA_VERSION);
-  if (version < HW_PG_SCHEMA_VERSION && exec_ok(c, sql, err, len) != 0)
+  if ((empty || version < HW_PG_SCHEMA_VERSION) &&
+      exec_ok(c, sql, err, len) != 0)
     goto fail;
   if (exec_ok(c, "COMMIT", err, len) != 0)
     goto fail;
-  if (version == 0)
+  if (empty)
     snprintf(what, wlen, "created schema version %d", HW_PG_SCHEMA_VERSION);
   else if (version < HW_PG_SCHEMA_VERSION)
     snprintf(what, wlen, "upgraded schema version %d to %d", version,
@@ -310,6 +313,15 @@ static int rd_ensure(hw_store_t *st) {
   uint64_t now = uv_hrtime();
   if (pg->rd != NULL && PQstatus(pg->rd) == CONNECTION_OK)
     return 0;
+  if (pg->opened && (pg->state == PG_DOWN || pg->state == PG_CONNECTING)) {
+    /* the writes connection is being reopened on the loop: a blocking
+     * connect here would only stall the loop for the same answer */
+    uv_mutex_lock(&st->mu);
+    copy_msg(st->errmsg, sizeof st->errmsg, "store unavailable: ",
+             st->reason);
+    uv_mutex_unlock(&st->mu);
+    return -EIO;
+  }
   if (now - pg->rd_reset_at < 200 * (uint64_t) 1000000)
     return -EIO;
   pg->rd_reset_at = now;

@@ -1,0 +1,290 @@
+"""The PostgreSQL backend (--store postgres://...): acknowledgements only after
+the commit, a server crash under load (503 store unavailable meanwhile,
+nothing acknowledged lost, recovery by itself), hookwork migrate and schema
+versions, bad URLs, ids unique across two engines on one database, and
+unfinished runs recovered after a kill -9 of the engine.
+
+Black-box: real HTTP to the engine, a real PostgreSQL (tests/e2e/pgserver.py);
+the database is read directly to check what was stored. Skipped, with the
+reason printed, only when PostgreSQL's binaries are absent."""
+import os
+import signal
+import threading
+import time
+
+from lib import (Engine, Recorder, accepted, contains, cycle, eq, lua_str, ok,
+                 pg_database, pg_server, run_cli, skip, test, wait_until)
+
+FF = cycle("ff", """
+    hw.webhook { name = "in" },
+    hw.step { name = "work", run = function(tx) tx.data.done = true end },
+""")
+
+
+def hook(e, cyc="ff", step="in"):
+    """The webhook URL, read from the store (the hooks table)."""
+    rows = wait_until(lambda: e.db_rows("SELECT token FROM hooks WHERE cycle = ? AND step = ?",
+                                        (cyc, step)), timeout=10, msg="webhook token stored")
+    return "%s/hooks/%s" % (e.base_url, rows[0][0])
+
+
+def states(e, ids):
+    rows = e.db_rows("SELECT id, state FROM tx WHERE id IN (%s)" % ",".join(str(int(i)) for i in ids)) \
+        if ids else []
+    return {str(r[0]): r[1] for r in rows}
+
+
+def own_server():
+    """A PostgreSQL of this test alone (it gets crashed and restarted)."""
+    pg_server()  # skips with the reason when no server can run here
+    import pgserver
+    return pgserver.PgServer().start()
+
+
+def crash(srv):
+    """pg_ctl stop -m immediate: the server dies without a shutdown checkpoint,
+    as a crash would (it recovers from its WAL at the next start)."""
+    srv._run_as([srv._bin("pg_ctl"), "-D", srv.data_dir, "stop", "-m", "immediate", "-w"])
+    srv.proc.wait(10)
+    srv.proc = None
+
+
+def restart(srv):
+    srv._spawn(60)
+
+
+@test
+def accepts_commit_then_answer_and_owner_is_the_node():
+    url = pg_database()
+    with Engine({"ff.lua": FF}, store=url, args=["--node", "node-a"]) as e:
+        e.start()
+        ids = [accepted(e.post(hook(e), json={"n": i})) for i in range(20)]
+        # a 202 is sent after the commit: the row is there the moment we read
+        rows = e.db_rows("SELECT count(*) FROM tx WHERE id IN (%s)" % ",".join(ids))
+        eq(rows[0][0], 20, "every acknowledged transaction is in PostgreSQL")
+        wait_until(lambda: set(states(e, ids).values()) == {"completed"}, timeout=10,
+                   msg="all completed")
+        eq(e.db_rows("SELECT DISTINCT owner FROM tx"), [("node-a",)], "owner is --node")
+        eq(e.db_rows("SELECT version FROM schema_version"), [(1,)])
+        eq(os.path.exists(e.data_dir), False, "--data is not used with --store")
+
+
+@test
+def server_crash_under_load_refuses_then_recovers_and_loses_nothing():
+    srv = own_server()
+    try:
+        url = srv.new_database()
+        with Engine({"ff.lua": FF}, store=url) as e:
+            e.start()
+            target = hook(e)
+            acked, refused, other = [], [], []
+            lock = threading.Lock()
+            stop = threading.Event()
+
+            def load():
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    try:
+                        r = e.post(target, json={"n": n}, timeout=15)
+                    except Exception as ex:  # a connection error is not an ack
+                        with lock:
+                            other.append(repr(ex))
+                        time.sleep(0.05)
+                        continue
+                    with lock:
+                        if r.status == 202:
+                            acked.append(r.json["transaction"])
+                        elif r.status == 503:
+                            refused.append((r.text, r.headers.get("retry-after")))
+                        else:
+                            other.append((r.status, r.text))
+                    if r.status != 202:
+                        time.sleep(0.02)
+
+            threads = [threading.Thread(target=load) for _ in range(4)]
+            for t in threads:
+                t.start()
+            try:
+                wait_until(lambda: len(acked) >= 50, timeout=20, msg="load running")
+                crash(srv)
+                with lock:
+                    before = len(acked)
+                wait_until(lambda: len(refused) >= 5, timeout=10, msg="503s while the server is down")
+                time.sleep(1.5)
+                restart(srv)
+                with lock:
+                    at_restart = len(acked)
+                wait_until(lambda: len(acked) >= at_restart + 50, timeout=30,
+                           msg="the engine accepts again by itself after the server is back")
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(20)
+            ok(e.running(), "the engine kept running")
+            eq(other, [], "only 202 and 503 answers")
+            for text, retry in refused[:20]:
+                contains(text, "store unavailable")
+                eq(retry, "1", "Retry-After of a 503")
+            ok(before >= 50 and len(acked) > at_restart, "acknowledged before and after", before,
+               at_restart, len(acked))
+            eq(len(set(acked)), len(acked), "transaction ids are unique")
+            # nothing acknowledged is lost, and every one of them runs
+            wait_until(lambda: set(states(e, acked).values()) == {"completed"}
+                       and len(states(e, acked)) == len(acked), timeout=30,
+                       msg="every acknowledged request stored and completed")
+    finally:
+        srv.stop()
+
+
+@test
+def migrate_creates_then_has_nothing_to_do():
+    url = pg_database()
+    r = run_cli(["migrate", "--store", url])
+    eq(r.returncode, 0, r.stderr)
+    contains(r.stdout, "created schema version 1")
+    r = run_cli(["migrate", "--store", url])
+    eq(r.returncode, 0, r.stderr)
+    contains(r.stdout, "schema version 1 is current: nothing to do")
+    r = run_cli(["migrate"], env={"HOOKWORK_STORE": url})
+    eq(r.returncode, 0, "HOOKWORK_STORE names the database: " + r.stderr)
+    r = run_cli(["migrate"], env={"HOOKWORK_STORE": ""})
+    eq(r.returncode, 2)
+    contains(r.stderr, "--store")
+    with Engine({"ff.lua": FF}, store=url) as e:
+        e.start()
+        accepted(e.post(hook(e), json={}))
+
+
+@test
+def schema_newer_or_older_than_the_engine_is_refused():
+    url = pg_database()
+    srv = pg_server()
+    eq(run_cli(["migrate", "--store", url]).returncode, 0)
+    e = Engine({"ff.lua": FF}, store=url)
+    try:
+        srv.psql(url, "UPDATE schema_version SET version = 99")
+        e.start(wait=False)
+        eq(e.proc.wait(15), 1, "a newer schema: exit 1")
+        contains(e.log(), "schema version 99 is newer than this engine's 1")
+        r = run_cli(["migrate", "--store", url])
+        eq(r.returncode, 1, "migrate never downgrades")
+        contains(r.stderr, "schema version 99 is newer than this engine's 1")
+        eq(srv.query(url, "SELECT version FROM schema_version"), [(99,)])
+
+        srv.psql(url, "UPDATE schema_version SET version = 0")
+        e.start(wait=False)
+        eq(e.proc.wait(15), 1, "an older schema: exit 1")
+        contains(e.log(), "schema version 0 is older than this engine's 1: run `hookwork migrate`")
+        eq(srv.query(url, "SELECT version FROM schema_version"), [(0,)], "run did not migrate")
+        r = run_cli(["migrate", "--store", url])
+        eq(r.returncode, 0, r.stderr)
+        contains(r.stdout, "upgraded schema version 0 to 1")
+        e.start()
+        accepted(e.post(hook(e), json={}))
+    finally:
+        e.close()
+
+
+@test
+def bad_store_url_exits_1_with_libpq_message_and_writes_nothing():
+    srv = pg_server()
+    e = Engine({"ff.lua": FF})
+    try:
+        cases = [
+            ("postgres://postgres@127.0.0.1:1/x", 1, "127.0.0.1"),  # nothing listens
+            (srv.url("no_such_db"), 1, 'database "no_such_db" does not exist'),
+            ("postgres://postgres@127.0.0.1:%d/x?bogus=1" % srv.port, 1, "bogus"),
+            ("mysql://root@127.0.0.1/x", 2, "expected postgres://"),
+        ]
+        for url, code, msg in cases:
+            e.store = url
+            e.start(wait=False)
+            eq(e.proc.wait(20), code, url)
+            contains(e.log().split("--- e2e: start")[-1], msg)
+            eq(os.path.exists(e.data_dir), False, "nothing written for " + url)
+        r = run_cli(["migrate", "--store", "postgres://postgres@127.0.0.1:1/x"])
+        eq(r.returncode, 1)
+        contains(r.stderr, "hookwork migrate: ")
+        r = run_cli(["run", "--store", srv.url(), "--lease", "0"])
+        eq(r.returncode, 2)
+        contains(r.stderr, "--lease: expected 1 to 3600 seconds, got '0'")
+    finally:
+        e.store = None
+        e.close()
+
+
+@test
+def ids_are_unique_across_two_engines_on_one_database():
+    url = pg_database()
+    with Engine({"ff.lua": FF}, store=url, args=["--node", "a"]) as a, \
+            Engine({"ff.lua": FF}, store=url, args=["--node", "b"]) as b:
+        a.start()
+        b.start()
+        ha, hb = hook(a), hook(b)
+        ids = {"a": [], "b": []}
+        # past one block of 100 ids per node
+        for i in range(130):
+            ids["a"].append(accepted(a.post(ha, json={"i": i})))
+            ids["b"].append(accepted(b.post(hb, json={"i": i})))
+        every = ids["a"] + ids["b"]
+        eq(len(set(every)), len(every), "no id handed out twice")
+        for node in ("a", "b"):
+            nums = [int(x) for x in ids[node]]
+            eq(nums, sorted(nums), "ids increase on node " + node)
+        rows = a.db_rows("SELECT owner, count(*) FROM tx GROUP BY owner ORDER BY owner")
+        eq(rows, [("a", 130), ("b", 130)])
+        wait_until(lambda: a.db_rows("SELECT count(*) FROM hist")[0][0] == 260, timeout=20,
+                   msg="history rows of both nodes")
+        eq(a.db_rows("SELECT count(DISTINCT (tx, seq)) FROM hist")[0][0], 260)
+
+
+@test
+def engine_kill9_then_restart_recovers_unfinished_runs_from_postgres():
+    rec = Recorder()
+    src = cycle("chain", """
+    hw.webhook { name = "in" },
+    hw.step { name = "b", run = function(tx)
+      local t0 = os.time()
+      while os.time() - t0 < 2 do end
+      tx.data.b = true
+    end },
+    hw.request { name = "c", method = "POST", url = %s .. "/c", json = { step = "c" } },
+""" % lua_str(rec.url))
+    url = pg_database()
+    with rec, Engine({"chain.lua": src}, store=url,
+                     env={"HOOKWORK_STEP_BUDGET": "100000000000"}) as e:
+        e.start()
+        tid = accepted(e.post(hook(e, "chain"), json={"k": 1}))
+        time.sleep(0.5)  # inside step b, which keeps the loop busy
+        e.kill()
+        eq(states(e, [tid]), {tid: "running"}, "unfinished in PostgreSQL")
+        eq(len(rec.find("POST", "/c")), 0, "c had not run before the kill")
+        e.start()
+        wait_until(lambda: states(e, [tid]) == {tid: "completed"}, timeout=20,
+                   msg="the run recovered after restart")
+        eq(len(rec.find("POST", "/c")), 1, "c runs once after the restart")
+        data = e.db_rows("SELECT data FROM tx WHERE id = ?", (int(tid),))[0][0]
+        contains(data, '"b":true')
+
+
+@test
+def sigterm_with_the_server_down_exits_and_the_engine_starts_again():
+    srv = own_server()
+    try:
+        url = srv.new_database()
+        with Engine({"ff.lua": FF}, store=url) as e:
+            e.start()
+            target = hook(e)
+            accepted(e.post(target, json={}))
+            crash(srv)
+            r = e.post(target, json={})
+            eq(r.status, 503, r.text)
+            contains(r.text, "store unavailable")
+            code = e.stop(signal.SIGTERM, timeout=30)
+            eq(code, 0, "a clean stop even without the server")
+            restart(srv)
+            e.start()
+            accepted(e.post(target, json={}))
+    finally:
+        srv.stop()
