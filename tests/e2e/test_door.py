@@ -835,32 +835,19 @@ def empty_arrays_stay_arrays_end_to_end():
         eq(t["data"]["body"], [])
 
 
-FAULT_SO = os.path.join(os.path.dirname(KEYS), "fault", "faultfs.so")
-
-
-def set_fault(ctl, mode):
-    with open(ctl + ".tmp", "w") as f:
-        f.write(mode)
-    os.rename(ctl + ".tmp", ctl)
-
-
 @test
 def dedupe_key_of_a_refused_request_is_not_kept():
     """A request the store could not commit (503) leaves no dedupe key: the
     sender's retry after recovery runs, and only then is a duplicate one."""
-    import tempfile
-    ok(os.path.exists(FAULT_SO), "%s is missing: run make" % FAULT_SO)
-    with Recorder() as rec, tempfile.TemporaryDirectory(prefix="hookwork-fault-") as t:
-        ctl = os.path.join(t, "ctl")
-        set_fault(ctl, "ok")
+    from storefault import StoreFault
+    with Recorder() as rec:
         e = Engine({"dd.lua": dedupe_cycle("dd", rec, '{ header = "X-Id" }')})
-        e.env_extra.update({"LD_PRELOAD": FAULT_SO, "HW_FAULT_CTL": ctl, "HW_FAULT_PATH": e.data_dir,
-                            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"})
+        fault = StoreFault(e)
         with e:
             e.start()
             url = e.hook_url("dd", "in")
             accepted(e.post(url, json={"n": 0}, headers={"X-Id": "warm"}))
-            set_fault(ctl, "eio")
+            fault.set("eio")
             time.sleep(0.1)
             out = []
             ths = [threading.Thread(target=lambda: out.append(e.post(url, json={"n": 1}, headers={"X-Id": "k1"})))
@@ -870,7 +857,7 @@ def dedupe_key_of_a_refused_request_is_not_kept():
             for th in ths:
                 th.join(20)
             eq(sorted(r.status for r in out), [503, 503], "both copies refused while nothing commits")
-            set_fault(ctl, "ok")
+            fault.set("ok")
             wait_until(lambda: e.post(url, json={"n": 2}, headers={"X-Id": "probe-%f" % time.time()}).status == 202,
                        timeout=15, msg="the store works again")
             r = e.post(url, json={"n": 1}, headers={"X-Id": "k1"})
@@ -939,7 +926,6 @@ def door_options_misuse_named_at_load():
 
 @test
 def dedupe_expired_keys_are_purged_from_the_store():
-    import sqlite3
     with Recorder() as rec:
         with Engine({"pg.lua": dedupe_cycle("pg", rec, '{ header = "X-Id", window = 1 }')}) as e:
             e.start()
@@ -948,11 +934,7 @@ def dedupe_expired_keys_are_purged_from_the_store():
                 accepted(e.post(url, json={"n": i}, headers={"X-Id": "p%d" % i}))
 
             def rows():
-                con = sqlite3.connect(os.path.join(e.data_dir, "hookwork.db"), timeout=10)
-                try:
-                    return con.execute("SELECT count(*) FROM dedupe").fetchone()[0]
-                finally:
-                    con.close()
+                return e.db_rows("SELECT count(*) FROM dedupe")[0][0]
             wait_until(lambda: rows() == 5, msg="keys stored")
             wait_until(lambda: rows() == 0, timeout=10, msg="expired keys purged")
 

@@ -9,7 +9,7 @@ import os
 import socket
 import time
 
-from lib import (test, Engine, Recorder, eq, ok, contains, wait_until, cycle,
+from lib import (test, Engine, Recorder, eq, ok, contains, wait_until, cycle, not_on_postgres,
                  lua_str, RawConn, raw_request, parse_responses, http_request,
                  run_cli)
 
@@ -288,6 +288,7 @@ def admin_off_loopback_without_token_refuses_to_start():
 
 @test
 def damaged_store_names_sqlite_error():
+    not_on_postgres("it damages a page of hookwork.db")
     import sqlite3
     with Engine({"ff.lua": FF}) as e:
         e.start()

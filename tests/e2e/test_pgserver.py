@@ -10,7 +10,7 @@ import sys
 import time
 
 import pgserver
-from lib import HERE, Engine, eq, ok, skip, test, wait_until
+from lib import HERE, Engine, contains, eq, ok, skip, test, wait_until
 
 CHILD = r"""
 import sys, time
@@ -157,3 +157,52 @@ def engine_runs_on_store_url_instead_of_data():
         ok(("--store" in e.command()) is False and "--data" in e.command(), "sqlite until started", e.command())
     finally:
         e.close()
+
+
+@test
+def store_fault_fails_and_stalls_writes_on_postgres():
+    need_pg()
+    import tempfile
+    from storefault import StoreFault
+    import lib
+    srv = lib.pg_server()
+    url = srv.new_database()
+
+    class Fake:  # what StoreFault needs of an Engine
+        store = url
+        tmp = tempfile.mkdtemp(prefix="hookwork-fault-")
+        env_extra = {}
+    try:
+        srv.psql(url, "CREATE TABLE a (n int); CREATE TABLE b (n int)")
+        f = StoreFault(Fake)
+        f.set("eio")
+        for t in ("a", "b"):
+            try:
+                srv.psql(url, "INSERT INTO %s VALUES (1)" % t)
+            except pgserver.PgError as ex:
+                contains(str(ex), "Input/output error")
+            else:
+                raise AssertionError("a write to %s went through while failing" % t)
+        f.set("enospc")
+        try:
+            srv.psql(url, "DELETE FROM a")
+            raise AssertionError("a delete went through while failing")
+        except pgserver.PgError as ex:
+            contains(str(ex), "No space left on device")
+        f.set("ok")
+        srv.psql(url, "INSERT INTO a VALUES (1)")
+        f.set("stall")
+        try:
+            srv.psql(url, "SET lock_timeout = '300ms'; INSERT INTO a VALUES (2)")
+            raise AssertionError("a write went through while stalled")
+        except pgserver.PgError as ex:
+            contains(str(ex), "lock timeout")
+        eq(srv.query(url, "SELECT n FROM a"), [(1,)], "reads go on while stalled")
+        f.set("ok")
+        srv.psql(url, "SET lock_timeout = '2s'; INSERT INTO a VALUES (2)")
+        eq(srv.query(url, "SELECT count(*) FROM a"), [(2,)])
+        f.close()
+    finally:
+        import shutil
+        shutil.rmtree(Fake.tmp, ignore_errors=True)
+        srv.drop_database(url)

@@ -1,0 +1,126 @@
+"""Make an engine's store fail on demand, on either backend (the durability,
+door and ops tests use it; python3 standard library only).
+
+    f = StoreFault(e)      # before e.start(): on SQLite it sets LD_PRELOAD
+    e.start()
+    f.set("eio")           # commits fail  -> 503 "store unavailable: ..."
+    f.set("ok")            # commits work again
+
+Modes:
+  ok      nothing fails
+  eio     SQLite: fsync/fdatasync fail with EIO (tests/fault/faultfs.so).
+          PostgreSQL: every write fails, SQLSTATE 58030 io_error (a trigger
+          on every table of the engine's database)
+  enospc  SQLite: writes fail with ENOSPC. PostgreSQL: every write fails,
+          SQLSTATE 53100 disk_full
+  stall   SQLite: fsync hangs. PostgreSQL: a session holds EXCLUSIVE locks on
+          every table (writes wait; reads go on), released by "ok"
+"""
+
+import os
+import subprocess
+
+import lib
+
+FAULT_SO = os.path.join(lib.REPO, "tests", "fault", "faultfs.so")
+MODES = ("ok", "eio", "enospc", "stall")
+
+_PG_TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+_PG_FAIL_FN = """CREATE OR REPLACE FUNCTION hw_test_fault() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  IF TG_ARGV[0] = 'enospc' THEN
+    RAISE EXCEPTION 'injected by the test: could not extend file: No space left on device'
+      USING ERRCODE = 'disk_full';
+  END IF;
+  RAISE EXCEPTION 'injected by the test: could not write: Input/output error' USING ERRCODE = 'io_error';
+END $f$;
+"""
+
+
+class StoreFault:
+    def __init__(self, e):
+        self.e = e
+        self.mode = "ok"
+        self._lock_session = None
+        self.ctl = os.path.join(e.tmp, "fault-ctl")
+        self._write_ctl("ok")
+        if not lib.on_postgres() and not e.store:
+            if not os.path.exists(FAULT_SO):
+                lib.fail("%s is missing: run make" % FAULT_SO)
+            e.env_extra.update({"LD_PRELOAD": FAULT_SO, "HW_FAULT_CTL": self.ctl,
+                                "HW_FAULT_PATH": e.data_dir,
+                                "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") +
+                                ":verify_asan_link_order=0"})
+        lib._RECORDERS.add(self)  # closed by the runner after the test, like a Recorder
+
+    def _write_ctl(self, mode):
+        with open(self.ctl + ".tmp", "w") as f:
+            f.write(mode)
+        os.rename(self.ctl + ".tmp", self.ctl)
+
+    @property
+    def pg(self):
+        return bool(self.e.store)
+
+    def set(self, mode):
+        if mode not in MODES:
+            raise ValueError("StoreFault mode %r: one of %s" % (mode, ", ".join(MODES)))
+        if not self.pg:
+            self._write_ctl(mode)
+        else:
+            self._pg_clear()
+            if mode in ("eio", "enospc"):
+                self._pg_fail(mode)
+            elif mode == "stall":
+                self._pg_stall()
+        self.mode = mode
+
+    # -- PostgreSQL
+    def _psql(self, sql):
+        return lib.pg_server().psql(self.e.store, sql)
+
+    def _tables(self):
+        return [r[0] for r in lib.pg_server().query(self.e.store, _PG_TABLES)]
+
+    def _pg_fail(self, mode):
+        stmts = [_PG_FAIL_FN]
+        for t in self._tables():
+            stmts.append('CREATE TRIGGER hw_test_fault BEFORE INSERT OR UPDATE OR DELETE ON "%s" '
+                         "FOR EACH STATEMENT EXECUTE FUNCTION hw_test_fault('%s');" % (t, mode))
+        self._psql("BEGIN;\n%s\nCOMMIT;\n" % "\n".join(stmts))
+
+    def _pg_stall(self):
+        srv = lib.pg_server()
+        tables = ", ".join('"%s"' % t for t in self._tables())
+        p = subprocess.Popen(srv._psql_args(self.e.store), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=srv._env())
+        p.stdin.write("BEGIN;\nLOCK TABLE %s IN EXCLUSIVE MODE;\nSELECT 'locked';\n" % tables)
+        p.stdin.flush()
+        line = p.stdout.readline().strip()
+        if line != "locked":
+            p.kill()
+            raise AssertionError("could not lock the tables to stall the store: %r" % line)
+        self._lock_session = p
+
+    def _pg_clear(self):
+        p, self._lock_session = self._lock_session, None
+        if p is not None:
+            try:
+                p.stdin.write("ROLLBACK;\n")
+                p.stdin.close()
+                p.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                p.kill()
+        if self.mode in ("eio", "enospc"):
+            stmts = ['DROP TRIGGER IF EXISTS hw_test_fault ON "%s";' % t for t in self._tables()]
+            self._psql("BEGIN;\n%s\nCOMMIT;\n" % "\n".join(stmts))
+
+    def close(self):
+        lib._RECORDERS.discard(self)
+        if self.pg and self.mode != "ok":
+            try:
+                self._pg_clear()
+            except Exception:
+                pass
+            self.mode = "ok"
