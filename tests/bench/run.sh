@@ -24,6 +24,10 @@
 #   (ops: issue 12, tests/bench/ops_bench.py - search, admin reads and the
 #   purge with 1,000,000 stored transactions; its own section of
 #   BENCHMARKS.md between BENCH:OPS:BEGIN / BENCH:OPS:END)
+#   (pg: issue 15, tests/bench/pg_bench.py - one, two and three nodes on one
+#   PostgreSQL beside SQLite, fire-and-forget and resume, and the time from
+#   kill -9 of a node to its runs taken over; its own section of
+#   BENCHMARKS.md between BENCH:PG:BEGIN / BENCH:PG:END)
 #   BENCH_DURATION=10   seconds per measured wrk run    BENCH_WARMUP=2 (seconds)
 #   BENCH_CONNS=50      wrk connections (ff, sync, park) BENCH_OUT_CONNS=1000 (out)
 #   BENCH_PARKED=1000000  transactions to park           BENCH_PARKED_SMALL=1000
@@ -37,7 +41,7 @@ set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/tests/bench
-ONLY=${BENCH_ONLY:-"ff sync out park door carrier ops"}
+ONLY=${BENCH_ONLY:-"ff sync out park door carrier ops pg"}
 DUR=${BENCH_DURATION:-10}
 WARM=${BENCH_WARMUP:-2}
 CONNS=${BENCH_CONNS:-50}
@@ -513,6 +517,11 @@ fi
 if want ops; then
   log "== operations on stored work (issue 12): tests/bench/ops_bench.py"
   BENCH_DOC="$DOC" python3 "$HERE/ops_bench.py" || log "ops bench failed"
+fi
+if want pg; then
+  log "== PostgreSQL and several nodes (issue 15): tests/bench/pg_bench.py"
+  HOOKWORK_BIN="$HW" BENCH_DOC="$DOC" BENCH_DURATION="$DUR" BENCH_WARMUP="$WARM" \
+    python3 "$HERE/pg_bench.py" || log "pg bench failed"
 fi
 
 # ================================================================ report
