@@ -79,7 +79,11 @@ def pg_server():
 
 def pg_database():
     """URL of a fresh database on the test PostgreSQL (for Engine(store=URL):
-    several engines on one database)."""
+    several engines on one database). Tests that need PostgreSQL run in the
+    postgres stage (HOOKWORK_TEST_STORE=postgres) and are skipped, with that
+    reason, in the SQLite one."""
+    if not on_postgres():
+        skip("needs PostgreSQL: runs with HOOKWORK_TEST_STORE=postgres (make test's postgres stage)")
     return pg_server().new_database()
 
 
