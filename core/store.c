@@ -200,6 +200,26 @@ int64_t hw_store_last_id(const hw_store_t *st, int kind) {
   return kind >= 0 && kind < HW_ID_KINDS ? st->ids[kind] : 0;
 }
 
+/* HOOKWORK_WAL_LIMIT_MB: how long the WAL may grow before the writer
+ * helps the checkpointer start it over (see store_int.h). */
+static int wal_limit(hw_store_t *st, char *err, size_t len) {
+  const char *env = getenv("HOOKWORK_WAL_LIMIT_MB");
+  long mb = HW_WAL_LIMIT_MB;
+  char *end;
+  if (env != NULL) {
+    mb = strtol(env, &end, 10);
+    if (*env == '\0' || *end != '\0' || mb < 1 || mb > 4096) {
+      snprintf(err, len, "HOOKWORK_WAL_LIMIT_MB must be a whole number of "
+               "megabytes from 1 to 4096, not '%.40s'", env);
+      return -EINVAL;
+    }
+  }
+  st->wal_limit = (int) (mb * 256); /* 4 KB pages */
+  st->wal_step = st->wal_limit / 4 < HW_WAL_STEP ? st->wal_limit / 4
+                                                 : HW_WAL_STEP;
+  return 0;
+}
+
 /* dir: the SQLite data directory, or NULL with url (PostgreSQL) */
 static int store_open(uv_loop_t *loop, const char *dir, const char *url,
                       const char *node, hw_store_t **out, char *err,
@@ -224,6 +244,7 @@ static int store_open(uv_loop_t *loop, const char *dir, const char *url,
   st->max_pending = HW_MAX_PENDING_DEFAULT;
   if ((env = getenv("HOOKWORK_MAX_PENDING")) != NULL && atol(env) > 0)
     st->max_pending = (size_t) atol(env);
+  st->trace = (env = getenv("HOOKWORK_STORE_TRACE")) != NULL && atoi(env) > 0;
   if (uv_mutex_init(&st->mu) != 0) {
     free(st);
     snprintf(err, errlen, "out of memory");
@@ -243,7 +264,9 @@ static int store_open(uv_loop_t *loop, const char *dir, const char *url,
       rc = seed_ids(st, err, errlen);
     goto handles;
   }
-  rc = lock_dir(dir, &st->lockfd, err, errlen);
+  rc = wal_limit(st, err, errlen);
+  if (rc == 0)
+    rc = lock_dir(dir, &st->lockfd, err, errlen);
   snprintf(path, sizeof path, "%s/hookwork.db", dir);
   if (rc == 0)
     rc = open_conn(path, &st->wr, err, errlen);

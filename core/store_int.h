@@ -17,6 +17,8 @@
 #define HW_RETRY_MIN_NS (100 * (uint64_t) 1000000)
 #define HW_RETRY_MAX_NS (1000 * (uint64_t) 1000000)
 #define HW_MAX_PENDING_DEFAULT 100000
+#define HW_WAL_STEP 256 /* frames committed between checkpointer wake-ups */
+#define HW_WAL_LIMIT_MB 64 /* HOOKWORK_WAL_LIMIT_MB's default */
 
 typedef struct hw_op_s {
   struct hw_op_s *next;
@@ -43,6 +45,20 @@ typedef struct hw_fail_s {
   uint64_t at; /* uv_hrtime when the loop learned of it */
   char msg[200];
 } hw_fail_t;
+
+/* A second's worth of commit and checkpoint timings (HOOKWORK_STORE_TRACE). */
+#define HW_TRACE_BUCKETS 16 /* commit durations: <1ms, <2ms, <4ms ... */
+typedef struct hw_store_trace_s {
+  uint64_t since;
+  unsigned commits, ops, frames, hist[HW_TRACE_BUCKETS];
+  uint64_t commit_max_ns, commit_sum_ns;
+  unsigned ckpts;                /* the checkpointer's passes */
+  uint64_t ck_max_ns, ck_sum_ns;
+  unsigned wck;                  /* the writer's own (finishing) passes */
+  uint64_t wck_max_ns;
+  unsigned restarts;             /* the WAL started over */
+  int wal_max;                   /* most frames in the WAL */
+} hw_store_trace_t;
 
 struct hw_store_s {
   uv_loop_t *loop;
@@ -81,18 +97,37 @@ struct hw_store_s {
   uv_thread_t thread;
   int thread_started;
   char wmsg[200];              /* the writer's own message buffer */
-  /* checkpointer thread: copies the WAL into the database file four times
-   * a second with its own connection (PASSIVE: it never blocks the
-   * writer), so the writer's own automatic checkpoint, which keeps the WAL
-   * bounded, finds little left to copy and stalls commits only briefly */
+  /* checkpointer thread: copies the WAL into the database file with its
+   * own connection, woken by the writer every HW_WAL_STEP frames (and at
+   * least four times a second).  PASSIVE: it never blocks the writer, and
+   * the writer never checkpoints on its own (wal_autocheckpoint is off), so
+   * a commit never waits for pages to be copied or the database file to be
+   * synced.  The WAL starts over from its beginning only when a write
+   * transaction begins with every frame copied; under steady load that
+   * never happens by itself, so once the WAL passes wal_limit frames and
+   * a pass has copied all it saw, the checkpointer asks the writer (ck_ask)
+   * to copy the last few frames itself between two batches, after the
+   * earlier batch's waiters were told. */
   sqlite3 *ck;
-  uv_cond_t ckcv;              /* wakes the checkpointer to stop */
+  uv_cond_t ckcv;              /* wakes the checkpointer (more frames, stop) */
   uv_thread_t ckthread;
   int ck_started;
   /* the PostgreSQL backend (store_pg.c), NULL on SQLite: then no SQLite
    * connection, lock or thread exists, and the batch machine of store_pg.c
    * takes sealed writes on the loop thread instead of the writer */
   struct hw_pg_s *pg;
+  int ck_due;                  /* the writer asks for a pass */
+  int ck_ask;                  /* the checkpointer asks the writer to finish */
+  int ck_asked;                /* the writer finishes (it clears it after) */
+  int wal_frames;              /* frames in the WAL after the last commit */
+  int wal_woke;                /* wal_frames when the writer last woke it */
+  int wal_limit;               /* frames (HOOKWORK_WAL_LIMIT_MB) */
+  int wal_step;                /* frames between wake-ups */
+  /* HOOKWORK_STORE_TRACE=1: once a second the writer logs its commits
+   * (count, ops, duration histogram), the checkpoints and the WAL, to find
+   * where a write waits.  Under mu (both threads add). */
+  int trace;
+  hw_store_trace_t tr;
 };
 
 /* store_writer.c */

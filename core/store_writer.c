@@ -11,6 +11,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,93 @@ static hw_op_t *keep_ops(hw_op_t *ops, hw_op_t *bad, size_t *nkept) {
   return kept;
 }
 
+/* HOOKWORK_STORE_TRACE: a commit's duration and size (writer thread);
+ * once a second, the line.  Called under mu. */
+static void trace_commit(hw_store_t *st, uint64_t ns, unsigned ops) {
+  hw_store_trace_t *t = &st->tr, c;
+  uint64_t now = uv_hrtime();
+  unsigned b = 0, i;
+  char line[300];
+  int off;
+
+  while (b + 1 < HW_TRACE_BUCKETS && ns >= ((uint64_t) 1000000 << b))
+    b++;
+  if (t->since == 0)
+    t->since = now;
+  t->commits++;
+  t->ops += ops;
+  t->hist[b]++;
+  t->commit_sum_ns += ns;
+  if (ns > t->commit_max_ns)
+    t->commit_max_ns = ns;
+  if (now - t->since < (uint64_t) 1000000000)
+    return;
+  c = *t;
+  memset(t, 0, sizeof *t);
+  t->since = now;
+  off = snprintf(line, sizeof line, "%u commits (%u writes, %u pages), mean "
+                 "%.2f max %.2f ms; by ms", c.commits, c.ops, c.frames,
+                 c.commit_sum_ns / 1e6 / c.commits, c.commit_max_ns / 1e6);
+  for (i = 0; i < HW_TRACE_BUCKETS && off < (int) sizeof line - 20; i++)
+    if (c.hist[i])
+      off += snprintf(line + off, sizeof line - off, " <%u:%u", 1u << i,
+                      c.hist[i]);
+  hw_log("store", "trace: %s; checkpointer %u passes, mean %.2f max %.2f "
+         "ms; writer %u passes, max %.2f ms; WAL at most %d frames, started "
+         "over %u times", line, c.ckpts,
+         c.ckpts ? c.ck_sum_ns / 1e6 / c.ckpts : 0.0, c.ck_max_ns / 1e6,
+         c.wck, c.wck_max_ns / 1e6, c.wal_max, c.restarts);
+}
+
+/* Writer thread, inside each COMMIT: wakes the checkpointer every
+ * HW_WAL_STEP frames (this replaces SQLite's automatic checkpoint, which
+ * would copy the frames and sync the database file on the writer). */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames) {
+  hw_store_t *st = arg;
+  int wake;
+  (void) db;
+  (void) name;
+  uv_mutex_lock(&st->mu);
+  if (frames < st->wal_frames) { /* the WAL started over */
+    st->wal_woke = 0;
+    st->tr.restarts++;
+    st->tr.frames += (unsigned) frames;
+  } else {
+    st->tr.frames += (unsigned) (frames - st->wal_frames);
+  }
+  st->wal_frames = frames;
+  if (frames > st->tr.wal_max)
+    st->tr.wal_max = frames;
+  wake = frames - st->wal_woke >= st->wal_step;
+  if (wake) {
+    st->wal_woke = frames;
+    st->ck_due = 1;
+    uv_cond_signal(&st->ckcv);
+  }
+  uv_mutex_unlock(&st->mu);
+  return SQLITE_OK;
+}
+
+/* Writer thread, between batches, when the checkpointer asked: copies the
+ * frames committed since its last pass (a commit or two), so the next
+ * write transaction finds every frame copied and starts the WAL over.
+ * Called without mu. */
+static void finish_checkpoint(hw_store_t *st) {
+  uint64_t t0 = uv_hrtime(), ns;
+  int rc = sqlite3_wal_checkpoint_v2(st->wr, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                     NULL, NULL);
+  ns = uv_hrtime() - t0;
+  uv_mutex_lock(&st->mu);
+  st->ck_asked = 0;
+  uv_cond_signal(&st->ckcv); /* the checkpointer may go on */
+  if (rc == SQLITE_OK) {
+    st->tr.wck++;
+    if (ns > st->tr.wck_max_ns)
+      st->tr.wck_max_ns = ns;
+  }
+  uv_mutex_unlock(&st->mu);
+}
+
 void hw_store__writer_main(void *arg) {
   hw_store_t *st = arg;
   hw_op_t *carry = NULL, *batch, *newops, *bad, **t;
@@ -119,10 +207,24 @@ void hw_store__writer_main(void *arg) {
   size_t nkept = 0;
   char why[200];
   int rc, retry, probe = 0, stop_tries = 0, disk_failing, refused, has_req;
-  int failed, got_new;
+  int failed, got_new, finish = 0;
+  uint64_t t0 = 0;
+  unsigned nops;
 
+  /* named for perf, top and the durability tests (who syncs what) */
+  pthread_setname_np(pthread_self(), "hw-writer");
+  /* the writer never checkpoints by itself: the hook replaces SQLite's
+   * automatic checkpoint (wal_autocheckpoint) */
+  sqlite3_wal_hook(st->wr, wal_hook, st);
   uv_mutex_lock(&st->mu);
   for (;;) {
+    if (finish) {
+      uv_mutex_unlock(&st->mu);
+      finish_checkpoint(st);
+      uv_mutex_lock(&st->mu);
+      finish = 0;
+      continue;
+    }
     /* wait for work; while the disk fails, retry on the pause only */
     while (!st->stop) {
       if (st->failing) {
@@ -166,6 +268,12 @@ void hw_store__writer_main(void *arg) {
     *t = newops; /* kept writes first: they were written first */
     batch = carry;
     carry = NULL;
+    nops = 0;
+    if (st->trace) {
+      for (t = &batch; *t != NULL; t = &(*t)->next)
+        nops++;
+      t0 = uv_hrtime();
+    }
     rc = run_batch(st, batch, probe, &bad, &retry);
     failed = rc != 0;
     if (rc != 0) {
@@ -236,6 +344,13 @@ void hw_store__writer_main(void *arg) {
     if (st->async != NULL)
       uv_async_send(st->async);
     uv_cond_broadcast(&st->donecv);
+    if (st->trace && !failed)
+      trace_commit(st, now - t0, nops);
+    if (st->ck_ask && !st->failing) {
+      st->ck_ask = 0;
+      st->ck_asked = 1;
+      finish = 1; /* after the loop heard of this batch */
+    }
   }
   if (carry != NULL)
     hw_log("store", "%zu writes could not be stored before close: %s; what "
@@ -248,15 +363,45 @@ void hw_store__writer_main(void *arg) {
 
 void hw_store__checkpointer_main(void *arg) {
   hw_store_t *st = arg;
+  uint64_t t0, ns;
+  int nlog, nckpt, rc, last = -1;
+
+  pthread_setname_np(pthread_self(), "hw-checkpoint");
   uv_mutex_lock(&st->mu);
   while (!st->stop) {
-    uv_cond_timedwait(&st->ckcv, &st->mu, (uint64_t) 250e6);
+    /* while the writer finishes, it has the WAL to itself */
+    if (!st->ck_due || st->ck_ask || st->ck_asked)
+      uv_cond_timedwait(&st->ckcv, &st->mu, (uint64_t) 250e6);
     if (st->stop)
       break;
+    if (st->ck_ask || st->ck_asked)
+      continue;
+    st->ck_due = 0;
     uv_mutex_unlock(&st->mu);
-    sqlite3_wal_checkpoint_v2(st->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                              NULL);
+    nlog = nckpt = 0;
+    t0 = uv_hrtime();
+    rc = sqlite3_wal_checkpoint_v2(st->ck, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                   &nlog, &nckpt);
+    ns = uv_hrtime() - t0;
     uv_mutex_lock(&st->mu);
+    if (st->trace && rc == SQLITE_OK) {
+      st->tr.ckpts++;
+      st->tr.ck_sum_ns += ns;
+      if (ns > st->tr.ck_max_ns)
+        st->tr.ck_max_ns = ns;
+    }
+    /* a long WAL: once a pass has copied (nearly) all it saw, the writer
+     * copies what came since; until then passes follow each other, with a
+     * pause when one made no progress (a reader still reads the frames) */
+    if (rc == SQLITE_OK && nlog >= st->wal_limit) {
+      if (nlog - nckpt < st->wal_step)
+        st->ck_ask = 1;
+      else if (nckpt != last)
+        st->ck_due = 1;
+      else
+        uv_cond_timedwait(&st->ckcv, &st->mu, (uint64_t) 2e6);
+    }
+    last = nckpt;
   }
   uv_mutex_unlock(&st->mu);
 }

@@ -7,7 +7,12 @@
  *                         enospc  write/pwrite/writev fail with ENOSPC
  *                         stall   fsync/fdatasync sleep until the mode changes
  *   HW_FAULT_PATH=DIR   only files whose path starts with DIR are affected
- *                       (default: every regular file)
+ *                       (default: every regular file); PATH$ (a trailing
+ *                       '$') is that one file only (the database file
+ *                       without its -wal, say)
+ *   HW_FAULT_LOG=FILE   appends "THREAD fsync|fdatasync PATH" for every sync of
+ *                       an affected file (THREAD: the calling thread's name),
+ *                       to see who syncs what
  * The control file is read at most every 10 ms (a CLOCK_MONOTONIC_COARSE
  * check), so a test flips the disk by rewriting it.  SIGUSR2 forces a
  * re-read at once.
@@ -78,6 +83,7 @@ static int current(void) {
 static int ours(int fd) {
   char link[64], path[4096];
   ssize_t n;
+  size_t len;
   struct stat sb;
   if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
     return 0;
@@ -88,13 +94,45 @@ static int ours(int fd) {
   if (n <= 0)
     return 0;
   path[n] = '\0';
-  return strncmp(path, prefix, strlen(prefix)) == 0;
+  len = strlen(prefix);
+  if (len > 0 && prefix[len - 1] == '$')
+    return (size_t) n == len - 1 && strncmp(path, prefix, len - 1) == 0;
+  return strncmp(path, prefix, len) == 0;
 }
 
 #define REAL(ret, name, args) \
   static ret(*real_##name) args; \
   if (real_##name == NULL) \
     real_##name = (ret(*) args) dlsym(RTLD_NEXT, #name)
+
+/* HW_FAULT_LOG: one line per sync of an affected file (O_APPEND: lines
+ * of concurrent threads do not mix). */
+static void log_sync(int fd, const char *what) {
+  const char *logp = getenv("HW_FAULT_LOG");
+  char link[64], path[4096], name[32] = "?", line[4200];
+  ssize_t n;
+  int lf, cf;
+  if (logp == NULL || !ours(fd))
+    return;
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  n = readlink(link, path, sizeof path - 1);
+  path[n > 0 ? n : 0] = '\0';
+  cf = open("/proc/thread-self/comm", O_RDONLY | O_CLOEXEC);
+  if (cf >= 0) {
+    n = read(cf, name, sizeof name - 1);
+    name[n > 0 ? n : 0] = '\0';
+    if (n > 0 && name[n - 1] == '\n')
+      name[n - 1] = '\0';
+    close(cf);
+  }
+  lf = open(logp, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (lf < 0)
+    return;
+  n = snprintf(line, sizeof line, "%s %s %s\n", name, what, path);
+  if (n > 0 && (size_t) n < sizeof line && write(lf, line, (size_t) n) < 0)
+    n = 0; /* nothing to do: the log is best effort */
+  close(lf);
+}
 
 static int sync_fault(int fd) {
   int m = current();
@@ -119,6 +157,7 @@ static int write_fault(int fd) {
 
 int fsync(int fd) {
   REAL(int, fsync, (int));
+  log_sync(fd, "fsync");
   if (sync_fault(fd) != 0)
     return -1;
   return real_fsync(fd);
@@ -126,6 +165,7 @@ int fsync(int fd) {
 
 int fdatasync(int fd) {
   REAL(int, fdatasync, (int));
+  log_sync(fd, "fdatasync");
   if (sync_fault(fd) != 0)
     return -1;
   return real_fdatasync(fd);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -404,7 +405,84 @@ TEST(failed_open_cleans_up) {
   rm_tmp();
 }
 
-RUN_TESTS("store", T(failed_open_cleans_up), T(open_write_flush_read), T(data_survives_reopen),
+/* Under a steady stream of commits, with reads between them, the WAL
+ * stays near HOOKWORK_WAL_LIMIT_MB: the writer never checkpoints on its
+ * own, and the WAL starts over only when a write begins with every frame
+ * copied, which the checkpointer alone cannot bring about while commits
+ * follow each other (it needs the writer's short finishing pass). */
+TEST(wal_stays_bounded) {
+  uv_loop_t loop;
+  hw_store_t *st;
+  char err[256], path[128], big[3001];
+  struct stat sb;
+  int k, want = 0, n = 0;
+  hw_val_t q;
+
+  mkdir_tmp();
+  uv_loop_init(&loop);
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  setenv("HOOKWORK_WAL_LIMIT_MB", "1", 1);
+  ASSERT_EQ(hw_store_open(&loop, dir, &st, err, sizeof err), 0);
+  unsetenv("HOOKWORK_WAL_LIMIT_MB");
+  flushed = 0;
+  for (k = 1; k <= 6000; k++) {
+    hw_val_t v[11] = {i(k), t("w"), t("running"), t("in"), t(big), r(1.5),
+                      r(1.5), i(1), nil(), nil(), t("{}")};
+    ASSERT_EQ(hw_store_write(st, hw_store_stmt_id("tx_insert"), v, 11), 0);
+    if (k % 20 != 0)
+      continue;
+    ASSERT_EQ(hw_store_flush(st, on_flush, NULL), 0);
+    want++;
+    hw_store_kick(st);
+    q = i(k / 2);
+    ASSERT_EQ(hw_store_query(st, hw_store_stmt_id("tx_data"), &q, 1, grab,
+                             NULL), 0);
+    /* a few commits queued at any time: the writer never idles */
+    if (want - flushed > 3)
+      run_until_flushed(&loop, want - 3);
+  }
+  run_until_flushed(&loop, want);
+  ASSERT_EQ(flush_status, 0);
+  snprintf(path, sizeof path, "%s/hookwork.db-wal", dir);
+  ASSERT_EQ(stat(path, &sb), 0);
+  /* 6000 rows of 3 KB went through it: about 24 MB if it never restarted */
+  ASSERT_TRUE(sb.st_size < 6 * 1024 * 1024);
+  hw_store_query(st, hw_store_stmt_id("tx_running"), NULL, 0, count_rows, &n);
+  ASSERT_EQ(n, 6000);
+  ASSERT_EQ(hw_store_close(st), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  rm_tmp();
+}
+
+/* A bad HOOKWORK_WAL_LIMIT_MB is named and nothing is created. */
+TEST(bad_wal_limit_refused) {
+  uv_loop_t loop;
+  hw_store_t *st = NULL;
+  char err[256], path[128];
+  const char *bad[] = {"0", "-3", "64MB", "", "99999"};
+  size_t k;
+
+  mkdir_tmp();
+  uv_loop_init(&loop);
+  for (k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    setenv("HOOKWORK_WAL_LIMIT_MB", bad[k], 1);
+    err[0] = '\0';
+    ASSERT_EQ(hw_store_open(&loop, dir, &st, err, sizeof err), -EINVAL);
+    ASSERT_TRUE(st == NULL);
+    ASSERT_TRUE(strstr(err, "HOOKWORK_WAL_LIMIT_MB must be a whole number")
+                != NULL);
+  }
+  unsetenv("HOOKWORK_WAL_LIMIT_MB");
+  snprintf(path, sizeof path, "%s/hookwork.db", dir);
+  ASSERT_TRUE(access(path, F_OK) != 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  rm_tmp();
+}
+
+RUN_TESTS("store", T(failed_open_cleans_up), T(wal_stays_bounded), T(bad_wal_limit_refused), T(open_write_flush_read), T(data_survives_reopen),
           T(group_commit_many_flushes), T(bad_arguments_rejected),
           T(two_failed_batches_both_told), T(batch_all_or_nothing),
           T(value_count_checked), T(directory_locked), T(back_pressure))
