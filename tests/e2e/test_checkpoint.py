@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 
-from lib import test, Engine, eq, ok, wait_until, REPO
+from lib import test, Engine, eq, ok, wait_until, not_on_postgres, REPO
 
 FAULT_SO = os.path.join(REPO, "tests", "fault", "faultfs.so")
 
@@ -62,6 +62,7 @@ def the_writer_never_syncs_the_database_file():
     every sync of the database file is the checkpointer's.  (SQLite's own
     automatic checkpoint, every 1,000 frames, ran on the writer: the commits
     behind it waited for the database file's sync.)"""
+    not_on_postgres("the SQLite store's WAL and threads")
     with Engine({"ff.lua": FF_LUA}) as e:
         log = os.path.join(e.tmp, "syncs.log")
         e.env_extra.update({"LD_PRELOAD": FAULT_SO, "HW_FAULT_LOG": log,
@@ -94,6 +95,7 @@ def the_writer_never_syncs_the_database_file():
 
 @test
 def commits_go_on_while_the_database_file_sync_hangs():
+    not_on_postgres("faultfs hangs the SQLite file's fsync")
     with Engine({"ff.lua": FF_LUA}) as e:
         ctl = os.path.join(e.tmp, "fault.ctl")
         set_fault(ctl, "ok")
