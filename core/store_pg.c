@@ -25,8 +25,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { PG_DOWN, PG_CONNECTING, PG_IDLE, PG_BUSY };
+
+/* How long the callers of a batch in limbo wait for the answer before
+ * they get 503 all the same (the server may be gone for good) */
+#define HW_PG_LIMBO_NS (10 * (uint64_t) 1000000000)
 
 #define OID_BOOL 16
 #define OID_BYTEA 17
@@ -47,6 +52,15 @@ struct hw_pg_s {
   uv_timer_t *timer;
   int session;       /* node setting and prepared statements in place */
   int need_rollback; /* a failed batch left a transaction open */
+  /* every batch also writes its token in store_meta ('commit:NODE'): when
+   * the connection drops after a COMMIT was sent, the batch is in limbo
+   * until the token, read after reconnecting, says whether it committed */
+  int sent_all;      /* the batch's COMMIT and Sync are queued */
+  int limbo;
+  int limbo_told;     /* its callers were answered 503 (HW_PG_LIMBO_NS) */
+  uint64_t limbo_since;
+  uint64_t batchno;
+  char token[64];
   int flushing;      /* output not yet all sent */
   /* the batch in flight */
   hw_op_t *batch;
@@ -64,6 +78,7 @@ struct hw_pg_s {
   unsigned oids[HW_STORE_MAXSTMTS][HW_OP_MAXV]; /* parameter types */
   int64_t id_next[HW_ID_KINDS], id_end[HW_ID_KINDS];
   uint64_t rd_reset_at;
+  uint64_t started; /* uv_hrtime at open: part of the batch tokens */
   int opened; /* open completed: close commits what is left */
 };
 
@@ -609,11 +624,9 @@ static void decide(hw_store_t *st) {
              (unsigned long long) pg->nfailed);
     pg->failed_since = pg->nfailed = 0;
     pg->pause = HW_RETRY_MIN_NS;
-    pg->session = 1;
   } else {
     append(&batch, pg->carry); /* written meanwhile by refuse_new: later */
     pg->carry = keep_ops(batch, pg->bad, &pg->nkept);
-    pg->session = 0; /* its settings may have been rolled back */
     if (pg->bad != NULL)
       hw_log("store", "write failed, dropped: %s", pg->msg);
   }
@@ -655,7 +668,16 @@ static void conn_lost(hw_store_t *st, const char *why) {
   pg->flushing = 0;
   pg->session = 0;
   pg->need_rollback = 0;
-  if (pg->state == PG_BUSY) {
+  if (pg->state == PG_BUSY && !pg->failed && pg->sent_all) {
+    /* it may have committed: decided once the token is read back */
+    pg->state = PG_DOWN;
+    pg->limbo = 1;
+    pg->limbo_told = 0;
+    pg->limbo_since = uv_hrtime();
+    uv_mutex_lock(&st->mu);
+    failing(st, msg, uv_hrtime());
+    uv_mutex_unlock(&st->mu);
+  } else if (pg->state == PG_BUSY) {
     pg->state = PG_DOWN;
     if (!pg->failed) {
       pg->failed = 1;
@@ -673,6 +695,45 @@ static void conn_lost(hw_store_t *st, const char *why) {
   pump(st); /* arms the retry timer; refuses what waits meanwhile */
 }
 
+/* After a reconnect: did the batch in limbo commit?  Its token in
+ * store_meta says (read on the reads connection: one round trip). */
+static void resolve(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  char key[300], err[256];
+  const char *v[1] = {key};
+  PGresult *r;
+  int committed;
+
+  snprintf(key, sizeof key, "commit:%s", pg->node);
+  if (rd_ensure(st) != 0) {
+    snprintf(err, sizeof err, "%s", st->errmsg);
+    conn_lost(st, err);
+    return;
+  }
+  r = PQexecParams(pg->rd, "SELECT v FROM store_meta WHERE k = $1", 1, NULL,
+                   v, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    copy_msg(err, sizeof err, "", PQresultErrorMessage(r));
+    PQclear(r);
+    conn_lost(st, err);
+    return;
+  }
+  committed = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), pg->token) == 0;
+  PQclear(r);
+  hw_log("store", "PostgreSQL: the batch in flight when the connection was "
+         "lost %s", committed ? "had committed" : "had not committed");
+  pg->limbo = pg->limbo_told = 0;
+  pg->state = PG_BUSY; /* decide it as the Sync would have */
+  pg->failed = !committed;
+  pg->retry = 1;
+  pg->bad = NULL;
+  uv_mutex_lock(&st->mu);
+  snprintf(pg->msg, sizeof pg->msg, "%s", st->reason);
+  uv_mutex_unlock(&st->mu);
+  pg->state = PG_IDLE;
+  decide(st);
+}
+
 static void connected(hw_store_t *st) {
   hw_pg_t *pg = st->pg;
   PQsetNoticeProcessor(pg->wr, quiet, NULL);
@@ -683,6 +744,8 @@ static void connected(hw_store_t *st) {
   pg->state = PG_IDLE;
   pg->session = 0;
   watch(st, UV_READABLE);
+  if (pg->limbo)
+    resolve(st);
 }
 
 static void connect_step(hw_store_t *st) {
@@ -720,6 +783,11 @@ static int transient(const char *sqlstate) {
   return 0;
 }
 
+#define MARK_SQL                                                             \
+  "INSERT INTO store_meta(k, v) VALUES('commit:' ||"                         \
+  " current_setting('hookwork.node', true), $1) ON CONFLICT(k) DO UPDATE"     \
+  " SET v = excluded.v"
+
 static int send_cmd(hw_pg_t *pg, const char *sql, hw_op_t *op) {
   pg->items[pg->nitems++] = op;
   return PQsendQueryParams(pg->wr, sql, 0, NULL, NULL, NULL, NULL, 0);
@@ -746,6 +814,12 @@ static void start_batch(hw_store_t *st) {
   size_t max;
   int i, ok = 1;
 
+  /* a server that went away while we were idle is noticed now, before the
+   * batch is sent into a dead socket (which would leave it in limbo) */
+  if (!PQconsumeInput(pg->wr) || PQstatus(pg->wr) == CONNECTION_BAD) {
+    conn_lost(st, NULL);
+    return;
+  }
   uv_mutex_lock(&st->mu);
   newops = st->shead;
   pg->lo = st->done;
@@ -763,7 +837,10 @@ static void start_batch(hw_store_t *st) {
   pg->retry = 1;
   pg->bad = NULL;
   pg->msg[0] = '\0';
-  max = count_ops(pg->batch) + HW_PG_NSTMTS + 6;
+  pg->sent_all = 0;
+  snprintf(pg->token, sizeof pg->token, "%ld:%llu:%llu", (long) getpid(),
+           (unsigned long long) pg->started, (unsigned long long) ++pg->batchno);
+  max = count_ops(pg->batch) + HW_PG_NSTMTS + 7;
   pg->items = malloc(max * sizeof *pg->items);
   pg->nitems = pg->item = 0;
   pg->state = PG_BUSY;
@@ -790,6 +867,8 @@ static void start_batch(hw_store_t *st) {
       ok = PQsendPrepare(pg->wr, hw_pg_stmts[i].name, hw_pg_stmts[i].sql, 0,
                          NULL);
     }
+    pg->items[pg->nitems++] = NULL;
+    ok = ok && PQsendPrepare(pg->wr, "hw_commit_mark", MARK_SQL, 1, NULL);
   }
   ok = ok && send_cmd(pg, "BEGIN", NULL);
   for (op = pg->batch; ok && op != NULL; op = op->next) {
@@ -802,8 +881,14 @@ static void start_batch(hw_store_t *st) {
                              NULL, NULL, 0);
     free_heap(heap, op->n);
   }
+  if (ok) {
+    const char *tok[1] = {pg->token};
+    pg->items[pg->nitems++] = NULL;
+    ok = PQsendQueryPrepared(pg->wr, "hw_commit_mark", 1, tok, NULL, NULL, 0);
+  }
   ok = ok && send_cmd(pg, "COMMIT", NULL);
   ok = ok && PQpipelineSync(pg->wr);
+  pg->sent_all = ok;
   if (!ok) {
     conn_lost(st, NULL);
     return;
@@ -833,6 +918,7 @@ static void read_results(hw_store_t *st) {
     if (s == PGRES_PIPELINE_SYNC) {
       PQclear(r);
       pg->need_rollback = PQtransactionStatus(pg->wr) != PQTRANS_IDLE;
+      pg->session = !pg->failed; /* its settings may have been rolled back */
       pg->state = PG_IDLE;
       decide(st);
       break;
@@ -899,16 +985,45 @@ static void on_timer(uv_timer_t *t) {
     pump(st);
 }
 
+/* The batch in limbo has waited long enough: its callers get 503 (if it
+ * did commit, their requests run although they were refused: the one case
+ * where a 503 is not the truth, see docs/ARCHITECTURE.md); its other
+ * writes wait for the answer, to be kept or not. */
+static void limbo_expire(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  hw_fail_t *f;
+  pg->limbo_told = 1;
+  hw_log("store", "PostgreSQL: no answer on whether the batch in flight "
+         "committed after %.0f s: its requests are answered 503",
+         HW_PG_LIMBO_NS / 1e9);
+  uv_mutex_lock(&st->mu);
+  if (pg->got_new && (f = calloc(1, sizeof *f)) != NULL) {
+    f->lo = pg->lo;
+    f->hi = pg->last;
+    snprintf(f->msg, sizeof f->msg, "%s", st->reason);
+    *st->newfails_tail = f;
+    st->newfails_tail = &f->next;
+    if (st->done < pg->last)
+      st->done = pg->last;
+  }
+  pg->got_new = 0;
+  wake(st);
+  uv_mutex_unlock(&st->mu);
+}
+
 static void pump(hw_store_t *st) {
   hw_pg_t *pg = st->pg;
   uint64_t now = uv_hrtime();
   int fails, has_new;
 
+  if (pg->limbo && !pg->limbo_told && now - pg->limbo_since >= HW_PG_LIMBO_NS)
+    limbo_expire(st);
   uv_mutex_lock(&st->mu);
   fails = st->failing;
   has_new = st->shead != NULL;
   uv_mutex_unlock(&st->mu);
-  if (fails && has_new)
+  if (fails && has_new && (!pg->limbo || pg->limbo_told))
+    /* (in limbo its waiters are told first) */
     refuse_new(st);
   if (pg->state == PG_BUSY || pg->state == PG_CONNECTING)
     return;
@@ -943,6 +1058,7 @@ int hw_pg__open(hw_store_t *st, const char *url, const char *node, char *err,
   st->pg = pg;
   pg->pollfd = -1;
   pg->pause = HW_RETRY_MIN_NS;
+  pg->started = uv_hrtime();
   snprintf(pg->node, sizeof pg->node, "%s", node ? node : "");
   if ((pg->rd = connect_sync(url, err, errlen)) == NULL)
     return -EIO;
@@ -989,6 +1105,14 @@ int hw_pg__settle(hw_store_t *st, unsigned timeout_ms) {
         if (!st->failing)
           failing(st, pg->msg[0] ? pg->msg : "not stored", uv_hrtime());
         uv_mutex_unlock(&st->mu);
+        if (pg->limbo) { /* unknown: its callers are told it failed */
+          hw_log("store", "PostgreSQL: whether the last batch committed is "
+                 "unknown (the server cannot be reached)");
+          pg->limbo = pg->limbo_told = 0;
+          pg->failed = 1;
+          pg->retry = 1;
+          decide(st);
+        }
         refuse_new(st);
         break;
       }
