@@ -216,8 +216,9 @@ int hw_pg_migrate(const char *url, char *what, size_t whatlen, char *err,
 static int params(const hw_pg_t *pg, int id, const hw_val_t *v, int n,
                   int copy, const char **pv, char (*nb)[32], char **heap) {
   int i;
-  for (i = 0; i < n; i++) {
+  for (i = 0; i < n; i++)
     heap[i] = NULL;
+  for (i = 0; i < n; i++) {
     switch (v[i].type) {
     case HW_V_INT:
       snprintf(nb[i], 32, "%lld", (long long) v[i].i);
@@ -233,7 +234,7 @@ static int params(const hw_pg_t *pg, int id, const hw_val_t *v, int n,
         size_t k;
         char *h = malloc(2 * v[i].n + 3);
         if (h == NULL)
-          return -ENOMEM;
+          goto nomem;
         h[0] = '\\';
         h[1] = 'x';
         for (k = 0; k < v[i].n; k++) {
@@ -245,7 +246,7 @@ static int params(const hw_pg_t *pg, int id, const hw_val_t *v, int n,
       } else if (copy) {
         char *t = malloc(v[i].n + 1);
         if (t == NULL)
-          return -ENOMEM;
+          goto nomem;
         memcpy(t, v[i].s, v[i].n);
         t[v[i].n] = '\0';
         pv[i] = heap[i] = t;
@@ -257,6 +258,10 @@ static int params(const hw_pg_t *pg, int id, const hw_val_t *v, int n,
     }
   }
   return 0;
+nomem:
+  for (i = 0; i < n; i++)
+    free(heap[i]);
+  return -ENOMEM;
 }
 
 static void free_heap(char **heap, int n) {

@@ -278,6 +278,8 @@ local last_expiry, last_purge = 0, 0
 -- now: R.clock(), the clock deadlines are on; stored times are wall.
 local function expire(now, force)
   if not force and now - last_expiry < 0.5 then return end
+  -- PostgreSQL out of reach: its reads would only fail (and log) each time
+  if not force and R.cfg.store == "postgres" and core.store_refusal() then return end
   last_expiry = now
   A.expire(now)
   if now - last_purge > 600 then
