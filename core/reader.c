@@ -3,8 +3,10 @@
  * Queries queue under a mutex; the thread prepares (with a small cache by
  * SQL text), steps and copies the rows, then hands them back through a
  * uv_async handle.  WAL mode lets this connection read while the writer
- * commits. */
+ * commits.  On a PostgreSQL store (dir is a postgres:// URL) the same
+ * thread runs the queries on its own libpq connection (reader_pg.c). */
 #include "reader.h"
+#include "reader_pg.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -16,7 +18,6 @@
 #include <string.h>
 
 #define HW_READER_CACHE 24
-#define HW_READER_MAXROWS 200000
 
 typedef struct hw_rq_s {
   struct hw_rq_s *next;
@@ -32,6 +33,8 @@ typedef struct hw_rq_s {
 
 struct hw_reader_s {
   sqlite3 *db;
+  char *pg_url;        /* a PostgreSQL store: connected on the thread */
+  hw_reader_pg_t *pg;
   struct {
     char *sql;
     sqlite3_stmt *st;
@@ -141,9 +144,24 @@ static int copy_row(hw_rq_t *q, sqlite3_stmt *st, int *cap) {
   return 0;
 }
 
+static void run_query_pg(hw_reader_t *rd, hw_rq_t *q) {
+  /* connected here, not in hw_reader_open: that runs on the loop */
+  if (rd->pg == NULL &&
+      (q->status = hw_reader_pg_open(rd->pg_url, &rd->pg, q->res.errmsg,
+                                     sizeof q->res.errmsg)) != 0)
+    return;
+  q->status = hw_reader_pg_run(rd->pg, q->sql, q->vals, q->n,
+                               HW_READER_MAXROWS, &q->res);
+}
+
 static void run_query(hw_reader_t *rd, hw_rq_t *q) {
-  sqlite3_stmt *st = prepare(rd, q->sql);
+  sqlite3_stmt *st;
   int i, rc = SQLITE_DONE, cap = 0;
+  if (rd->pg_url != NULL) {
+    run_query_pg(rd, q);
+    return;
+  }
+  st = prepare(rd, q->sql);
   if (st == NULL) {
     snprintf(q->res.errmsg, sizeof q->res.errmsg, "%s", sqlite3_errmsg(rd->db));
     q->status = -EINVAL;
@@ -222,29 +240,44 @@ static void on_async(uv_async_t *h) {
   }
 }
 
-int hw_reader_open(uv_loop_t *loop, const char *dir, hw_reader_t **out,
-                   char *err, size_t errlen) {
+static int open_sqlite(hw_reader_t *rd, const char *dir, char *err,
+                                 size_t errlen) {
   char path[4096];
-  hw_reader_t *rd = calloc(1, sizeof *rd);
-  if (rd == NULL)
-    return -ENOMEM;
-  rd->todo_tail = &rd->todo;
-  rd->done_tail = &rd->done;
   snprintf(path, sizeof path, "%s/hookwork.db", dir);
   if (sqlite3_open_v2(path, &rd->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                       NULL) != SQLITE_OK) {
     snprintf(err, errlen, "%s: %s", path, rd->db ? sqlite3_errmsg(rd->db) : "no memory");
     sqlite3_close(rd->db);
-    free(rd);
+    rd->db = NULL;
     return -EIO;
   }
   sqlite3_busy_timeout(rd->db, 10000);
   sqlite3_exec(rd->db, "PRAGMA query_only=1; PRAGMA cache_size=-16000;", NULL,
                NULL, NULL);
+  return 0;
+}
+
+int hw_reader_open(uv_loop_t *loop, const char *dir, hw_reader_t **out,
+                   char *err, size_t errlen) {
+  hw_reader_t *rd = calloc(1, sizeof *rd);
+  if (rd == NULL)
+    return -ENOMEM;
+  rd->todo_tail = &rd->todo;
+  rd->done_tail = &rd->done;
+  if (hw_reader_pg_is_url(dir)) {
+    if ((rd->pg_url = strdup(dir)) == NULL) {
+      free(rd);
+      return -ENOMEM;
+    }
+  } else if (open_sqlite(rd, dir, err, errlen) != 0) {
+    free(rd);
+    return -EIO;
+  }
   rd->async = malloc(sizeof *rd->async);
   if (rd->async == NULL || uv_mutex_init(&rd->mu) != 0) {
     free(rd->async);
     sqlite3_close(rd->db);
+    free(rd->pg_url);
     free(rd);
     return -ENOMEM;
   }
@@ -342,6 +375,8 @@ void hw_reader_close(hw_reader_t *rd) {
     free(rd->cache[i].sql);
   }
   sqlite3_close(rd->db);
+  hw_reader_pg_close(rd->pg);
+  free(rd->pg_url);
   uv_cond_destroy(&rd->cv);
   uv_mutex_destroy(&rd->mu);
   free(rd);

@@ -6,7 +6,10 @@
  * runs here, so a webhook never waits behind an admin read: the loop only
  * copies the (small) result rows into Lua when they arrive.
  *
- * Uses: store.h (hw_val_t), SQLite.
+ * On a PostgreSQL store the thread has its own libpq connection instead
+ * (reader_pg.h); callers write `?N` placeholders for both.
+ *
+ * Uses: store.h (hw_val_t), SQLite, reader_pg.h.
  */
 #ifndef HW_READER_H
 #define HW_READER_H
@@ -16,6 +19,9 @@
 #include <uv.h>
 
 typedef struct hw_reader_s hw_reader_t;
+
+/* rows one query may return (an admin read is paged far below this) */
+#define HW_READER_MAXROWS 200000
 
 typedef struct hw_reader_res_s {
   int ncols, nrows;
@@ -28,6 +34,7 @@ typedef struct hw_reader_res_s {
  * returns.  Called on the loop thread, never synchronously. */
 typedef void (*hw_reader_cb)(int status, hw_reader_res_t *res, void *arg);
 
+/* dir: the SQLite store's directory, or a postgres:// URL. */
 int hw_reader_open(uv_loop_t *loop, const char *dir, hw_reader_t **out,
                    char *err, size_t errlen);
 /* Queues sql (any read statement, copied) with n values (copied).  Returns

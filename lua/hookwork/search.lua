@@ -15,11 +15,44 @@ function S.rows(sql, ...)
   return rows
 end
 
-local function iso(col) return "strftime('%Y-%m-%dT%H:%M:%fZ', " .. col .. ", 'unixepoch')" end
+-- The SQL of each backend, side by side: Q.sqlite and Q.postgres hold the
+-- same statements and builders, Q.get() the one of the store in use
+-- (core.config().store).  Placeholders are written ?N for both (the reader
+-- turns them into $N on PostgreSQL).  Both build the same JSON text byte
+-- for byte: PostgreSQL's json_build_object spaces its output, so there the
+-- objects are concatenated from to_json() of each value (the same escaping
+-- as SQLite's json_object), and stored JSON (data, query) is passed on as
+-- its text, as SQLite's json() does for the engine's compact encoding.
+local Q = { sqlite = {}, postgres = {} }
 
--- A stored request as the admin API shows it (?1 in the enclosing query is
+-- ISO 8601 UTC with milliseconds, rounded to the nearest millisecond as
+-- SQLite's 'unixepoch' does.
+function Q.sqlite.iso(col) return "strftime('%Y-%m-%dT%H:%M:%fZ', " .. col .. ", 'unixepoch')" end
+function Q.postgres.iso(col)
+  return "to_char(timestamp 'epoch' + floor((" .. col .. ") * 1000 + 0.5)::int8"
+    .. " * interval '1 millisecond', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+end
+
+-- PostgreSQL: an SQL value as JSON text (null for NULL), and a json value
+-- as SQLite's ->> then json_object render it (a string re-escaped).
+local function J(e) return "coalesce(to_json(" .. e .. ")::text, 'null')" end
+local function JV(e)
+  return "coalesce(CASE json_typeof(" .. e .. ") WHEN 'string' THEN to_json((" .. e
+    .. ") #>> '{}')::text ELSE (" .. e .. ")::text END, 'null')"
+end
+-- PostgreSQL: a JSON object from {key, JSON-text expression} pairs.
+local function obj(fields)
+  local parts = {}
+  for i, f in ipairs(fields) do
+    parts[#parts + 1] = "'" .. (i > 1 and "," or "{") .. '"' .. f[1] .. '"' .. ":', " .. f[2]
+  end
+  return "concat(" .. table.concat(parts, ", ") .. ", '}')"
+end
+
+-- A stored request as the admin API shows it (?2 in the enclosing query is
 -- the list of redacted header names, a JSON array).
-local function request_view(col)
+function Q.sqlite.request_view(col)
+  local iso = Q.sqlite.iso
   return "CASE WHEN " .. col .. " IS NULL THEN NULL ELSE json_object("
     .. "'method', " .. col .. " ->> 'method', 'path', " .. col .. " ->> 'path',"
     .. " 'query', json(coalesce(" .. col .. " -> 'query', '{}')),"
@@ -31,33 +64,138 @@ local function request_view(col)
     .. " 'ip', " .. col .. " ->> 'ip',"
     .. " 'received', " .. iso("(" .. col .. " ->> 'received')") .. ") END"
 end
+function Q.postgres.request_view(col)
+  local iso, c = Q.postgres.iso, "(" .. col .. ")::json"
+  return "CASE WHEN " .. col .. " IS NULL THEN 'null' ELSE " .. obj({
+    { "method", J(c .. " ->> 'method'") }, { "path", J(c .. " ->> 'path'") },
+    { "query", "coalesce((" .. c .. " -> 'query')::text, '{}')" },
+    { "headers", "(SELECT concat('{', string_agg(concat(to_json(h.key)::text, ':',"
+      .. " CASE WHEN lower(h.key) IN (SELECT json_array_elements_text(?2::json))"
+      .. " THEN '\"[redacted]\"' ELSE " .. JV("h.value") .. " END), ',' ORDER BY h.n), '}')"
+      .. " FROM json_each(" .. c .. " -> 'headers') WITH ORDINALITY h(key, value, n))" },
+    { "body", J("coalesce(" .. c .. " ->> 'body', '')") },
+    { "body_encoding", J("coalesce(" .. c .. " ->> 'body_encoding', 'utf-8')") },
+    { "ip", J(c .. " ->> 'ip'") },
+    { "received", J(iso("(" .. c .. " ->> 'received')::float8")) } }) .. " END"
+end
 
-local GET_SQL = "SELECT json_object('id', CAST(id AS TEXT),"
-  .. " 'cycle', cycle, 'state', state, 'step', step,"
-  .. " 'data', json(coalesce(data, '{}')), 'runs', runs, 'match', match_value,"
-  .. " 'error', error, 'created', " .. iso("created") .. ","
-  .. " 'updated', " .. iso("updated") .. ","
-  .. " 'expires', CASE WHEN expires_at IS NULL OR state != 'waiting' THEN NULL ELSE "
-  .. iso("expires_at") .. " END,"
-  .. " 'retry_at', CASE WHEN retry_at IS NULL THEN NULL ELSE " .. iso("retry_at") .. " END,"
-  .. " 'attempt', attempt,"
-  .. " 'replay_of', CAST(replay_of AS TEXT),"
-  .. " 'linked_from', CASE WHEN linked_cycle IS NULL THEN NULL ELSE"
-  .. " json_object('cycle', linked_cycle, 'id', CAST(linked_id AS TEXT),"
-  .. " 'transaction', CAST(linked_id AS TEXT)) END,"
-  .. " 'request', " .. request_view("tx.request") .. ","
-  .. " 'requests', (SELECT coalesce(json_group_array(json(v)), '[]') FROM (SELECT "
-  .. request_view("r.request") .. " AS v FROM req r WHERE r.tx = ?1 ORDER BY r.run)),"
-  .. " 'history', (SELECT coalesce(json_group_array(json_object("
-  .. "'step', v ->> 0, 'run', run, 'started', " .. iso("(v ->> 1) / 1000.0") .. ","
-  .. " 'ended', " .. iso("(v ->> 2) / 1000.0") .. ", 'status', v ->> 3,"
-  .. " 'error', v ->> 4, 'note', v ->> 5)), '[]') FROM (SELECT h.run,"
-  .. " e.value AS v FROM hist h, json_each(h.entries) e WHERE h.tx = ?1"
-  .. " ORDER BY h.seq, e.key))) AS j FROM tx WHERE id = ?1"
+-- One transaction with its requests and history (?1 the id, ?2 the
+-- redacted header names).
+do
+  local iso, rv = Q.sqlite.iso, Q.sqlite.request_view
+  Q.sqlite.GET = "SELECT json_object('id', CAST(id AS TEXT),"
+    .. " 'cycle', cycle, 'state', state, 'step', step,"
+    .. " 'data', json(coalesce(data, '{}')), 'runs', runs, 'match', match_value,"
+    .. " 'error', error, 'created', " .. iso("created") .. ","
+    .. " 'updated', " .. iso("updated") .. ","
+    .. " 'expires', CASE WHEN expires_at IS NULL OR state != 'waiting' THEN NULL ELSE "
+    .. iso("expires_at") .. " END,"
+    .. " 'retry_at', CASE WHEN retry_at IS NULL THEN NULL ELSE " .. iso("retry_at") .. " END,"
+    .. " 'attempt', attempt,"
+    .. " 'replay_of', CAST(replay_of AS TEXT),"
+    .. " 'linked_from', CASE WHEN linked_cycle IS NULL THEN NULL ELSE"
+    .. " json_object('cycle', linked_cycle, 'id', CAST(linked_id AS TEXT),"
+    .. " 'transaction', CAST(linked_id AS TEXT)) END,"
+    .. " 'request', " .. rv("tx.request") .. ","
+    .. " 'requests', (SELECT coalesce(json_group_array(json(v)), '[]') FROM (SELECT "
+    .. rv("r.request") .. " AS v FROM req r WHERE r.tx = ?1 ORDER BY r.run)),"
+    .. " 'history', (SELECT coalesce(json_group_array(json_object("
+    .. "'step', v ->> 0, 'run', run, 'started', " .. iso("(v ->> 1) / 1000.0") .. ","
+    .. " 'ended', " .. iso("(v ->> 2) / 1000.0") .. ", 'status', v ->> 3,"
+    .. " 'error', v ->> 4, 'note', v ->> 5)), '[]') FROM (SELECT h.run,"
+    .. " e.value AS v FROM hist h, json_each(h.entries) e WHERE h.tx = ?1"
+    .. " ORDER BY h.seq, e.key))) AS j FROM tx WHERE id = ?1"
+end
+do
+  local iso, rv = Q.postgres.iso, Q.postgres.request_view
+  Q.postgres.GET = "SELECT " .. obj({
+    { "id", J("id::text") }, { "cycle", J("cycle") }, { "state", J("state") },
+    { "step", J("step") }, { "data", "coalesce(data::text, '{}')" },
+    { "runs", J("runs") }, { "match", J("match_value") }, { "error", J("error") },
+    { "created", J(iso("created")) }, { "updated", J(iso("updated")) },
+    { "expires", J("CASE WHEN expires_at IS NULL OR state <> 'waiting' THEN NULL ELSE "
+      .. iso("expires_at") .. " END") },
+    { "retry_at", J(iso("retry_at")) },
+    { "attempt", J("attempt") }, { "replay_of", J("replay_of::text") },
+    { "linked_from", "CASE WHEN linked_cycle IS NULL THEN 'null' ELSE " .. obj({
+      { "cycle", J("linked_cycle") }, { "id", J("linked_id::text") },
+      { "transaction", J("linked_id::text") } }) .. " END" },
+    { "request", rv("tx.request") },
+    { "requests", "(SELECT concat('[', string_agg(" .. rv("r.request")
+      .. ", ',' ORDER BY r.run), ']') FROM req r WHERE r.tx = ?1)" },
+    { "history", "(SELECT concat('[', string_agg(" .. obj({
+      { "step", JV("e.v -> 0") }, { "run", J("h.run") },
+      { "started", J(iso("(e.v ->> 1)::float8 / 1000")) },
+      { "ended", J(iso("(e.v ->> 2)::float8 / 1000")) },
+      { "status", JV("e.v -> 3") }, { "error", JV("e.v -> 4") }, { "note", JV("e.v -> 5") } })
+      .. ", ',' ORDER BY h.seq, e.k), ']') FROM hist h,"
+      .. " json_array_elements(h.entries::json) WITH ORDINALITY e(v, k) WHERE h.tx = ?1)" } })
+    .. " AS j FROM tx WHERE id = ?1"
+end
+
+-- A listed transaction (the row's columns) as JSON text.
+function Q.sqlite.list_item()
+  local iso = Q.sqlite.iso
+  return "json_object('id', CAST(id AS TEXT), 'cycle', cycle, 'state', state,"
+    .. " 'step', step, 'match', match_value, 'runs', runs,"
+    .. " 'created', " .. iso("created") .. ", 'updated', " .. iso("updated") .. ")"
+end
+function Q.postgres.list_item()
+  local iso = Q.postgres.iso
+  return obj({ { "id", J("id::text") }, { "cycle", J("cycle") }, { "state", J("state") },
+    { "step", J("step") }, { "match", J("match_value") }, { "runs", J("runs") },
+    { "created", J(iso("created")) }, { "updated", J(iso("updated")) } })
+end
+
+-- `q=PATH=VALUE`: the stored JSON text at a path of data is one of two
+-- forms (p, a, b: placeholders of the path and the forms).  SQLite: a JSON
+-- path ('$."customer"."email"', '$."items"[0]'); PostgreSQL: a text[]
+-- ('{"customer","email"}') for json #>, which yields the value's text as
+-- stored, as SQLite's -> does for the engine's compact JSON.
+function Q.sqlite.data_at(p, a, b) return string.format("(data -> %s) IN (%s, %s)", p, a, b) end
+function Q.postgres.data_at(p, a, b)
+  return string.format("(data::json #> %s::text[])::text IN (%s, %s)", p, a, b)
+end
+function Q.sqlite.path(parts)
+  local out = { "$" }
+  for i, part in ipairs(parts) do
+    out[i + 1] = part:match("^%d+$") and ("[" .. part .. "]") or ('."' .. part .. '"')
+  end
+  return table.concat(out)
+end
+function Q.postgres.path(parts)
+  local out = {}
+  for i, part in ipairs(parts) do out[i] = '"' .. part .. '"' end
+  return "{" .. table.concat(out, ",") .. "}"
+end
+
+-- Failed transactions for a bulk retry; PostgreSQL must be told the type
+-- of a value that may be NULL.
+Q.sqlite.FAILED = "SELECT id FROM tx WHERE state = 'failed'"
+  .. " AND (?1 IS NULL OR cycle = ?1) AND (?2 IS NULL OR step = ?2)"
+  .. " AND (?3 IS NULL OR updated >= ?3) ORDER BY id LIMIT ?4"
+Q.postgres.FAILED = "SELECT id FROM tx WHERE state = 'failed'"
+  .. " AND (?1::text IS NULL OR cycle = ?1::text) AND (?2::text IS NULL OR step = ?2::text)"
+  .. " AND (?3::float8 IS NULL OR updated >= ?3::float8) ORDER BY id LIMIT ?4"
+
+-- Statements both backends read alike.
+local PORTABLE = {
+  MAXID = "SELECT coalesce(max(id), 0) AS m FROM tx",
+  ID_AT = "SELECT id, created FROM tx WHERE id >= ?1 ORDER BY id LIMIT 1",
+  COUNTS = "SELECT cycle, state, count(*) AS n FROM tx GROUP BY cycle, state",
+}
+for _, d in pairs(Q) do for k, v in pairs(PORTABLE) do d[k] = v end end
+
+-- The statements of the store in use.
+function Q.get()
+  local cfg = core.config()
+  return cfg.store == "postgres" and Q.postgres or Q.sqlite, cfg.store == "postgres"
+end
+S.Q = Q
 
 -- One transaction as JSON text, or nil.
 function S.get(id)
-  local rows = S.rows(GET_SQL, id, require("hookwork.ops").redacted())
+  local rows = S.rows(Q.get().GET, id, require("hookwork.ops").redacted())
   return rows[1] and rows[1].j
 end
 
@@ -81,21 +219,16 @@ function S.parse_time(s)
   return days * 86400 + (tonumber(h) or 0) * 3600 + (tonumber(mi) or 0) * 60 + (tonumber(sec) or 0)
 end
 
--- `q=PATH=VALUE`: a JSON path for SQLite from a dotted one ("customer.email",
+-- `q=PATH=VALUE`: the keys of a dotted path ("customer.email",
 -- "items.0.sku"), or nil when a key cannot be written safely.
 local function json_path(p)
-  local out = { "$" }
+  local out = {}
   for part in p:gmatch("[^%.]+") do
-    if part:match("^%d+$") then
-      out[#out + 1] = "[" .. part .. "]"
-    elseif part:find('["\\]') then
-      return nil
-    else
-      out[#out + 1] = '."' .. part .. '"'
-    end
+    if part:find('["\\]') then return nil end
+    out[#out + 1] = part
   end
-  if #out == 1 then return nil end
-  return table.concat(out)
+  if #out == 0 then return nil end
+  return out
 end
 
 -- The forms a value may take in stored JSON: as a string, and as itself
@@ -157,7 +290,7 @@ function S.id_at(t, hi)
   local lo, found = 1, nil
   while lo <= hi do
     local mid = (lo + hi) // 2
-    local row = S.rows("SELECT id, created FROM tx WHERE id >= ?1 ORDER BY id LIMIT 1", mid)[1]
+    local row = S.rows(PORTABLE.ID_AT, mid)[1]
     if not row then hi = mid - 1
     elseif row.created >= t then found, hi = row.id, mid - 1
     else lo = row.id + 1 end
@@ -165,9 +298,25 @@ function S.id_at(t, hi)
   return found
 end
 
+-- PostgreSQL text holds neither NUL bytes nor bytes that are not UTF-8,
+-- so no stored value equals a filter with them: such a filter finds
+-- nothing, as on SQLite, instead of an encoding error.
+function S.pg_text_ok(f)
+  for _, k in ipairs({ "cycle", "state", "step", "match", "qstr", "qraw" }) do
+    local v = f[k]
+    if v and (v:find("\0", 1, true) or not utf8.len(v)) then return false end
+  end
+  for _, part in ipairs(f.qpath or {}) do
+    if part:find("\0", 1, true) or not utf8.len(part) then return false end
+  end
+  return true
+end
+
 -- Lists transactions newest first; returns the JSON text of the array and
 -- the next cursor (or nil).
 function S.list(f)
+  local q, pg = Q.get()
+  if pg and not S.pg_text_ok(f) then return "[]", nil end
   local where, args = {}, {}
   local function arg(v) args[#args + 1] = v; return "?" .. #args end
   if f.cycle then where[#where + 1] = "cycle = " .. arg(f.cycle) end
@@ -175,9 +324,9 @@ function S.list(f)
   if f.step then where[#where + 1] = "step = " .. arg(f.step) end
   if f.match then where[#where + 1] = "match_value = " .. arg(f.match) end
   if f.qpath then
-    where[#where + 1] = string.format("(data -> %s) IN (%s, %s)", arg(f.qpath), arg(f.qstr), arg(f.qraw))
+    where[#where + 1] = q.data_at(arg(q.path(f.qpath)), arg(f.qstr), arg(f.qraw))
   end
-  local maxid = S.rows("SELECT coalesce(max(id), 0) AS m FROM tx")[1].m
+  local maxid = S.rows(PORTABLE.MAXID)[1].m
   local hi = f.cursor and f.cursor - 1 or maxid
   local lo = 1
   if f.since then
@@ -194,10 +343,7 @@ function S.list(f)
   local window_lo = lo
   if f.page and not indexed and hi - lo + 1 > S.SCAN_WINDOW then window_lo = hi - S.SCAN_WINDOW + 1 end
   where[#where + 1] = "id BETWEEN " .. arg(window_lo) .. " AND " .. arg(hi)
-  local sql = "SELECT id, json_object('id', CAST(id AS TEXT), 'cycle', cycle, 'state', state,"
-    .. " 'step', step, 'match', match_value, 'runs', runs,"
-    .. " 'created', " .. iso("created") .. ", 'updated', " .. iso("updated") .. ") AS j"
-    .. " FROM tx WHERE " .. table.concat(where, " AND ")
+  local sql = "SELECT id, " .. q.list_item() .. " AS j FROM tx WHERE " .. table.concat(where, " AND ")
     .. " ORDER BY id DESC LIMIT " .. arg(f.limit + 1)
   local rows = S.rows(sql, table.unpack(args))
   local parts, nxt = {}, nil
@@ -212,9 +358,7 @@ end
 
 -- Ids of failed transactions for a bulk retry (at most `limit`).
 function S.failed_ids(cycle, step, since, limit)
-  local rows = S.rows("SELECT id FROM tx WHERE state = 'failed'"
-    .. " AND (?1 IS NULL OR cycle = ?1) AND (?2 IS NULL OR step = ?2)"
-    .. " AND (?3 IS NULL OR updated >= ?3) ORDER BY id LIMIT ?4", cycle, step, since, limit)
+  local rows = S.rows(Q.get().FAILED, cycle, step, since, limit)
   local ids = {}
   for i, r in ipairs(rows) do ids[i] = r.id end
   return ids
@@ -222,7 +366,7 @@ end
 
 -- Transactions by cycle and state (the covering index tx_cycle).
 function S.counts()
-  return S.rows("SELECT cycle, state, count(*) AS n FROM tx GROUP BY cycle, state")
+  return S.rows(PORTABLE.COUNTS)
 end
 
 return S
