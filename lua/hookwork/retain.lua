@@ -23,10 +23,14 @@ local DEFAULT = { completed = 14, failed = 30, expired = 14, cancelled = 14 }
 local ORDER = { "completed", "failed", "expired", "cancelled" }
 local state = { busy = false, last = 0, more = false, deleted = 0 }
 
+-- The candidates of one batch: the same SQL on SQLite and PostgreSQL (the
+-- reader writes ?N as $N there; each value's type follows from its column).
+local CANDIDATES = "SELECT id FROM tx WHERE cycle = ?1 AND state = ?2"
+  .. " AND id <= ?3 AND updated < ?4 ORDER BY id LIMIT ?5"
+
 -- One batch of (cycle, state) older than cutoff; returns the number deleted.
 local function batch(cycle, st, cutoff, maxid)
-  local rows = require("hookwork.search").rows("SELECT id FROM tx WHERE cycle = ?1 AND state = ?2"
-    .. " AND id <= ?3 AND updated < ?4 ORDER BY id LIMIT ?5", cycle, st, maxid, cutoff, T.BATCH)
+  local rows = require("hookwork.search").rows(CANDIDATES, cycle, st, maxid, cutoff, T.BATCH)
   if #rows == 0 then return 0 end
   local ids = {}
   for i, r in ipairs(rows) do ids[i] = r.id end
@@ -43,7 +47,9 @@ end
 
 local function pass(now)
   local S = require "hookwork.search"
-  local maxid = S.rows("SELECT coalesce(max(id), 0) AS m FROM tx")[1].m
+  local maxid = S.rows(S.Q.sqlite.MAXID)[1].m -- portable
+  -- ids bound the candidates only where they follow time (search.lua)
+  local by_id = S.Q.get().ids_follow_time
   if maxid == 0 then return false end
   local below = {} -- cutoff -> last id created before it
   local more = false
@@ -58,7 +64,7 @@ local function pass(now)
       if days < math.huge then
         local cutoff = now - days * T.UNIT
         if below[cutoff] == nil then
-          local first = S.id_at(cutoff, maxid)
+          local first = by_id and S.id_at(cutoff, maxid)
           below[cutoff] = first and first - 1 or maxid
         end
         if below[cutoff] > 0 then

@@ -178,6 +178,14 @@ Q.postgres.FAILED = "SELECT id FROM tx WHERE state = 'failed'"
   .. " AND (?1::text IS NULL OR cycle = ?1::text) AND (?2::text IS NULL OR step = ?2::text)"
   .. " AND (?3::float8 IS NULL OR updated >= ?3::float8) ORDER BY id LIMIT ?4"
 
+-- Whether ids follow creation time.  SQLite: one engine numbers them in
+-- order, so a time range is an id range (S.id_at).  PostgreSQL: each node
+-- draws ids in blocks, so a node idle for an hour may hand out an id below
+-- one another node gave a minute ago; a time filter there is the WHERE
+-- clause alone.
+Q.sqlite.ids_follow_time = true
+Q.postgres.ids_follow_time = false
+
 -- Statements both backends read alike.
 local PORTABLE = {
   MAXID = "SELECT coalesce(max(id), 0) AS m FROM tx",
@@ -331,11 +339,11 @@ function S.list(f)
   local lo = 1
   if f.since then
     where[#where + 1] = "created >= " .. arg(f.since)
-    lo = S.id_at(f.since, maxid) or (maxid + 1)
+    if q.ids_follow_time then lo = S.id_at(f.since, maxid) or (maxid + 1) end
   end
   if f.before then
     where[#where + 1] = "created < " .. arg(f.before)
-    local first_after = S.id_at(f.before, maxid)
+    local first_after = q.ids_follow_time and S.id_at(f.before, maxid)
     if first_after and first_after - 1 < hi then hi = first_after - 1 end
   end
   -- a bounded window when paging with a filter no index serves
