@@ -313,6 +313,13 @@ int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
       fprintf(stderr, "hookwork: store %s: %s\n", cfg->store_url, err);
       return rc;
     }
+    /* admin reads (the reader thread) connect to the same database */
+    if (strlen(cfg->store_url) >= sizeof e->reader_dir) {
+      fprintf(stderr, "hookwork: --store: URL longer than %zu bytes\n",
+              sizeof e->reader_dir - 1);
+      return -EINVAL;
+    }
+    snprintf(e->reader_dir, sizeof e->reader_dir, "%s", cfg->store_url);
   } else if (cfg->data_dir != NULL) {
     rc = hw_store_open(loop, cfg->data_dir, &e->store, err, sizeof err);
     snprintf(e->reader_dir, sizeof e->reader_dir, "%s", cfg->data_dir);

@@ -96,7 +96,7 @@ typedef struct hw_engine_s {
   int engine_ref;          /* registry ref of the Lua engine table */
   hw_store_t *store;
   hw_reader_t *reader;     /* admin reads, opened on first use */
-  char reader_dir[1024];   /* the store directory it reads */
+  char reader_dir[1024];   /* the store it reads: directory or postgres:// URL */
   hw_hc_t *hc;
   hw_http_server_t *web;
   hw_http_server_t *admin;

@@ -7,6 +7,7 @@
  * thread runs the queries on its own libpq connection (reader_pg.c). */
 #include "reader.h"
 #include "reader_pg.h"
+#include "store_pg.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -264,7 +265,7 @@ int hw_reader_open(uv_loop_t *loop, const char *dir, hw_reader_t **out,
     return -ENOMEM;
   rd->todo_tail = &rd->todo;
   rd->done_tail = &rd->done;
-  if (hw_reader_pg_is_url(dir)) {
+  if (hw_pg_is_url(dir)) {
     if ((rd->pg_url = strdup(dir)) == NULL) {
       free(rd);
       return -ENOMEM;

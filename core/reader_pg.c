@@ -36,11 +36,6 @@ struct hw_reader_pg_s {
   unsigned next_id;
 };
 
-int hw_reader_pg_is_url(const char *store) {
-  return store != NULL && (strncmp(store, "postgres://", 11) == 0 ||
-                           strncmp(store, "postgresql://", 13) == 0);
-}
-
 static void set_err(hw_reader_res_t *res, const char *what, const char *msg) {
   size_t n;
   snprintf(res->errmsg, sizeof res->errmsg, "%s%s", what, msg ? msg : "");

@@ -24,10 +24,6 @@
 
 typedef struct hw_reader_pg_s hw_reader_pg_t;
 
-/* 1 when store names a PostgreSQL store (a postgres:// or postgresql://
- * URL), else 0. */
-int hw_reader_pg_is_url(const char *store);
-
 /* Connects (read-only session) to the PostgreSQL store at url. */
 int hw_reader_pg_open(const char *url, hw_reader_pg_t **out, char *err,
                       size_t errlen);

@@ -484,6 +484,8 @@ def retention_deletes_exactly_what_is_older_than_keep():
         eq(e.db_rows("SELECT count(*) FROM tx WHERE id IN (%s)" % gone)[0][0], 0)
         ok(e.db_rows("SELECT count(*) FROM hist WHERE tx = ?", (int(waiting),))[0][0] > 0)
         eq(e.db_rows("SELECT count(*) FROM req WHERE tx = ?", (int(waiting),))[0][0], 1)
+        # exactly those: the failed one (keep 3600) and the waiting one stay
+        eq(sorted(r[0] for r in e.db_rows("SELECT id FROM tx")), sorted([int(failed), int(waiting)]))
 
 
 @test
