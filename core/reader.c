@@ -34,7 +34,7 @@ typedef struct hw_rq_s {
 
 struct hw_reader_s {
   sqlite3 *db;
-  char *pg_url;        /* a PostgreSQL store: connected on the thread */
+  char *pg_url; /* a PostgreSQL store: connected on the thread */
   hw_reader_pg_t *pg;
   struct {
     char *sql;

@@ -96,20 +96,20 @@ int hw_reader_pg_translate(const char *sql, char *out, size_t outlen,
         PUT(*p++);
         PUT(*p++);
       }
-    } else if (*p == '$' && (p[1] == '$' || p[1] == '_' ||
-                             (p[1] >= 'A' && p[1] <= 'Z') ||
-                             (p[1] >= 'a' && p[1] <= 'z'))) {
+    } else if (*p == '$' &&
+               (p[1] == '$' || p[1] == '_' || (p[1] >= 'A' && p[1] <= 'Z') ||
+                (p[1] >= 'a' && p[1] <= 'z'))) {
       /* $tag$ ... $tag$ (a $N placeholder starts with a digit) */
       const char *t = p + 1;
       size_t tl;
-      while (*t == '_' || (*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z') ||
-             (*t >= '0' && *t <= '9'))
+      while (*t == '_' || (*t >= 'A' && *t <= 'Z') ||
+             (*t >= 'a' && *t <= 'z') || (*t >= '0' && *t <= '9'))
         t++;
       if (*t != '$') {
         PUT(*p++);
         continue;
       }
-      tl = (size_t) (t - p) + 1; /* "$tag$" */
+      tl = (size_t)(t - p) + 1; /* "$tag$" */
       const char *end = t + 1;
       while (*end && strncmp(end, p, tl) != 0)
         end++;
@@ -129,7 +129,7 @@ int hw_reader_pg_translate(const char *sql, char *out, size_t outlen,
         }
         if (v < 1)
           return -EINVAL;
-        num = (int) v;
+        num = (int)v;
       } else {
         num = max + 1;
         if (num > HW_RPG_MAXPARAMS)
@@ -278,10 +278,10 @@ static int bytea_value(const char *s, size_t len, hw_val_t *v) {
       int hi = hexval(s[i]), lo = hexval(s[i + 1]);
       if (hi < 0 || lo < 0)
         break;
-      b[n++] = (char) (hi << 4 | lo);
+      b[n++] = (char)(hi << 4 | lo);
     }
   } else {
-    unsigned char *u = PQunescapeBytea((const unsigned char *) s, &n);
+    unsigned char *u = PQunescapeBytea((const unsigned char *)s, &n);
     if (u == NULL || (b = malloc(n + 1)) == NULL) {
       PQfreemem(u);
       return -ENOMEM;
@@ -329,7 +329,8 @@ static int field_value(Oid type, const char *s, size_t len, hw_val_t *v) {
     v->type = HW_V_REAL;
     v->d = strtod(s, NULL); /* also "Infinity", "-Infinity", "NaN" */
     return 0;
-  case OID_BYTEA: return bytea_value(s, len, v);
+  case OID_BYTEA:
+    return bytea_value(s, len, v);
   default: {
     char *t = malloc(len + 1);
     if (t == NULL)
@@ -347,7 +348,7 @@ static int field_value(Oid type, const char *s, size_t len, hw_val_t *v) {
 static int copy_result(PGresult *r, int maxrows, hw_reader_res_t *res) {
   int i, j, ncols = PQnfields(r), nrows = PQntuples(r);
   res->ncols = ncols;
-  res->names = calloc((size_t) ncols + 1, sizeof *res->names);
+  res->names = calloc((size_t)ncols + 1, sizeof *res->names);
   if (res->names == NULL) {
     res->ncols = 0;
     return -ENOMEM;
@@ -359,7 +360,7 @@ static int copy_result(PGresult *r, int maxrows, hw_reader_res_t *res) {
     return -E2BIG;
   if (nrows == 0 || ncols == 0)
     return 0;
-  res->vals = calloc((size_t) nrows * (size_t) ncols, sizeof *res->vals);
+  res->vals = calloc((size_t)nrows * (size_t)ncols, sizeof *res->vals);
   if (res->vals == NULL)
     return -ENOMEM;
   /* rows count as they fill, so res_free sees every value made so far
@@ -371,7 +372,7 @@ static int copy_result(PGresult *r, int maxrows, hw_reader_res_t *res) {
       if (PQgetisnull(r, i, j))
         continue;
       if (field_value(PQftype(r, j), PQgetvalue(r, i, j),
-                      (size_t) PQgetlength(r, i, j), v) != 0) {
+                      (size_t)PQgetlength(r, i, j), v) != 0) {
         memset(v, 0, sizeof *v);
         return -ENOMEM;
       }
@@ -383,10 +384,10 @@ static int copy_result(PGresult *r, int maxrows, hw_reader_res_t *res) {
 /* Parameters as text.  A text value with a NUL byte cannot be sent (nor
  * stored) as PostgreSQL text: refused by name. */
 static int param_text(const hw_val_t *v, char *num, size_t numlen,
-                       const char **out) {
+                      const char **out) {
   switch (v->type) {
   case HW_V_INT:
-    snprintf(num, numlen, "%lld", (long long) v->i);
+    snprintf(num, numlen, "%lld", (long long)v->i);
     *out = num;
     return 0;
   case HW_V_REAL:
@@ -403,7 +404,9 @@ static int param_text(const hw_val_t *v, char *num, size_t numlen,
       return -EINVAL;
     *out = v->s; /* reader.c keeps a NUL after every text value */
     return 0;
-  default: *out = NULL; return 0;
+  default:
+    *out = NULL;
+    return 0;
   }
 }
 
@@ -420,8 +423,8 @@ static int run_once(hw_reader_pg_t *pg, const char *sql, const hw_val_t *vals,
   /* as SQLite: a missing value is NULL, a value beyond the statement's
    * placeholders is ignored */
   if (np > 0) {
-    params = calloc((size_t) np, sizeof *params);
-    nums = calloc((size_t) np, sizeof *nums);
+    params = calloc((size_t)np, sizeof *params);
+    nums = calloc((size_t)np, sizeof *nums);
     if (params == NULL || nums == NULL) {
       free(params);
       free(nums);

@@ -1,8 +1,8 @@
 /* Unit tests for reader_pg.c's placeholder translation (`?`, `?N` ->
- * `$N`) and store-URL detection; no server needed.  Queries on a real
+ * `$N`); no server needed.  Queries on a real
  * PostgreSQL are covered by the e2e suite (HOOKWORK_TEST_STORE=postgres). */
-#include "unit.h"
 #include "reader_pg.h"
+#include "unit.h"
 
 #include <errno.h>
 
@@ -40,7 +40,8 @@ TEST(literals_untouched) {
                "SELECT '?1', 'it''s ?', \"a?b\", $1");
   ASSERT_EQ(np, 1);
   ASSERT_STREQ(tr("SELECT E'\\' ?', ?"), "SELECT E'\\' ?', $1");
-  ASSERT_STREQ(tr("SELECT $$ ? $$, $t$ '?' $t$, ?"), "SELECT $$ ? $$, $t$ '?' $t$, $1");
+  ASSERT_STREQ(tr("SELECT $$ ? $$, $t$ '?' $t$, ?"),
+               "SELECT $$ ? $$, $t$ '?' $t$, $1");
   ASSERT_STREQ(tr("SELECT 1 -- what ?\n, ?"), "SELECT 1 -- what ?\n, $1");
   ASSERT_STREQ(tr("SELECT /* ? */ ?"), "SELECT /* ? */ $1");
   ASSERT_STREQ(tr("SELECT x::text, '{\"a\":1}'::json ->> 'a'"),
@@ -51,19 +52,13 @@ TEST(literals_untouched) {
 
 TEST(bad_numbers) {
   ASSERT_EQ(hw_reader_pg_translate("SELECT ?0", out, sizeof out, &np), -EINVAL);
-  ASSERT_EQ(hw_reader_pg_translate("SELECT ?1000", out, sizeof out, &np), -EINVAL);
-  ASSERT_EQ(hw_reader_pg_translate("SELECT ?99999999999999999999", out, sizeof out, &np),
+  ASSERT_EQ(hw_reader_pg_translate("SELECT ?1000", out, sizeof out, &np),
+            -EINVAL);
+  ASSERT_EQ(hw_reader_pg_translate("SELECT ?99999999999999999999", out,
+                                   sizeof out, &np),
             -EINVAL);
   ASSERT_EQ(hw_reader_pg_translate("SELECT ?1, ?2", out, 8, &np), -ENOSPC);
 }
 
-TEST(urls) {
-  ASSERT_TRUE(hw_reader_pg_is_url("postgres://u@127.0.0.1/db"));
-  ASSERT_TRUE(hw_reader_pg_is_url("postgresql://u@h:5432/db?sslmode=disable"));
-  ASSERT_TRUE(!hw_reader_pg_is_url("/var/lib/hookwork"));
-  ASSERT_TRUE(!hw_reader_pg_is_url("./postgres://x"));
-  ASSERT_TRUE(!hw_reader_pg_is_url(NULL));
-}
-
 RUN_TESTS("reader_pg", T(numbered), T(bare_as_sqlite), T(literals_untouched),
-          T(bad_numbers), T(urls))
+          T(bad_numbers))
