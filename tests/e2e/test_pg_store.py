@@ -307,3 +307,37 @@ def sigterm_with_the_server_down_exits_and_the_engine_starts_again():
             accepted(e.post(target, json={}))
     finally:
         srv.stop()
+
+
+@test
+def a_write_failing_on_its_own_data_is_dropped_and_the_rest_commits():
+    """A statement PostgreSQL refuses for its data (a constraint: it can never
+    succeed) is logged and dropped; the other writes of its batch are
+    committed at once; a request whose own write is refused gets 503 and
+    the store does not report itself failing."""
+    url = pg_database()
+    srv = pg_server()
+    with Engine({"ff.lua": FF}, store=url) as e:
+        e.start()
+        target = hook(e)
+        accepted(e.post(target, json={"k": 0}))
+        # the run's history can no longer be stored; its outcome can
+        srv.psql(url, "ALTER TABLE hist ADD CONSTRAINT no_hist CHECK (tx < 0) NOT VALID")
+        tid = accepted(e.post(target, json={"k": 1}))
+        wait_until(lambda: states(e, [tid]) == {tid: "completed"}, timeout=10,
+                   msg="the outcome committed without its history")
+        eq(e.db_rows("SELECT count(*) FROM hist WHERE tx = ?", (int(tid),)), [(0,)])
+        wait_until(lambda: "no_hist" in e.log(), timeout=5, msg="the dropped write logged")
+        # a request whose own write is refused: 503 naming why, nothing stored
+        srv.psql(url, "ALTER TABLE tx ADD CONSTRAINT no_k2 CHECK (data NOT LIKE '%\"k\":2%')")
+        r = e.post(target, json={"k": 2})
+        eq(r.status, 503, r.text)
+        contains(r.text, "store unavailable: ")
+        contains(r.text, "no_k2")
+        eq(e.db_rows("SELECT count(*) FROM tx WHERE data LIKE '%\"k\":2%'"), [(0,)])
+        # the store itself works: the next request is acknowledged at once
+        srv.psql(url, "ALTER TABLE hist DROP CONSTRAINT no_hist")
+        tid = accepted(e.post(target, json={"k": 3}))
+        wait_until(lambda: states(e, [tid]) == {tid: "completed"}, timeout=10, msg="k3 completed")
+        wait_until(lambda: e.db_rows("SELECT count(*) FROM hist WHERE tx = ?", (int(tid),))[0][0] == 1,
+                   timeout=10, msg="history stored again")
