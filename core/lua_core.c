@@ -15,6 +15,7 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define ENGINE(L) ((hw_engine_t *) lua_touserdata(L, lua_upvalueindex(1)))
 #define IPF_MT "hookwork.ipfilter"
@@ -568,6 +569,16 @@ static int l_core_log(lua_State *L) {
   return 0;
 }
 
+/* core.fatal(msg): logs msg and ends the process at once, status 1,
+ * committing nothing more: a node whose work another node has taken over
+ * (nodes.lua) must not finish its runs too. */
+static int l_core_fatal(lua_State *L) {
+  hw_log("nodes", "%s", luaL_checkstring(L, 1));
+  fflush(stderr);
+  _exit(1);
+  return 0;
+}
+
 /* core.listdir(dir) -> { {name=, mtime=, size=}, ... } for regular files */
 static int l_core_listdir(lua_State *L) {
   const char *dir = luaL_checkstring(L, 1);
@@ -724,7 +735,8 @@ static const luaL_Reg core_fns[] = {
   {"answer", l_core_answer},
   {"now", l_core_now}, {"mono", l_core_mono}, {"token", l_core_token},
   {"ipfilter", l_core_ipfilter}, {"ip_match", l_core_ip_match},
-  {"log", l_core_log}, {"listdir", l_core_listdir},
+  {"log", l_core_log}, {"fatal", l_core_fatal},
+  {"listdir", l_core_listdir},
   {"readfile", l_core_readfile}, {"where", l_core_where},
   {"config", l_core_config},
   {NULL, NULL}

@@ -151,6 +151,8 @@ end
 -- committed or not, and written to the row with the job so a restart
 -- cannot hand it out again.
 local function next_run(c)
+  -- several nodes: the store hands the number out (other nodes resume too)
+  if R.cfg.store == "postgres" then return require("hookwork.nodes").next_run(c.id) end
   local stored = c.runs or 0
   if c.pending then -- a park not yet committed: the row may know more
     local row = must(core.query("tx_runs", c.id))[1]

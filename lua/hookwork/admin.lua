@@ -178,7 +178,21 @@ local function esc(s) return (tostring(s):gsub("\\", "\\\\"):gsub('"', '\\"'):gs
 
 local function metrics()
   local out = {}
-  local function line(s) out[#out + 1] = s end
+  -- several nodes: every series carries this node's name (`node`, last)
+  local node = require("hookwork.nodes").label()
+  local nl = node and ('node="' .. esc(node) .. '"')
+  local function line(s)
+    if nl and s:sub(1, 1) ~= "#" then
+      local name, labels, rest = s:match("^([%w_]+){(.*)}( %S+)$")
+      if name then
+        s = name .. "{" .. labels .. "," .. nl .. "}" .. rest
+      else
+        name, rest = s:match("^([%w_]+)( %S+)$")
+        s = name .. "{" .. nl .. "}" .. rest
+      end
+    end
+    out[#out + 1] = s
+  end
   local function series(name, help, kind, t, labels)
     line("# HELP " .. name .. " " .. help)
     line("# TYPE " .. name .. " " .. kind)

@@ -94,7 +94,35 @@ function D.find(cycle, step, key, now)
   if e and not e.failed and e.expires > now then return e end
   local row = core.query("dedupe_get", cycle, step, key, now)[1]
   if not row then return nil end
-  return { tx = row.tx, cycle = cycle, step = step, key = key, stored = true }
+  -- (several nodes: a negative tx is another node's claim, its request
+  -- not yet committed; see D.claim)
+  return { tx = row.tx, cycle = cycle, step = step, key = key, stored = true,
+           pending = row.tx < 0 or nil }
+end
+
+-- Several nodes (PostgreSQL): the key is taken in the store before the
+-- request is accepted, with one insert-if-absent, so two nodes receiving
+-- it at once do not both run it.  The row holds -(claim time) until the
+-- request's own write (dedupe_put, same commit) puts its transaction
+-- there; a claim whose request never committed (its node died) is taken
+-- again after CLAIM_STALE seconds.  Returns nil when this request holds
+-- the key (or on SQLite), else the first delivery's entry.
+local CLAIM_STALE = 30
+function D.claim(cycle, step, key, window, now)
+  if R.cfg.store ~= "postgres" then return nil end
+  local rows, err = core.query("dedupe_claim", cycle, step, key, -math.floor(now),
+                               now + window, now, CLAIM_STALE)
+  if not rows then error("store: " .. tostring(err), 0) end
+  if rows[1] then return nil end
+  return D.find(cycle, step, key, now) or { tx = 0, cycle = cycle, step = step, key = key,
+                                            stored = true, pending = true }
+end
+
+-- The claim of a request that was not accepted (or remembers no single
+-- transaction) is given back.
+function D.unclaim(cycle, step, key)
+  if R.cfg.store ~= "postgres" then return end
+  core.write("dedupe_release", cycle, step, key, 0)
 end
 
 -- Remembers the key of an accepted request; its row goes to the store in
@@ -111,6 +139,7 @@ end
 -- The request's commit failed: the key was not stored either.
 function D.forget(e)
   e.failed = true
+  if R.cfg.store == "postgres" then core.write("dedupe_release", e.cycle, e.step, e.key, e.tx) end
   local k = mkey(e.cycle, e.step, e.key)
   if mem.cur[k] == e then mem.cur[k] = nil end
   if mem.prev[k] == e then mem.prev[k] = nil end
@@ -167,6 +196,19 @@ end
 -- Answers a duplicate like the first delivery; runs nothing.
 function D.reply(e, sync, caller)
   core.spawn(function()
+    if e.pending then
+      -- another node holds the key and its request is not committed yet:
+      -- its answer once it is (or, when it never is, 503: not stored)
+      local deadline = R.clock() + 10
+      while e.pending and R.clock() < deadline do
+        require("hookwork.nodes").sleep()
+        local row = core.query("dedupe_get", e.cycle, e.step, e.key, -math.huge)
+        row = row and row[1]
+        if not row then break end
+        if row.tx > 0 then e = { tx = row.tx, cycle = e.cycle, step = e.step, key = e.key, stored = true } end
+      end
+      if e.pending then e = { tx = 0, failed = true } end
+    end
     answer(e, sync, caller)
     -- nothing runs for a duplicate: whoever waits for a run's end (the
     -- test harness) is told now
@@ -181,7 +223,8 @@ function D.tick(now)
   -- expired keys go in batches of at most 1000 a second, ahead of any
   -- steady rate of new keys; an index probe first, so an idle engine
   -- writes nothing
-  if now - mem.purged >= 1 then
+  -- (with several nodes, one of them: require("hookwork.nodes").sweeper())
+  if now - mem.purged >= 1 and require("hookwork.nodes").sweeper() then
     mem.purged = now
     local due = core.query("dedupe_due", now)
     if due and due[1] then core.write("dedupe_purge", now) end

@@ -13,6 +13,7 @@ local D = require "hookwork.dedupe"
 local crypto = require "hookwork.crypto"
 local Rec = require "hookwork.recovery"
 local Ans = require "hookwork.answers"
+local N = require "hookwork.nodes"
 local core = R.core
 local E = {}
 
@@ -132,6 +133,8 @@ function E.submit(hook, r, caller)
       return Ans.dedupe_failed()
     end
     local first = key and D.find(cy.name, st.name, key, R.now())
+    -- several nodes: taken in the store first (nil on SQLite)
+    first = first or (key and D.claim(cy.name, st.name, key, st.dedupe.window, R.now()))
     if first then
       if caller then caller.tx = first.tx end
       D.reply(first, st.sync, caller)
@@ -139,6 +142,7 @@ function E.submit(hook, r, caller)
     end
   end
   local job, jstatus, jbody, jheaders = A.accept(cy, st, data, obj, request, caller)
+  if key and not (job and job.tx) then D.unclaim(cy.name, st.name, key) end
   if not job then return jstatus, jbody, jheaders end
   if job.kind and caller then job.caller, job.on_end = caller, caller.on_end end
   -- each run takes its place in its transaction's queue now, in arrival
@@ -268,6 +272,7 @@ function E.start()
   L.restore()
   L.scan(R.cfg.cycles_dir)
   L.rebuild()
+  require("hookwork.nodes").start() -- several nodes: the lease, before recovery
   local ids = core.last_ids()
   -- the backlog streams in, a page at a time (recovery.lua)
   Rec.start(ids.tx, ids.job)
@@ -294,11 +299,14 @@ function E.tick()
   local now, clock = R.now(), R.clock()
   C.tick(clock)
   if R.cfg.mode ~= 2 then
-    expire(clock)
+    -- several nodes: one of them expires, purges and retains
+    local sweeper = N.sweeper()
+    if sweeper then expire(clock) end
     D.tick(now)
     require("hookwork.ops").wake(clock) -- retry_at is on the wait clock, as expires_at
     require("hookwork.ops").sweep(now)
-    if R.cfg.mode == 0 then require("hookwork.retain").tick(now) end
+    if R.cfg.mode == 0 and sweeper then require("hookwork.retain").tick(now) end
+    N.tick(clock)
   end
   A.gc()
   Rec.feed()

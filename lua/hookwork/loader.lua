@@ -85,8 +85,13 @@ local function token_for(cycle, step)
   local tok = L.hook_tokens[key]
   if not tok then
     tok = core.token()
+    if R.cfg.store == "postgres" then
+      -- several nodes: the first node's token is every node's (same URLs)
+      tok = require("hookwork.nodes").hook_token(cycle, step, tok)
+    elseif R.cfg.mode ~= 2 then
+      core.write("hook_insert", cycle, step, tok)
+    end
     L.hook_tokens[key] = tok
-    if R.cfg.mode ~= 2 then core.write("hook_insert", cycle, step, tok) end
   end
   return tok
 end
@@ -249,6 +254,7 @@ function L.set_state(name, state)
   R.cycles[name].state = state
   core.write("cycle_state", name, state)
   L.sync_hooks()
+  require("hookwork.nodes").touched("cycle", name) -- other nodes poll it
 end
 
 -- PUT /api/connectors/NAME: returns nil or an error message.
@@ -260,6 +266,7 @@ function L.put_connector(name, list)
   c.allowed_ips, c.filter, c.override = list, filter, true
   core.write("connector_set", name, U.encode(list), c.sig)
   L.sync_hooks()
+  require("hookwork.nodes").touched("conn", name) -- other nodes poll it
   return nil
 end
 

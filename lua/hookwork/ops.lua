@@ -152,6 +152,13 @@ function O.cancel(id)
   core.write_req("tx_cancel", n, now)
   local ok, cerr = core.commit(core.write_req("jobs_drop", n))
   if not ok then return err(503, "store unavailable: " .. tostring(cerr)) end
+  O.mark_cancelled(n, now)
+  return { status = 200, body = { transaction = tostring(n), state = "cancelled" } }
+end
+
+-- Transaction n is cancelled (committed here, or by another node: `by`):
+-- its runs here stop at their next yield, queued ones end.
+function O.mark_cancelled(n, now, by)
   S.cancelled[n] = now
   require("hookwork.accept").note_left(n) -- a park not yet durable no longer matches
   local w = S.waits[n]
@@ -161,8 +168,7 @@ function O.cancel(id)
     S.waits[n] = nil
     core.spawn(require("hookwork.run").continue_job, w.job)
   end
-  O.log("ops", string.format("transaction %d cancelled", n))
-  return { status = 200, body = { transaction = tostring(n), state = "cancelled" } }
+  O.log("ops", string.format("transaction %d cancelled%s", n, by and (" " .. by) or ""))
 end
 
 -- Cancel marks are kept while anything of the transaction may still run.

@@ -73,10 +73,31 @@ local function job_of(j)
            retry_at = j.retry_at }
 end
 
-local function recovered(job)
-  M.run_job(job)
+local function recovered()
   st.inflight = st.inflight - 1
   if st.inflight < LIMIT / 2 then V.feed() end
+end
+
+-- Starts one stored run (a row of recover_tx / recover_jobs, or of a dead
+-- node's taken over by nodes.lua): a job of a cancelled transaction is
+-- deleted, a step waiting for its next attempt goes back on the timer
+-- list, anything else runs, and done() is called when it has ended.
+-- Returns true when a run was started (it counts as in flight).
+function V.start_row(j, done)
+  if j.state == "cancelled" then
+    if j.id then core.write("job_delete", j.id) end -- its transaction was cancelled
+    return false
+  elseif j.retry_at and not M.is_active(j.tx) then
+    -- a step waiting for its next attempt: the countdown goes on
+    M.hold(j.tx)
+    O.wait(job_of(j), j.retry_at)
+    return false
+  end
+  core.spawn(function(job)
+    M.run_job(job)
+    done()
+  end, job_of(j))
+  return true
 end
 
 -- Tops the runs in flight up to LIMIT (a tick, and the end of a run).
@@ -94,17 +115,8 @@ function V.feed()
         end
         break
       end
-      if j.state == "cancelled" then
-        core.write("job_delete", j.id) -- its transaction was cancelled
-      elseif j.retry_at and not M.is_active(j.tx) then
-        -- a step waiting for its next attempt: the countdown goes on
-        M.hold(j.tx)
-        O.wait(job_of(j), j.retry_at)
-        st.n = st.n + 1
-      else
-        st.inflight, st.n = st.inflight + 1, st.n + 1
-        core.spawn(recovered, job_of(j))
-      end
+      st.n = st.n + 1
+      if V.start_row(j, recovered) then st.inflight = st.inflight + 1 end
     end
   end)
   st.feeding = false

@@ -32,6 +32,18 @@ function M.is_active(id) return active[id] ~= nil end
 -- Recovery: a step waiting for its next attempt holds its transaction.
 function M.hold(id) active[id] = true end
 
+-- Whether runs of transaction `id` wait in its queue here.
+function M.is_queued(id) return queued[id] ~= nil end
+
+-- Every transaction held or queued here (nodes.lua polls their
+-- cancellations by other nodes).
+function M.held_ids()
+  local ids, seen = {}, {}
+  for id in pairs(active) do ids[#ids + 1], seen[id] = id, true end
+  for id in pairs(queued) do if not seen[id] then ids[#ids + 1] = id end end
+  return ids
+end
+
 -- Steps' errors come back from core.protect as strings; anything else here
 -- is the engine's own, and its text never runs cycle code (__tostring).
 local function errmsg(e)
@@ -475,7 +487,11 @@ function M.pump(id)
   if active[id] then return end
   local q = queued[id]
   local head = q and q[1]
-  if not head or not head.ready then return end
+  if not head or not head.ready then
+    -- several nodes: nothing of it left here, its lock can go
+    if not q and R.cfg.store == "postgres" then require("hookwork.nodes").release(id) end
+    return
+  end
   table.remove(q, 1)
   if #q == 0 then queued[id] = nil end
   active[id] = true
@@ -575,6 +591,8 @@ end
 -- next attempt goes on here after its wait (ops.lua).
 run_held = function(job)
   local id = job.tx
+  -- several nodes: a resume waits while another node runs this transaction
+  if job.id and R.cfg.store == "postgres" then require("hookwork.nodes").lock(id) end
   if job.id and M.ended[id] then
     local ok, ferr = pcall(skip_ended, job, M.ended[id])
     if not ok then core.log("run", "skipping a run of transaction " .. id .. ": " .. tostring(ferr)) end
