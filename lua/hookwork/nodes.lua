@@ -191,16 +191,18 @@ local function poll_cycles()
   local L = require "hookwork.loader"
   local rows = core.query("cycles_all")
   if not rows then return end
+  local changed = false
   for _, r in ipairs(rows) do
     if L.states[r.name] ~= r.state and not is_pending("cycle", r.name) then
       L.states[r.name] = r.state
       local cy = R.cycles[r.name]
       if cy and cy.def then
-        cy.state = r.state
+        cy.state, changed = r.state, true
         core.log("nodes", string.format("cycle '%s' %s (by another node)", r.name, r.state))
       end
     end
   end
+  if changed then L.sync_hooks() end -- the C accept path's copy
 end
 
 local function poll_connectors()
@@ -208,7 +210,7 @@ local function poll_connectors()
   local U = require "hookwork.util"
   local rows = core.query("connectors_all")
   if not rows then return end
-  local seen, changed = {}, false
+  local seen, changed, gone = {}, false, false
   for _, r in ipairs(rows) do
     seen[r.name] = true
     local ov = L.overrides[r.name]
@@ -219,7 +221,7 @@ local function poll_connectors()
       if filter then
         L.overrides[r.name] = { list = list, filter = filter, file_sig = r.file_sig }
         local c = R.connectors[r.name]
-        if c then c.allowed_ips, c.filter, c.override = list, filter, true end
+        if c then c.allowed_ips, c.filter, c.override, changed = list, filter, true, true end
         core.log("nodes", string.format("connector '%s' allowed_ips set (by another node)", r.name))
       end
     end
@@ -229,10 +231,14 @@ local function poll_connectors()
     if not seen[name] and not is_pending("conn", name) then
       -- the override is gone (its file was saved since): the file's list
       L.overrides[name], S.conn_text[name] = nil, nil
-      changed = true
+      gone = true
     end
   end
-  if changed then L.rebuild() end
+  if gone then
+    L.rebuild() -- (syncs the C accept path too)
+  elseif changed then
+    L.sync_hooks() -- the C accept path's copy
+  end
 end
 
 -- Transactions this node holds or has queued that another node cancelled:
