@@ -71,6 +71,8 @@ static int prepare_all(hw_store_t *st, char *err, size_t len) {
   for (i = 0; i < HW_NSTMTS; i++) {
     sqlite3 *db = hw_stmts[i].write ? st->wr : st->rd;
     sqlite3_stmt **slot = hw_stmts[i].write ? &st->wstmt[i] : &st->rstmt[i];
+    if (hw_stmts[i].sql == NULL) /* PostgreSQL only (store_sql.h) */
+      continue;
     if (sqlite3_prepare_v3(db, hw_stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
                            slot, NULL) != SQLITE_OK) {
       snprintf(err, len, "statement %s: %s", hw_stmts[i].name,
@@ -378,6 +380,8 @@ static int queue_write(hw_store_t *st, int id, const hw_val_t *vals, int n,
 
   if (!hw_store_stmt_is_write(id) || n != hw_stmts[id].nparams)
     return -EINVAL;
+  if (st->pg == NULL && hw_stmts[id].sql == NULL)
+    return -ENOTSUP; /* PostgreSQL only */
   for (i = 0; i < n; i++)
     if (vals[i].type == HW_V_TEXT)
       total += vals[i].n + 1;
@@ -655,6 +659,11 @@ int hw_store_query(hw_store_t *st, int id, const hw_val_t *vals, int n,
     return -EINVAL;
   }
   s = st->rstmt[id];
+  if (s == NULL) {
+    snprintf(st->errmsg, sizeof st->errmsg, "%s: PostgreSQL only",
+             hw_stmts[id].name);
+    return -ENOTSUP;
+  }
   if (hw_store__bind(s, vals, n) != SQLITE_OK) {
     snprintf(st->errmsg, sizeof st->errmsg, "%s: %s", hw_stmts[id].name,
              sqlite3_errmsg(st->rd));

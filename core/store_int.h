@@ -11,7 +11,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define HW_STORE_MAXSTMTS 64 /* store.c checks HW_NSTMTS fits */
+#define HW_STORE_MAXSTMTS 96 /* store.c checks HW_NSTMTS fits */
 #define HW_OP_MAXV 12
 #define HW_FAIL_KEEP_NS (60 * (uint64_t) 1000000000) /* failed ranges kept */
 #define HW_RETRY_MIN_NS (100 * (uint64_t) 1000000)

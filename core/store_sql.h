@@ -269,6 +269,23 @@ static const hw_stmt_def_t hw_stmts[] = {
    " 'error', v ->> 4, 'note', v ->> 5)), '[]') FROM (SELECT h.run,"
    " e.value AS v FROM hist h, json_each(h.entries) e WHERE h.tx = ?1"
    " ORDER BY h.seq, e.key))) FROM tx WHERE id = ?1"},
+
+  /* several nodes (lua/hookwork/nodes.lua): PostgreSQL only.  No SQL here
+   * (NULL): SQLite prepares nothing for them and refuses to run them; the
+   * entries fix the name, kind and value count store_sql_pg.h matches. */
+  {"tx_run_release", 1, 2, NULL},
+  {"dedupe_release", 1, 4, NULL},
+  {"node_join", 0, 2, NULL},
+  {"node_renew", 0, 2, NULL},
+  {"nodes_list", 0, 0, NULL},
+  {"node_takeover", 0, 2, NULL},
+  {"takeover_tx", 0, 3, NULL},
+  {"takeover_jobs", 0, 3, NULL},
+  {"tx_run_claim", 0, 2, NULL},
+  {"tx_runs_next", 0, 1, NULL},
+  {"tx_cancelled_among", 0, 1, NULL},
+  {"hook_claim", 0, 3, NULL},
+  {"dedupe_claim", 0, 7, NULL},
 };
 
 #define HW_NSTMTS ((int) (sizeof hw_stmts / sizeof hw_stmts[0]))

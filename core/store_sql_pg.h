@@ -90,7 +90,13 @@ static const char hw_pg_schema_v1[] =
   "CREATE SEQUENCE IF NOT EXISTS hw_ids_hist INCREMENT BY "
   HW_PG_STR(HW_PG_ID_BLOCK) ";"
   "CREATE SEQUENCE IF NOT EXISTS hw_ids_early INCREMENT BY "
-  HW_PG_STR(HW_PG_ID_BLOCK) ";";
+  HW_PG_STR(HW_PG_ID_BLOCK) ";"
+  /* several nodes: the node running a transaction now (NODE#N, claimed
+   * before a resumed run starts, cleared when the node has nothing of it
+   * left), so runs of one transaction never overlap across nodes */
+  "ALTER TABLE tx ADD COLUMN IF NOT EXISTS runner TEXT;"
+  "CREATE INDEX IF NOT EXISTS tx_runner ON tx(runner)"
+  " WHERE runner IS NOT NULL;";
 
 /* hw_pg_migrations[v - 1] takes a database from version v - 1 to v. */
 static const char *const hw_pg_migrations[] = {hw_pg_schema_v1};
@@ -161,9 +167,12 @@ static const hw_pg_stmt_def_t hw_pg_stmts[] = {
    " retry_at = $4, attempt = $5 WHERE id = $1"},
   {"tx_failed_at", "UPDATE tx SET ckpt_step = $2, ckpt_data = $3"
    " WHERE id = $1 AND state = 'failed'"},
+  /* (the retrying node owns the run: recovery and takeover find it) */
   {"tx_retry", "UPDATE tx SET state = 'running', step = $2, runs = $3,"
    " ckpt_step = $2, ckpt_data = $4, error = NULL, retry_at = NULL,"
-   " attempt = NULL, updated = $5 WHERE id = $1 AND state = 'failed'"},
+   " attempt = NULL, updated = $5,"
+   " owner = current_setting('hookwork.node', true)"
+   " WHERE id = $1 AND state = 'failed'"},
   {"tx_cancel", "UPDATE tx SET state = 'cancelled', updated = $2,"
    " retry_at = NULL, ckpt_step = NULL, ckpt_data = NULL"
    " WHERE id = $1 AND state IN ('waiting', 'running')"},
@@ -219,13 +228,17 @@ static const hw_pg_stmt_def_t hw_pg_stmts[] = {
   {"tx_running", "SELECT id, cycle, step AS entry, data, request,"
    " ckpt_step, ckpt_data, runs, retry_at, attempt FROM tx"
    " WHERE state = 'running' ORDER BY id"},
+  /* several nodes: only this node's rows (NODE, or NODE+DEAD: taken over
+   * from DEAD), the others' are theirs (nodes.lua) */
   {"recover_tx", "SELECT id, cycle, step AS entry, data, request,"
    " ckpt_step, ckpt_data, runs, retry_at, attempt FROM tx"
-   " WHERE state = 'running' AND id > $1 ORDER BY id LIMIT $2"},
+   " WHERE state = 'running' AND id > $1 AND split_part(owner, '+', 1) ="
+   " current_setting('hookwork.node', true) ORDER BY id LIMIT $2"},
   {"recover_jobs", "SELECT j.id, j.tx, j.run, j.entry, j.data,"
    " j.request, j.ckpt_step, j.ckpt_data, j.base, t.cycle, t.state,"
    " t.wait_step, j.retry_at, j.attempt FROM jobs j JOIN tx t ON t.id = j.tx"
-   " WHERE j.id > $1 ORDER BY j.id LIMIT $2"},
+   " WHERE j.id > $1 AND split_part(j.owner, '+', 1) ="
+   " current_setting('hookwork.node', true) ORDER BY j.id LIMIT $2"},
   {"tx_row", "SELECT id, cycle, state, step, runs, ckpt_step, ckpt_data,"
    " data, request, error FROM tx WHERE id = $1"},
   {"find_waiting", "SELECT id, snapshot, runs, expires_at FROM tx"
@@ -293,6 +306,80 @@ static const hw_pg_stmt_def_t hw_pg_stmts[] = {
    " || '}', ',' ORDER BY h.seq, e.n) || ']', '[]') FROM hist h,"
    " json_array_elements(h.entries::json) WITH ORDINALITY AS e(v, n)"
    " WHERE h.tx = $1) || '}' FROM tx WHERE id = $1"},
+
+  /* several nodes (lua/hookwork/nodes.lua; docs/ARCHITECTURE.md).  Times
+   * of leases are the database's clock, unix seconds. */
+  /* a claim is released after the run's own writes (a write): only the
+   * claim with this token, never a later one */
+  {"tx_run_release", "UPDATE tx SET runner = NULL WHERE id = $1"
+   " AND runner = $2"},
+  /* a dedupe claim whose request was not accepted (or not stored) */
+  {"dedupe_release", "DELETE FROM dedupe WHERE cycle = $1 AND step = $2"
+   " AND key = $3 AND (tx < 0 OR tx = $4)"},
+  /* a node (re)joins: its lease, and no claim of its from before */
+  {"node_join", "WITH r AS (UPDATE tx SET runner = NULL WHERE runner IS NOT"
+   " NULL AND split_part(runner, '#', 1) = $1::text)"
+   " INSERT INTO nodes(name, lease_until, started) VALUES($1::text,"
+   " extract(epoch FROM clock_timestamp())::double precision"
+   " + $2::double precision,"
+   " extract(epoch FROM clock_timestamp())::double precision)"
+   " ON CONFLICT(name) DO UPDATE SET lease_until = excluded.lease_until,"
+   " started = excluded.started RETURNING lease_until"},
+  /* no row: the node was taken over */
+  {"node_renew", "UPDATE nodes SET lease_until = extract(epoch FROM"
+   " clock_timestamp())::double precision + $2::double precision"
+   " WHERE name = $1::text RETURNING lease_until"},
+  {"nodes_list", "SELECT name, lease_until, (lease_until < extract(epoch"
+   " FROM clock_timestamp())::double precision)::int AS dead FROM nodes"
+   " ORDER BY name"},
+  /* $1 the dead node, $2 the taker: one statement, so one taker wins;
+   * its running transactions and jobs (its own and those it had taken
+   * over) become TAKER+DEAD's */
+  {"node_takeover", "WITH d AS (DELETE FROM nodes WHERE name = $1::text"
+   " AND lease_until < extract(epoch FROM clock_timestamp())::double"
+   " precision RETURNING name),"
+   " t AS (UPDATE tx SET owner = $2::text || '+' || $1::text"
+   " WHERE state = 'running' AND split_part(owner, '+', 1) = $1::text"
+   " AND EXISTS (SELECT 1 FROM d) RETURNING id),"
+   " j AS (UPDATE jobs SET owner = $2::text || '+' || $1::text"
+   " WHERE split_part(owner, '+', 1) = $1::text AND EXISTS (SELECT 1 FROM d)"
+   " RETURNING id)"
+   " SELECT (SELECT count(*) FROM d) AS claimed, (SELECT count(*) FROM t)"
+   " AS txs, (SELECT count(*) FROM j) AS jobs"},
+  /* the taken-over rows, a page at a time, as recover_tx/recover_jobs */
+  {"takeover_tx", "SELECT id, cycle, step AS entry, data, request,"
+   " ckpt_step, ckpt_data, runs, retry_at, attempt FROM tx"
+   " WHERE state = 'running' AND owner = $1::text AND id > $2"
+   " ORDER BY id LIMIT $3"},
+  {"takeover_jobs", "SELECT j.id, j.tx, j.run, j.entry, j.data,"
+   " j.request, j.ckpt_step, j.ckpt_data, j.base, t.cycle, t.state,"
+   " t.wait_step, j.retry_at, j.attempt FROM jobs j JOIN tx t ON t.id = j.tx"
+   " WHERE j.owner = $1::text AND j.id > $2 ORDER BY j.id LIMIT $3"},
+  /* $2 = NODE#N.  state: claimed (the transaction's state); else runner:
+   * who holds it (both NULL: no such transaction) */
+  {"tx_run_claim", "WITH c AS (UPDATE tx SET runner = $2::text WHERE id = $1"
+   " AND (runner IS NULL OR split_part(runner, '#', 1) ="
+   " split_part($2::text, '#', 1) OR NOT EXISTS (SELECT 1 FROM nodes n"
+   " WHERE n.name = split_part(tx.runner, '#', 1))) RETURNING state)"
+   " SELECT (SELECT state FROM c) AS state,"
+   " (SELECT runner FROM tx WHERE id = $1) AS runner"},
+  {"tx_runs_next", "UPDATE tx SET runs = runs + 1 WHERE id = $1"
+   " RETURNING runs"},
+  /* $1: a JSON array of ids */
+  {"tx_cancelled_among", "SELECT id FROM tx WHERE id IN (SELECT"
+   " value::bigint FROM json_array_elements_text($1::json) AS value)"
+   " AND state = 'cancelled'"},
+  /* the first node's token is everyone's */
+  {"hook_claim", "INSERT INTO hooks(cycle, step, token) VALUES($1, $2, $3)"
+   " ON CONFLICT(cycle, step) DO UPDATE SET token = hooks.token"
+   " RETURNING token"},
+  /* insert-if-absent: $4 is -(claim time); an expired key, or a claim
+   * older than $7 s whose request never committed, is taken again */
+  {"dedupe_claim", "INSERT INTO dedupe(cycle, step, key, tx, expires_at)"
+   " VALUES($1, $2, $3, $4, $5) ON CONFLICT(cycle, step, key) DO UPDATE SET"
+   " tx = excluded.tx, expires_at = excluded.expires_at, status = NULL,"
+   " ctype = NULL, headers = NULL, body = NULL WHERE dedupe.expires_at <= $6"
+   " OR (dedupe.tx < 0 AND -dedupe.tx < $6 - $7) RETURNING tx"},
 };
 
 #define HW_PG_NSTMTS ((int) (sizeof hw_pg_stmts / sizeof hw_pg_stmts[0]))

@@ -250,7 +250,7 @@ local function poll_cancels()
   local O = require "hookwork.ops"
   for i = 1, #ids, 500 do
     local part = table.move(ids, i, math.min(i + 499, #ids), 1, {})
-    local rows = core.query("tx_cancelled_among", "{" .. table.concat(part, ",") .. "}")
+    local rows = core.query("tx_cancelled_among", "[" .. table.concat(part, ",") .. "]")
     for _, r in ipairs(rows or {}) do
       if not O.is_cancelled(r.id) then O.mark_cancelled(r.id, R.now(), "by another node") end
     end
@@ -260,7 +260,7 @@ end
 -- ---------------------------------------------------------------- runs
 
 -- Waits until this node holds transaction `id` across nodes: its row's
--- `runner` names this node (NAME:N, N new for each claim, so a release
+-- `runner` names this node (NAME#N, N new for each claim, so a release
 -- still on its way to the store never clears a later claim).  A runner
 -- whose node has gone from the nodes table (taken over) holds nothing.
 -- Meanwhile a run of it may be going on another node: this one waits its
@@ -271,7 +271,7 @@ function N.lock(id)
   local logged = false
   while true do
     S.claims = (S.claims or 0) + 1
-    local token = R.cfg.node .. ":" .. S.claims
+    local token = R.cfg.node .. "#" .. S.claims
     local rows, err = core.query("tx_run_claim", id, token)
     local r = rows and rows[1]
     if r and r.state then
@@ -336,6 +336,10 @@ end
 -- Start-up, before recovery: this node's lease.
 function N.start()
   if not N.on() then return end
+  -- (NAME+DEAD marks rows taken over, NAME#N a transaction's runner)
+  if R.cfg.node == "" or R.cfg.node:find("[+#]") then
+    error(string.format("--node '%s': a node name must be non-empty, without '+' or '#'", R.cfg.node), 0)
+  end
   local rows, err = core.query("node_join", R.cfg.node, R.cfg.lease)
   must(rows, err, "node '" .. tostring(R.cfg.node) .. "'")
   S.lease_until = R.clock() + R.cfg.lease
