@@ -97,6 +97,15 @@ def _pid_alive(pid):
     return True
 
 
+def _rmtree(d):
+    # a backend that outlived a killed postmaster may still be writing
+    for _ in range(50):
+        shutil.rmtree(d, ignore_errors=True)
+        if not os.path.exists(d):
+            return
+        time.sleep(0.1)
+
+
 def sweep_stale(tmpdir=None):
     """Remove server directories of test processes that died without cleaning up
     (their owner pid is in the name: hookwork-pg-PID-xxxx). Returns what was removed."""
@@ -118,7 +127,7 @@ def sweep_stale(tmpdir=None):
                     time.sleep(0.05)
         except (OSError, ValueError):
             pass
-        shutil.rmtree(d, ignore_errors=True)
+        _rmtree(d)
         removed.append(d)
     return removed
 
@@ -134,7 +143,7 @@ while True:
         continue
     except OSError:
         break
-for sig, wait in ((signal.SIGQUIT, 10.0), (signal.SIGKILL, 5.0)):
+for sig, wait in ((signal.SIGQUIT, 15.0), (signal.SIGKILL, 5.0)):
     try:
         os.kill(pid, sig)
     except OSError:
@@ -149,7 +158,11 @@ for sig, wait in ((signal.SIGQUIT, 10.0), (signal.SIGKILL, 5.0)):
     else:
         continue
     break
-shutil.rmtree(d, ignore_errors=True)
+for _ in range(50):
+    shutil.rmtree(d, ignore_errors=True)
+    if not os.path.exists(d):
+        break
+    time.sleep(0.1)
 """
 
 
@@ -325,10 +338,12 @@ class PgServer:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self):
-        """Stop the server (fast shutdown, then immediate, then kill) and remove its directory."""
+        """Stop the server and remove its directory. Immediate shutdown: its
+        data is thrown away, so there is no checkpoint to wait for (a fast
+        shutdown's can take long on a loaded machine)."""
         p, self.proc = self.proc, None
         if p is not None and p.poll() is None:
-            for sig, wait in ((signal.SIGINT, 10), (signal.SIGQUIT, 5), (signal.SIGKILL, 5)):
+            for sig, wait in ((signal.SIGQUIT, 15), (signal.SIGKILL, 5)):
                 try:
                     p.send_signal(sig)
                     p.wait(wait)
@@ -338,7 +353,7 @@ class PgServer:
                 except OSError:
                     break
         if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            _rmtree(self.dir)
             self.dir = None
         if self._watch_fd is not None:
             os.close(self._watch_fd)
