@@ -2,8 +2,11 @@
 # make test: every test of the project, twice over where it matters:
 #   1. C unit tests (release build)
 #   2. the example cycles' own tests (hookwork test cycles)
-#   3. the black-box suite against ./hookwork over real HTTP, and every
-#      fuzz corpus (tests/fuzz/corpus) once through its libFuzzer harness
+#   3. the black-box suite against ./hookwork over real HTTP, then again with
+#      every engine on PostgreSQL (HOOKWORK_TEST_STORE=postgres: a throwaway
+#      server from tests/e2e/pgserver.py; release build only, to keep the
+#      run short), and every fuzz corpus (tests/fuzz/corpus) once through its
+#      libFuzzer harness
 #   4. the web console in a real browser (headless Chromium, tests/browser)
 #   5. unit tests, cycle tests and the black-box suite again under
 #      AddressSanitizer + UndefinedBehaviorSanitizer (./hookwork-asan)
@@ -39,6 +42,7 @@ stage() {  # name, command...
 stage "unit tests" make --no-print-directory unit
 stage "cycle tests" ./hookwork test cycles tests/harness
 stage "black-box suite" python3 tests/e2e/run.py
+HOOKWORK_TEST_STORE=postgres stage "black-box suite (postgres)" python3 tests/e2e/run.py
 stage "fuzz corpora" make --no-print-directory fuzz-replay
 stage "browser tests" python3 tests/browser/run.py
 if make --no-print-directory asan >/dev/null 2>&1; then

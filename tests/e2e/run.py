@@ -9,7 +9,8 @@ Prints `ok NAME` / `FAIL NAME: message` / `skip NAME: reason` per test and ends
 with `N passed, N failed` (`, N skipped` when some were: a skip is neither).
 Environment: HOOKWORK_BIN (binary, default ./hookwork), E2E_TIMEOUT (per test, 60 s),
 HOOKWORK_TEST_STORE=postgres (every Engine on a fresh database of a throwaway
-PostgreSQL, tests/e2e/pgserver.py; tests about SQLite files print `n/a on postgres`),
+PostgreSQL, tests/e2e/pgserver.py; tests about SQLite files print `n/a on postgres`;
+a module whose SAME_ON_EVERY_STORE names why the store plays no part is skipped there),
 E2E_TIMES=1 (print each test's duration). A test whose engine log holds a sanitizer
 report (ASan/UBSan/LSan) fails.
 """
@@ -75,6 +76,11 @@ def main(argv):
             continue
         first_engine = len(lib._ENGINES)
         result = {}
+        same = getattr(sys.modules.get(name.split(".", 1)[0]), "SAME_ON_EVERY_STORE", None)
+        if same and lib.on_postgres():
+            skipped += 1
+            print("skip %s: same on every store, run by the SQLite stage: %s" % (name, same), flush=True)
+            continue
 
         def body():
             try:
