@@ -374,9 +374,14 @@ typedef struct {
   hw_engine_t *e;
   hw_http_req_t *req;
   int64_t tx;
-  double now;
+  int sync;    /* the run answers the caller */
+  double now;  /* wall clock (stored times) */
+  double mono; /* monotonic: the sync_timeout counts from the accept */
   buf_t data, request;
   char *cycle, *step;
+  char *decoded;   /* the body after Content-Encoding, or NULL: req's */
+  size_t body_len;
+  char ip[64];
 } pending_t;
 
 static void pending_free(pending_t *p) {
@@ -384,11 +389,39 @@ static void pending_free(pending_t *p) {
   free(p->request.p);
   free(p->cycle);
   free(p->step);
+  free(p->decoded);
   free(p);
 }
 
-/* Inside a protected call on the main state: E.c_accepted(tx, cycle, step,
- * data, request, accepted) as a new run (queued; the check resumes it). */
+/* The run's tx.request as engine.c's push_request builds it for the Lua
+ * path (the last of a repeated header wins), with query {} and the decoded
+ * body; the body's JSON is read by the run (fields.parse_body). */
+static void push_request(lua_State *L, const pending_t *p) {
+  const hw_http_req_t *req = p->req;
+  int i;
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, req->method);
+  lua_setfield(L, -2, "method");
+  lua_pushstring(L, req->path);
+  lua_setfield(L, -2, "path");
+  lua_createtable(L, 0, 0);
+  lua_setfield(L, -2, "query");
+  lua_pushlstring(L, p->decoded ? p->decoded : (req->body ? req->body : ""), p->body_len);
+  lua_setfield(L, -2, "body");
+  lua_pushstring(L, p->ip);
+  lua_setfield(L, -2, "ip");
+  lua_createtable(L, 0, req->nheaders);
+  for (i = 0; i < req->nheaders; i++) {
+    lua_pushstring(L, req->headers[i].value);
+    lua_setfield(L, -2, req->headers[i].name);
+  }
+  lua_setfield(L, -2, "headers");
+}
+
+/* Inside a protected call on the main state (the request still held):
+ * E.c_accepted(tx, cycle, step, data, request, accepted, accepted_mono,
+ * caller) as a new run (queued; the check resumes it); caller: the request
+ * for a synchronous run, else nil. */
 static int spawn_run(lua_State *L) {
   pending_t *p = lua_touserdata(L, 1);
   hw_engine_t *e = p->e;
@@ -399,9 +432,14 @@ static int spawn_run(lua_State *L) {
   lua_pushstring(L, p->cycle);
   lua_pushstring(L, p->step);
   lua_pushlstring(L, p->data.p, p->data.len);
-  lua_pushlstring(L, p->request.p, p->request.len);
+  push_request(L, p);
   lua_pushnumber(L, p->now);
-  if (hw_sched_spawn(e, L, 6) == NULL)
+  lua_pushnumber(L, p->mono);
+  if (p->sync)
+    lua_pushlightuserdata(L, p->req);
+  else
+    lua_pushnil(L);
+  if (hw_sched_spawn(e, L, 8) == NULL)
     return luaL_error(L, "out of memory");
   return 0;
 }
@@ -420,6 +458,22 @@ static int push_refusal(lua_State *L, void *arg) {
   return 4;
 }
 
+/* Spawns the run (before the 202: the request is read for tx.request).
+ * 0, or -1 when it could not (logged; a stored run goes on after a
+ * restart). */
+static int spawn(pending_t *p) {
+  lua_State *L = p->e->L;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, spawn_run);
+  lua_pushlightuserdata(L, p);
+  if (lua_pcall(L, 1, 0, 0) == LUA_OK)
+    return 0;
+  hw_log("webhook", "transaction %lld: run not started: %s", (long long) p->tx,
+         lua_tostring(L, -1));
+  lua_settop(L, top);
+  return -1;
+}
+
 static void committed(int status, const char *reason, void *arg) {
   pending_t *p = arg;
   hw_engine_t *e = p->e;
@@ -432,21 +486,21 @@ static void committed(int status, const char *reason, void *arg) {
     pending_free(p);
     return;
   }
-  char body[96];
-  int n = snprintf(body, sizeof body, "{\"accepted\":true,\"transaction\":\"%lld\"}",
-                   (long long) p->tx);
-  hw_http_respond(p->req, 202, "application/json", NULL, body, (size_t) n);
   e->accepts.c_path++;
-  if (e->stopping != 2) { /* at the deadline: recovered at the next start */
-    int top = lua_gettop(e->L);
-    lua_pushcfunction(e->L, spawn_run);
-    lua_pushlightuserdata(e->L, p);
-    if (lua_pcall(e->L, 1, 0, 0) != LUA_OK) {
-      /* stored and acknowledged: the run goes on after a restart */
-      hw_log("webhook", "transaction %lld: run not started: %s", (long long) p->tx,
-             lua_tostring(e->L, -1));
-      lua_settop(e->L, top);
-    }
+  if (e->stopping == 2) /* the run goes on after the restart */
+    p->sync = 0;
+  else if (spawn(p) != 0 && p->sync) { /* (as E.webhook answers an error) */
+    hw_http_respond(p->req, 500, "application/json", NULL,
+                    "{\"error\":\"internal error\"}", 26);
+    pending_free(p);
+    return;
+  }
+  if (!p->sync) {
+    /* a synchronous caller is answered by its run */
+    char body[96];
+    int n = snprintf(body, sizeof body, "{\"accepted\":true,\"transaction\":\"%lld\"}",
+                     (long long) p->tx);
+    hw_http_respond(p->req, 202, "application/json", NULL, body, (size_t) n);
   }
   pending_free(p);
 }
@@ -506,6 +560,11 @@ int hw_fast_accept(hw_engine_t *e, hw_http_req_t *req, const char *ip) {
   if (decoded == NULL)
     bn = req->body_len;
   p = calloc(1, sizeof *p);
+  if (p != NULL) {
+    p->decoded = decoded; /* freed with p */
+    p->body_len = bn;
+    decoded = NULL;
+  }
   if (p == NULL || body_object(req, body, bn, &root) != 0 ||
       build_data(&p->data, h, root) != 0 || p->data.bad) {
     free(decoded);
@@ -515,9 +574,11 @@ int hw_fast_accept(hw_engine_t *e, hw_http_req_t *req, const char *ip) {
   }
   p->e = e;
   p->req = req;
+  p->sync = h->sync;
   p->now = hw_now();
+  p->mono = hw_mono();
   stored_request(&p->request, req, body, bn, ip, p->now);
-  free(decoded);
+  snprintf(p->ip, sizeof p->ip, "%s", ip);
   p->cycle = strdup(h->cycle);
   p->step = strdup(h->step);
   if (p->request.bad || p->cycle == NULL || p->step == NULL ||

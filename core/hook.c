@@ -208,6 +208,7 @@ static int compile_hook(lua_State *L, hw_hook_t *h) {
     return -1;
   h->running = field_bool(L, "running");
   h->fast = field_bool(L, "fast");
+  h->sync = field_bool(L, "sync");
   h->ip_filtered = field_bool(L, "ip_filtered");
   lua_getfield(L, -1, "filter");
   if (lua_type(L, -1) == LUA_TUSERDATA) {

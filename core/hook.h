@@ -11,7 +11,7 @@
  *
  * Lua side: core.hooks_set(list) replaces the table, where list holds one
  * entry per webhook: {token, cycle, step, running, methods = {"POST",...},
- * fast, ip_filtered, filter (a core.ipfilter or nil), fields = {{name,
+ * fast, sync, ip_filtered, filter (a core.ipfilter or nil), fields = {{name,
  * type, optional}, ...} or nil}.  core.accept_paths() -> c, lua: requests
  * accepted by the C path, and webhook requests handed to the Lua path. */
 #ifndef HW_HOOK_H
@@ -40,6 +40,7 @@ typedef struct hw_hook_s {
   int running;       /* the cycle's state is "running" */
   unsigned methods;  /* bit per method (hw_hook_method_bit) */
   int fast;          /* a trigger whose every feature the C path has */
+  int sync;          /* a `respond` follows: the caller waits for the run */
   int ip_filtered;
   const hw_ipfilter_t *filter; /* the connector's, NULL when it has none */
   int has_spec;      /* `fields` given (else every top-level member) */

@@ -234,15 +234,34 @@ function E.webhook(r, h)
   end
 end
 
--- A request the C accept path (core/fastpath.c) stored and answered 202:
--- its run, started here as a new run of the ready queue.  The data and
--- the request are decoded now, from the texts stored.
-function E.c_accepted(tx, cycle, step, data_json, reqtext, accepted)
-  R.count(R.metrics.webhook, cycle .. "\0" .. step .. "\0" .. 202)
+-- A request the C accept path (core/fastpath.c) stored (and, fire and
+-- forget, answered 202): its run, started here as a new run of the ready
+-- queue.  The data is decoded now, from the text stored, and the request's
+-- JSON body (req: method, path, headers, query, body, ip, as E.webhook gets
+-- them).  h: the waiting HTTP request of a synchronous trigger (its caller,
+-- as A.accept sets one up, with the sync_timeout counted from the accept).
+function E.c_accepted(tx, cycle, step, data_json, req, accepted, accepted_mono, h)
   local cy = R.cycles[cycle]
+  local def = cy and cy.def
+  local v, is_form, kind = F.parse_body(req) -- a JSON object (core/fastpath.c)
+  if kind == "json" then req.json = v elseif is_form then req.form = v end
   local job = { tx = tx, run = 1, data = U.decode(data_json, "lax") or {}, data_json = data_json,
-                cycle = cycle, entry = step, accepted = accepted, def = cy and cy.def,
-                request = require("hookwork.ops").load_request(reqtext) }
+                cycle = cycle, entry = step, accepted = accepted, def = def, request = req }
+  if h then
+    local c = C.new(h, cycle, step)
+    c.tx, c.run, c.stored = tx, 1, true
+    job.caller = c
+    if def then
+      c.timeout = def.sync_timeout
+      c.deadline = R.clock() - (core.mono() - accepted_mono) + def.sync_timeout
+      if def.on_sync_timeout == "accept" then
+        c.token = cy.hooks and cy.hooks[step] and cy.hooks[step].token
+        c.on_timeout = A.hand_over
+      end
+    end
+  else
+    R.count(R.metrics.webhook, cycle .. "\0" .. step .. "\0" .. 202)
+  end
   M.enqueue(job)
   M.run_ready(job)
 end

@@ -196,8 +196,8 @@ end
 
 -- The C accept path's copy of every webhook (core/hook.c), rebuilt
 -- whenever what it holds changes: a reload, a start/stop, a connector PUT.
--- `fast`: a fire-and-forget trigger with no feature only the Lua path has
--- (verify, dedupe, cors: docs/ARCHITECTURE.md).
+-- `fast`: a trigger with no feature only the Lua path has (verify, dedupe,
+-- cors: docs/ARCHITECTURE.md); `sync`: its caller waits for a `respond`.
 function L.sync_hooks()
   if not core.hooks_set then return end
   local list = {}
@@ -218,9 +218,9 @@ function L.sync_hooks()
       list[#list + 1] = { token = token, cycle = h.cycle, step = h.step,
                           running = cy.state == "running", methods = methods,
                           ip_filtered = st.ip_filtered == true, filter = conn and conn.filter,
-                          fields = fields,
-                          fast = st.index == 1 and not st.sync and not st.verify
-                            and not st.dedupe and not st.cors }
+                          fields = fields, sync = st.sync == true,
+                          fast = st.index == 1 and not st.verify and not st.dedupe
+                            and not st.cors }
     end
   end
   core.hooks_set(list)

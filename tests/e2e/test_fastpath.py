@@ -203,6 +203,11 @@ def c_path_and_lua_path_answer_and_store_the_same():
             fast.wait_tx(tx, "completed")
             slow.wait_tx(tx, "completed")
             eq(stored(fast, tx, ftok[cyc]), stored(slow, tx, stok[cyc]), "%s: same transaction stored" % name)
+        def answers(e):
+            return sorted(l for l in e.metrics().splitlines()
+                          if l.startswith("hookwork_webhook_requests_total{")
+                          or l.startswith("hookwork_rejected_requests_total{"))
+        eq(answers(fast), answers(slow), "answers and rejections counted alike")
         d = fast.tx([t for n, t, _ in accepted if n == "integer_1e3"][0])["data"]
         eq(d["qty"], 1000, "1e3 stored as the integer 1000")
         d = fast.tx([t for n, t, _ in accepted if n == "all_members"][0])["data"]
@@ -338,3 +343,95 @@ def c_path_kill9_after_202_loses_nothing():
         for tx, oid, amount in acked:
             t = e.wait_tx(tx, "completed", timeout=30)
             eq((t["data"]["order_id"], t["data"]["amount"], t["data"]["seen"]), (oid, amount, True))
+
+
+SYNC_LUA = """local hw = require "hookwork"
+return hw.cycle {
+  name = "sy",
+  steps = {
+    hw.webhook { name = "in", fields = { n = "integer", ["who.name"] = "string?" } },
+    hw.decision { name = "big?", test = function(tx) return tx.data.n < 100 end, on_false = "stop" },
+    hw.step { name = "maybe", run = function(tx) if tx.data.n == 13 then error("unlucky") end end },
+    hw.respond { name = "out", status = 201, headers = { ["X-Seen"] = "yes" },
+                 body = function(tx)
+                   return { n = tx.data.n, who = tx.data.who, m = tx.request.method,
+                            raw = tx.request.json.n, q = tx.request.headers["x-q"] }
+                 end },
+  },
+}
+"""
+
+SYNC_CASES = [
+    ("sync_ok", '{"n":7,"who":{"name":"ann"}}', 201, "c"),
+    ("sync_float_int", '{"n":2.0}', 201, "c"),
+    ("sync_decision_stops", '{"n":500}', 200, "c"),
+    ("sync_step_fails", '{"n":13}', 500, "c"),
+    ("sync_missing", '{"who":{"name":"x"}}', 400, "lua"),
+    ("sync_bad_json", '{"n":', 400, "lua"),
+]
+
+
+@test
+def c_path_sync_trigger_answers_as_the_lua_path():
+    fast = Engine({"sy.lua": SYNC_LUA})
+    slow = Engine({"sy.lua": SYNC_LUA}, env={"HOOKWORK_FAST_ACCEPT": "0"})
+    with fast, slow:
+        fast.start()
+        slow.start()
+        got = {}
+        for e in (fast, slow):
+            url = e.hook_url("sy", "in")
+            for name, body, status, path in SYNC_CASES:
+                before = counts(e)
+                r = e.post(url, body=body, headers=dict(JSON, **{"X-Q": "q1"}))
+                after = counts(e)
+                taken = "c" if after[0] == before[0] + 1 else "lua" if after[1] == before[1] + 1 else "?"
+                got.setdefault(name, []).append((r, taken))
+        for name, body, status, path in SYNC_CASES:
+            (fr, ftaken), (sr, staken) = got[name]
+            eq(fr.status, status, "%s: %s" % (name, fr.body))
+            eq(ftaken, path, "%s: accept path" % name)
+            eq(staken, "lua", "%s: HOOKWORK_FAST_ACCEPT=0" % name)
+            # (a table the run encodes has no fixed key order: compared as JSON)
+            eq(answer_of(fr, None)[:2] + (fr.json,), answer_of(sr, None)[:2] + (sr.json,),
+               "%s: same answer" % name)
+            eq(fr.headers.get("x-seen"), sr.headers.get("x-seen"))
+        eq(got["sync_ok"][0][0].json, {"n": 7, "who": {"name": "ann"}, "m": "POST", "raw": 7, "q": "q1"})
+        def answers(e):
+            return sorted(l for l in e.metrics().splitlines()
+                          if l.startswith("hookwork_webhook_requests_total{"))
+        eq(answers(fast), answers(slow), "the answers counted alike")
+
+
+SLOW_LUA = """local hw = require "hookwork"
+return hw.cycle {
+  name = "slow",
+  sync_timeout = 1, on_sync_timeout = "accept",
+  steps = {
+    hw.webhook { name = "in" },
+    hw.step { name = "wait", run = function(tx) hw.http.get(%s .. "/slow") end },
+    hw.respond { name = "out", status = 200, body = function(tx) return { late = tx.data.k } end },
+  },
+}
+"""
+
+
+@test
+def c_path_sync_timeout_hands_over_a_status_url():
+    from lib import Recorder, lua_str
+    with Recorder() as rec:
+        rec.route("GET", "/slow", delay=1.6, json={})
+        with Engine({"slow.lua": SLOW_LUA % lua_str(rec.url)}) as e:
+            e.start()
+            c0 = counts(e)[0]
+            t0 = time.time()
+            r = e.post(e.hook_url("slow", "in"), json={"k": "v"})
+            dt = time.time() - t0
+            eq(counts(e)[0], c0 + 1, "accepted by the C path")
+            eq(r.status, 202, r.body)
+            ok(0.8 <= dt < 1.6, "answered at the sync_timeout (%.2fs)" % dt)
+            url = r.json["status_url"]
+            eq(r.headers.get("location"), url)
+            wait_until(lambda: e.post(url, method="GET").status == 200, timeout=10,
+                       msg="the run's answer at the status URL")
+            eq(e.post(url, method="GET").json, {"late": "v"})
