@@ -336,10 +336,86 @@ static int decode(hw_engine_t *e, const hw_http_req_t *req, char **out,
                     outn) == 0 ? 0 : -1;
 }
 
+/* --- the query string (U.parse_query) -------------------------------- */
+
+#define MAX_QUERY 64
+
+typedef struct {
+  char *buf;         /* every decoded key and value, one after the other */
+  const char *k[MAX_QUERY], *v[MAX_QUERY];
+  size_t kn[MAX_QUERY], vn[MAX_QUERY];
+  int n;
+} query_t;
+
+static int hexv(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c = (char) (c | 0x20);
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* U.url_decode of s[0..n) into o: '+' is a space, %XX a byte. */
+static size_t url_decode(const char *s, size_t n, char *o) {
+  size_t i, j = 0;
+  for (i = 0; i < n; i++) {
+    if (s[i] == '+') {
+      o[j++] = ' ';
+    } else if (s[i] == '%' && i + 2 < n && hexv(s[i + 1]) >= 0 &&
+               hexv(s[i + 2]) >= 0) {
+      o[j++] = (char) (hexv(s[i + 1]) * 16 + hexv(s[i + 2]));
+      i += 2;
+    } else {
+      o[j++] = s[i];
+    }
+  }
+  return j;
+}
+
+/* Splits and decodes the query as U.parse_query does ("a=1&b", pairs
+ * without a key skipped).  0, or -1 for the Lua side (too many pairs, no
+ * memory). */
+static int parse_query(const char *q, query_t *out) {
+  size_t len = strlen(q), i = 0;
+  char *o;
+  out->n = 0;
+  out->buf = o = malloc(len + 1);
+  if (o == NULL)
+    return -1;
+  while (i < len) {
+    size_t j = i, eq;
+    while (j < len && q[j] != '&')
+      j++;
+    for (eq = i; eq < j && q[eq] != '='; eq++)
+      ;
+    if (eq > i) { /* a key */
+      if (out->n == MAX_QUERY)
+        return -1;
+      out->k[out->n] = o;
+      out->kn[out->n] = url_decode(q + i, eq - i, o);
+      o += out->kn[out->n];
+      out->v[out->n] = o;
+      out->vn[out->n] = eq < j ? url_decode(q + eq + 1, j - eq - 1, o) : 0;
+      o += out->vn[out->n];
+      out->n++;
+    }
+    i = j + 1;
+  }
+  return 0;
+}
+
+/* Whether pair i is overridden by a later pair with the same key. */
+static int query_shadowed(const query_t *q, int i) {
+  int j;
+  for (j = i + 1; j < q->n; j++)
+    if (q->kn[j] == q->kn[i] && memcmp(q->k[j], q->k[i], q->kn[i]) == 0)
+      return 1;
+  return 0;
+}
+
 /* ops.stored_request: method, path, headers (the last of each name), query
- * (empty here), body, ip, received. */
-static void stored_request(buf_t *b, const hw_http_req_t *req, const char *body,
-                           size_t n, const char *ip, double now) {
+ * (the last of each key), body, ip, received. */
+static void stored_request(buf_t *b, const hw_http_req_t *req, const query_t *q,
+                           const char *body, size_t n, const char *ip, double now) {
   int i, j, first = 1;
   puts_(b, "{\"method\":");
   put_str(b, req->method, strlen(req->method));
@@ -359,7 +435,18 @@ static void stored_request(buf_t *b, const hw_http_req_t *req, const char *body,
     put_str(b, req->headers[i].value, strlen(req->headers[i].value));
     first = 0;
   }
-  puts_(b, "},\"query\":{},\"body\":");
+  puts_(b, "},\"query\":{");
+  for (i = 0, first = 1; i < q->n; i++) {
+    if (query_shadowed(q, i))
+      continue;
+    if (!first)
+      put(b, ",", 1);
+    put_str(b, q->k[i], q->kn[i]);
+    put(b, ":", 1);
+    put_str(b, q->v[i], q->vn[i]);
+    first = 0;
+  }
+  puts_(b, "},\"body\":");
   put_str(b, body, n);
   puts_(b, ",\"ip\":");
   put_str(b, ip, strlen(ip));
@@ -380,6 +467,7 @@ typedef struct {
   buf_t data, request;
   char *cycle, *step;
   char *decoded;   /* the body after Content-Encoding, or NULL: req's */
+  query_t query;
   size_t body_len;
   char ip[64];
 } pending_t;
@@ -390,12 +478,13 @@ static void pending_free(pending_t *p) {
   free(p->cycle);
   free(p->step);
   free(p->decoded);
+  free(p->query.buf);
   free(p);
 }
 
-/* The run's tx.request as engine.c's push_request builds it for the Lua
- * path (the last of a repeated header wins), with query {} and the decoded
- * body; the body's JSON is read by the run (fields.parse_body). */
+/* The run's tx.request as E.submit builds it for the Lua path (the last of
+ * a repeated header or query key wins), with the decoded body; the body's
+ * JSON is read by the run (fields.parse_body). */
 static void push_request(lua_State *L, const pending_t *p) {
   const hw_http_req_t *req = p->req;
   int i;
@@ -404,7 +493,12 @@ static void push_request(lua_State *L, const pending_t *p) {
   lua_setfield(L, -2, "method");
   lua_pushstring(L, req->path);
   lua_setfield(L, -2, "path");
-  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, p->query.n);
+  for (i = 0; i < p->query.n; i++) {
+    lua_pushlstring(L, p->query.k[i], p->query.kn[i]);
+    lua_pushlstring(L, p->query.v[i], p->query.vn[i]);
+    lua_rawset(L, -3);
+  }
   lua_setfield(L, -2, "query");
   lua_pushlstring(L, p->decoded ? p->decoded : (req->body ? req->body : ""), p->body_len);
   lua_setfield(L, -2, "body");
@@ -552,7 +646,7 @@ int hw_fast_accept(hw_engine_t *e, hw_http_req_t *req, const char *ip) {
       (h = hw_hooks_find(e->hooks, req->path + 7, tn)) == NULL || !h->fast ||
       !(hw_hook_method_bit(req->method) & h->methods) || !h->running ||
       (h->ip_filtered && (h->filter == NULL || !hw_ipfilter_match(h->filter, ip))) ||
-      req->query[0] != '\0' || hw_store_refusal(e->store, why, sizeof why))
+      hw_store_refusal(e->store, why, sizeof why))
     return 1;
   if (decode(e, req, &decoded, &bn) != 0)
     return 1;
@@ -565,7 +659,8 @@ int hw_fast_accept(hw_engine_t *e, hw_http_req_t *req, const char *ip) {
     p->body_len = bn;
     decoded = NULL;
   }
-  if (p == NULL || body_object(req, body, bn, &root) != 0 ||
+  if (p == NULL || parse_query(req->query, &p->query) != 0 ||
+      body_object(req, body, bn, &root) != 0 ||
       build_data(&p->data, h, root) != 0 || p->data.bad) {
     free(decoded);
     if (p != NULL)
@@ -577,7 +672,7 @@ int hw_fast_accept(hw_engine_t *e, hw_http_req_t *req, const char *ip) {
   p->sync = h->sync;
   p->now = hw_now();
   p->mono = hw_mono();
-  stored_request(&p->request, req, body, bn, ip, p->now);
+  stored_request(&p->request, req, &p->query, body, bn, ip, p->now);
   snprintf(p->ip, sizeof p->ip, "%s", ip);
   p->cycle = strdup(h->cycle);
   p->step = strdup(h->step);

@@ -1,12 +1,13 @@
 /* fastpath: the webhook accept path in C, for the common case: a POST (or
- * any allowed method) of a JSON object to a running fire-and-forget
- * trigger whose features are all in its C description (core/hook.h).
+ * any allowed method) of a JSON object to a running trigger whose features
+ * are all in its C description (core/hook.h).
  * Token, method, state, IP filter, Content-Encoding, the JSON check and
  * field extraction (core/jscan.h), the store write (tx_insert with the raw
  * request and the data assembled from the body's own bytes), the wait for
  * the commit and the 202 all happen here with no Lua call; the run is then
  * handed to Lua (E.c_accepted) as a new run in the scheduler's ready
- * queue, resumed by the uv_check like every other.
+ * queue, resumed by the uv_check like every other (a synchronous trigger's
+ * run gets the caller, to answer it itself).
  *
  * Every other request, and every request this path cannot accept (a
  * rejection of any kind: the Lua side composes those, byte for byte as

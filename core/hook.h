@@ -1,7 +1,7 @@
 /* hook: the C-side description of every webhook, compiled from the Lua
  * registry at load, at hot reload and whenever what it holds changes
  * (cycle start/stop, connector PUT): token -> cycle, step, state, methods,
- * whether it is a fire-and-forget trigger the C accept path may take
+ * whether it is a trigger the C accept path may take (and if synchronous)
  * (core/fastpath.c), its IP filter and its compiled `fields`.
  *
  * Owns: the table (one per engine, e->hooks), its strings and field specs,

@@ -122,7 +122,9 @@ CASES = [
     ("wrong_method", "fa", "GET", "", {}, None, 405, "lua"),
     ("forged_token", "fa", "POST", "x", JSON, '{"order_id":"A1","amount":1}', 404, "lua"),
     ("trailing_slash", "fa", "POST", "/", JSON, '{"order_id":"s","amount":1}', 202, "c"),
-    ("query_string", "fa", "POST", "?a=1&b=%20", JSON, '{"order_id":"q","amount":1}', 202, "lua"),
+    ("query_string", "fa", "POST", "?a=1&b=%20x+y&&=z&c&a=2&%41%4a=%2B%zz%4", JSON,
+     '{"order_id":"q","amount":1}', 202, "c"),
+    ("query_not_utf8", "fa", "POST", "?a=%FF", JSON, '{"order_id":"q","amount":1}', 202, "lua"),
     ("duplicate_key", "fa", "POST", "", JSON,
      '{"order_id":"x","order_id":"y","amount":1}', 202, "c"),
     ("escaped_key", "fa", "POST", "", JSON, '{"order_\\u0069d":"e","amount":2}', 202, "lua"),
@@ -355,7 +357,8 @@ return hw.cycle {
     hw.respond { name = "out", status = 201, headers = { ["X-Seen"] = "yes" },
                  body = function(tx)
                    return { n = tx.data.n, who = tx.data.who, m = tx.request.method,
-                            raw = tx.request.json.n, q = tx.request.headers["x-q"] }
+                            raw = tx.request.json.n, q = tx.request.headers["x-q"],
+                            k = tx.request.query.k }
                  end },
   },
 }
@@ -383,7 +386,7 @@ def c_path_sync_trigger_answers_as_the_lua_path():
             url = e.hook_url("sy", "in")
             for name, body, status, path in SYNC_CASES:
                 before = counts(e)
-                r = e.post(url, body=body, headers=dict(JSON, **{"X-Q": "q1"}))
+                r = e.post(url + "?k=v+1&k=v%2B2", body=body, headers=dict(JSON, **{"X-Q": "q1"}))
                 after = counts(e)
                 taken = "c" if after[0] == before[0] + 1 else "lua" if after[1] == before[1] + 1 else "?"
                 got.setdefault(name, []).append((r, taken))
@@ -396,7 +399,8 @@ def c_path_sync_trigger_answers_as_the_lua_path():
             eq(answer_of(fr, None)[:2] + (fr.json,), answer_of(sr, None)[:2] + (sr.json,),
                "%s: same answer" % name)
             eq(fr.headers.get("x-seen"), sr.headers.get("x-seen"))
-        eq(got["sync_ok"][0][0].json, {"n": 7, "who": {"name": "ann"}, "m": "POST", "raw": 7, "q": "q1"})
+        eq(got["sync_ok"][0][0].json, {"n": 7, "who": {"name": "ann"}, "m": "POST", "raw": 7, "q": "q1",
+                                           "k": "v+2"})
         def answers(e):
             return sorted(l for l in e.metrics().splitlines()
                           if l.startswith("hookwork_webhook_requests_total{"))
