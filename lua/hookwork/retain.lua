@@ -14,6 +14,11 @@ local T = {}
 T.UNIT = tonumber(os.getenv("HOOKWORK_KEEP_UNIT_SECONDS") or "") or 86400
 T.BATCH = 500
 T.EVERY = math.min(5, math.max(0.2, T.UNIT / 4)) -- seconds between passes when idle
+-- Where ids do not follow time (PostgreSQL, search.lua) an idle pass reads
+-- every finished row of each (cycle, state) — ~60 ms per pair with 500,000
+-- rows — so it runs at most once a minute (still within a quarter of a
+-- `keep` unit): a purge may come up to a minute late, never early.
+T.EVERY_SCAN = math.min(60, math.max(0.2, T.UNIT / 4))
 -- Statements other modules add (a dedupe table, say), each called with
 -- (ids JSON) after the transactions are deleted: it must delete only rows
 -- whose transaction is gone.
@@ -82,7 +87,8 @@ end
 -- while a backlog remains).
 function T.tick(now)
   if state.busy then return end
-  if not state.more and now - state.last < T.EVERY then return end
+  local every = require("hookwork.search").Q.get().ids_follow_time and T.EVERY or T.EVERY_SCAN
+  if not state.more and now - state.last < every then return end
   state.busy, state.last = true, now
   core.spawn(function()
     local ok, more = pcall(pass, now)

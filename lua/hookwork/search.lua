@@ -195,9 +195,10 @@ local PORTABLE = {
 for _, d in pairs(Q) do for k, v in pairs(PORTABLE) do d[k] = v end end
 
 -- The statements of the store in use.
+local on_pg -- the store's kind does not change while the engine runs
 function Q.get()
-  local cfg = core.config()
-  return cfg.store == "postgres" and Q.postgres or Q.sqlite, cfg.store == "postgres"
+  if on_pg == nil then on_pg = core.config().store == "postgres" end
+  return on_pg and Q.postgres or Q.sqlite, on_pg
 end
 S.Q = Q
 
