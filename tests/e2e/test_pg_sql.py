@@ -163,3 +163,34 @@ def a_purge_deletes_on_postgres_exactly_what_it_deletes_on_sqlite():
         eq(b, a, "the rows left on PostgreSQL and SQLite")
         eq(a["tx"], sorted(int(i) for i in [ids[1], ids[4]] + new[0]), "failed, waiting and the new ones")
         ok(int(ids[0]) not in a["dedupe"] and int(new[0][0]) in a["dedupe"], "keys go with their transactions")
+
+
+@test
+def admin_reads_come_back_after_the_server_restarts():
+    """The reader thread's own connection: while PostgreSQL is down an admin
+    read answers 500 at once (as a failing SQLite read does), and after the
+    server restarts the next read works on a new connection."""
+    pg_database()  # skips with the reason outside the postgres stage
+    import pgserver
+    srv = pgserver.PgServer().start()
+    try:
+        url = srv.new_database()
+        with Engine({"k.lua": KEEP}, store=url) as e:
+            e.start()
+            tid = e.post(e.hook_url("k", "in"), json={}, headers={"X-Id": "1"}).json["transaction"]
+            e.wait_tx(tid, "completed")
+            before = e.admin("GET", "/api/transactions/" + tid).text
+            srv._run_as([srv._bin("pg_ctl"), "-D", srv.data_dir, "stop", "-m", "immediate", "-w"])
+            srv.proc.wait(10)
+            srv.proc = None
+            t0 = time.time()
+            r = e.admin("GET", "/api/transactions", timeout=30)
+            eq(r.status, 500, r.text)
+            ok(time.time() - t0 < 15, "answered while the server is down")
+            srv._spawn(60)
+            wait_until(lambda: e.admin("GET", "/api/transactions/" + tid).status == 200, timeout=20,
+                       msg="reads work again")
+            eq(e.admin("GET", "/api/transactions/" + tid).text, before, "the same answer as before")
+            eq([t["id"] for t in e.admin("GET", "/api/transactions").json], [tid])
+    finally:
+        srv.stop()
