@@ -2,6 +2,7 @@
  * The webhook listener's requests go to the Lua engine (E.webhook); the
  * tick timer drives sync timeouts, expiry and the graceful stop. */
 #include "engine.h"
+#include "store_pg.h"
 #include "fastpath.h"
 #include "lua_api.h"
 #include "log.h"
@@ -310,7 +311,9 @@ int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
     rc = hw_store_open_pg(loop, cfg->store_url, cfg->node, &e->store, err,
                           sizeof err);
     if (rc != 0) {
-      fprintf(stderr, "hookwork: store %s: %s\n", cfg->store_url, err);
+      char shown[512];
+      hw_pg_redact(cfg->store_url, shown, sizeof shown);
+      fprintf(stderr, "hookwork: store %s: %s\n", shown, err);
       return rc;
     }
     /* admin reads (the reader thread) connect to the same database */

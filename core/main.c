@@ -238,8 +238,10 @@ static int mkdir_p(const char *dir) {
 /* --store: a postgres:// URL (empty: SQLite in --data). */
 static int check_store(const char *url, const char *cmd) {
   if (url != NULL && !hw_pg_is_url(url)) {
+    char shown[512];
+    hw_pg_redact(url, shown, sizeof shown);
     fprintf(stderr, "hookwork %s: --store: expected postgres://USER@HOST"
-            "[:PORT]/DB, got '%s'\n", cmd, url);
+            "[:PORT]/DB, got '%s'\n", cmd, shown);
     return -1;
   }
   return 0;

@@ -90,6 +90,33 @@ int hw_pg_is_url(const char *where) {
                            strncmp(where, "postgresql://", 13) == 0);
 }
 
+void hw_pg_redact(const char *url, char *out, size_t len) {
+  const char *scheme = strstr(url, "://"), *at, *colon, *pw, *end;
+  size_t n = 0;
+  char buf[1024];
+  if (len == 0)
+    return;
+  snprintf(buf, sizeof buf, "%s", url);
+  if (scheme != NULL) {
+    scheme += 3;
+    at = strchr(scheme, '@');
+    colon = strchr(scheme, ':');
+    if (at != NULL && colon != NULL && colon < at) {
+      n = (size_t) (colon + 1 - url);
+      snprintf(buf, sizeof buf, "%.*s***%s", (int) n, url, at);
+    }
+  }
+  if ((pw = strstr(buf, "password=")) != NULL) {
+    char tmp[1024];
+    pw += 9;
+    end = strchr(pw, '&');
+    snprintf(tmp, sizeof tmp, "%.*s***%s", (int) (pw - buf), buf,
+             end ? end : "");
+    snprintf(buf, sizeof buf, "%s", tmp);
+  }
+  snprintf(out, len, "%s", buf);
+}
+
 static void quiet(void *arg, const char *msg) { (void) arg, (void) msg; }
 
 /* libpq's messages end in a newline and may span lines: keep the first */

@@ -30,6 +30,10 @@ typedef struct hw_pg_s hw_pg_t;
 /* Whether `where` names a PostgreSQL store (postgres:// or postgresql://). */
 int hw_pg_is_url(const char *where);
 
+/* url with its password (user:PASSWORD@ and password=...) replaced by
+ * ***, for messages and logs. */
+void hw_pg_redact(const char *url, char *out, size_t len);
+
 /* What `hookwork migrate` does: creates or upgrades the schema of the
  * database at url.  *what says what was done ("created schema version 1").
  * 0, or negative with err filled in (libpq's message, or a newer schema). */

@@ -215,12 +215,19 @@ def bad_store_url_exits_1_with_libpq_message_and_writes_nothing():
             (srv.url("no_such_db"), 1, 'database "no_such_db" does not exist'),
             ("postgres://postgres@127.0.0.1:%d/x?bogus=1" % srv.port, 1, "bogus"),
             ("mysql://root@127.0.0.1/x", 2, "expected postgres://"),
+            # a password is never shown
+            ("postgres://postgres:s3cret@127.0.0.1:1/x", 1, "postgres://postgres:***@127.0.0.1:1/x"),
+            ("mysql://root:s3cret@127.0.0.1/x", 2, "mysql://root:***@127.0.0.1/x"),
+            ("postgres://postgres@127.0.0.1:1/x?password=s3cret&sslmode=disable", 1,
+             "password=***&sslmode"),
         ]
         for url, code, msg in cases:
             e.store = url
             e.start(wait=False)
             eq(e.proc.wait(20), code, url)
-            contains(e.log().split("--- e2e: start")[-1], msg)
+            shown = e.log().split("--- e2e: start")[-1].split("\n", 1)[1]
+            contains(shown, msg)
+            ok("s3cret" not in shown, "the password is not shown", shown)
             eq(os.path.exists(e.data_dir), False, "nothing written for " + url)
         r = run_cli(["migrate", "--store", "postgres://postgres@127.0.0.1:1/x"])
         eq(r.returncode, 1)
