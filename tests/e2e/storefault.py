@@ -87,21 +87,28 @@ class StoreFault:
         for t in self._tables():
             stmts.append('CREATE TRIGGER hw_test_fault BEFORE INSERT OR UPDATE OR DELETE ON "%s" '
                          "FOR EACH STATEMENT EXECUTE FUNCTION hw_test_fault('%s');" % (t, mode))
-        self._psql("BEGIN;\n%s\nCOMMIT;\n" % "\n".join(stmts))
+        # One table at a time, each in its own transaction: holding one
+        # table's lock while waiting for the next could deadlock with a
+        # commit of the engine that takes them in another order.
+        self._psql("\n".join(stmts))
 
     def _pg_stall(self):
         srv = lib.pg_server()
         tables = ", ".join('"%s"' % t for t in self._tables())
-        p = subprocess.Popen(srv._psql_args(self.e.store), stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env=srv._env())
-        p.stdin.write("BEGIN;\nLOCK TABLE %s IN EXCLUSIVE MODE;\nSELECT 'locked';\n" % tables)
-        p.stdin.flush()
-        line = p.stdout.readline().strip()
-        if line != "locked":
+        line = ""
+        for _attempt in range(10):  # the engine's commit may deadlock with us; we then try again
+            p = subprocess.Popen(srv._psql_args(self.e.store), stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env=srv._env())
+            p.stdin.write("BEGIN;\nLOCK TABLE %s IN EXCLUSIVE MODE;\nSELECT 'locked';\n" % tables)
+            p.stdin.flush()
+            line = p.stdout.readline().strip()
+            if line == "locked":
+                self._lock_session = p
+                return
             p.kill()
-            raise AssertionError("could not lock the tables to stall the store: %r" % line)
-        self._lock_session = p
+            p.wait(5)
+        raise AssertionError("could not lock the tables to stall the store: %r" % line)
 
     def _pg_clear(self):
         p, self._lock_session = self._lock_session, None
@@ -114,7 +121,7 @@ class StoreFault:
                 p.kill()
         if self.mode in ("eio", "enospc"):
             stmts = ['DROP TRIGGER IF EXISTS hw_test_fault ON "%s";' % t for t in self._tables()]
-            self._psql("BEGIN;\n%s\nCOMMIT;\n" % "\n".join(stmts))
+            self._psql("\n".join(stmts))
 
     def close(self):
         lib._RECORDERS.discard(self)
