@@ -183,6 +183,7 @@ static void on_check(uv_check_t *h) {
 
 static void on_prepare(uv_prepare_t *h) {
   hw_engine_t *e = h->data;
+  hw_loopstat_tick(&e->loopstat, e->loop);
   if (e->store != NULL)
     hw_store_kick(e->store);
 }
@@ -352,6 +353,8 @@ int hw_engine_init(hw_engine_t *e, uv_loop_t *loop, const hw_config_t *cfg) {
     fd_budget(e);
   hw_hc_set_limits(e->hc, e->cfg.max_outbound, cfg->max_response_buffer);
   hw_hc_set_pool(e->hc, cfg->outbound_pool);
+  if (hw_loopstat_init(&e->loopstat, loop) != 0)
+    hw_log("engine", "no idle-time metric from libuv: loop iteration times are not measured");
   uv_check_init(loop, &e->check);
   uv_prepare_init(loop, &e->prepare);
   uv_idle_init(loop, &e->idle);

@@ -16,6 +16,7 @@
 #include "http_server.h"
 #include "hook.h"
 #include "ipfilter.h"
+#include "loopstat.h"
 #include "reader.h"
 #include "store.h"
 #include "watcher.h"
@@ -87,6 +88,9 @@ typedef struct hw_luamem_s {
   hw_memacct_t *acct;      /* charged now: a run's, a file load's, or NULL */
   void *refused;           /* the block of the last refused request ... */
   size_t refused_size;     /* ... and its size, 0 when none is pending */
+  uint64_t allocs;         /* blocks allocated or grown, ever (/metrics) */
+  hw_memacct_t *spare;     /* accounts done with, kept for the next run */
+  int nspare;
 } hw_luamem_t;
 
 typedef struct hw_engine_s {
@@ -107,6 +111,7 @@ typedef struct hw_engine_s {
   hw_netpolicy_t *policy;  /* outbound address policy */
   uv_check_t check;        /* drains the ready queue: the one resume site */
   uv_prepare_t prepare;    /* kicks the store before the loop blocks */
+  hw_loopstat_t loopstat;  /* work per loop iteration (/metrics) */
   uv_idle_t idle;          /* keeps the loop spinning while runs are ready */
   uv_timer_t tick;         /* sync timeouts, expiry, shutdown progress */
   uv_signal_t sigint, sigterm;

@@ -166,31 +166,57 @@ int hw_lua_callp(hw_engine_t *e, const char *fn, int (*push)(lua_State *, void *
 
 struct hw_memacct_s {
   size_t bytes;  /* charged and not yet freed */
-  int released;  /* its owner is gone: freed with its last byte */
+  int released;  /* its owner is gone: given back with its last byte */
+  hw_memacct_t *next_spare; /* in e->mem.spare */
 };
 
 /* 8 bytes keep Lua's alignment (LUAI_MAXALIGN: doubles, pointers). */
 #define HDR sizeof(hw_memacct_t *)
 
-hw_memacct_t *hw_mem_acct_new(void) { return calloc(1, sizeof(hw_memacct_t)); }
+/* Accounts no block points to any more are kept (up to HW_SPARE_MAX) for
+ * the next run: starting a run allocates nothing once the engine has run a
+ * while (docs/BENCHMARKS.md, "Runs"). */
+#define HW_SPARE_MAX 1024
 
-void hw_mem_acct_release(hw_memacct_t *a) {
+hw_memacct_t *hw_mem_acct_new(hw_engine_t *e) {
+  hw_luamem_t *m = &e->mem;
+  hw_memacct_t *a = m->spare;
+  if (a == NULL)
+    return calloc(1, sizeof(hw_memacct_t));
+  m->spare = a->next_spare;
+  m->nspare--;
+  memset(a, 0, sizeof *a);
+  return a;
+}
+
+/* No block is charged to `a` any more and nobody holds it. */
+static void acct_done(hw_luamem_t *m, hw_memacct_t *a) {
+  if (m->nspare >= HW_SPARE_MAX) {
+    free(a);
+    return;
+  }
+  a->next_spare = m->spare;
+  m->spare = a;
+  m->nspare++;
+}
+
+void hw_mem_acct_release(hw_engine_t *e, hw_memacct_t *a) {
   if (a == NULL)
     return;
   if (a->bytes == 0)
-    free(a);
+    acct_done(&e->mem, a);
   else
     a->released = 1;
 }
 
 size_t hw_mem_acct_bytes(const hw_memacct_t *a) { return a ? a->bytes : 0; }
 
-static void acct_sub(hw_memacct_t *a, size_t n) {
+static void acct_sub(hw_luamem_t *m, hw_memacct_t *a, size_t n) {
   if (a == NULL)
     return;
   a->bytes -= n;
   if (a->released && a->bytes == 0)
-    free(a);
+    acct_done(m, a);
 }
 
 /* A refusal inside a step costs that step's budget what the full garbage
@@ -235,7 +261,7 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (nsize == 0) {
     if (base != NULL) {
       m->total -= osize + HDR;
-      acct_sub(old, osize + HDR);
+      acct_sub(m, old, osize + HDR);
       free(base);
     }
     return NULL;
@@ -248,6 +274,7 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   nb = realloc(base, nsize + HDR);
   if (nb == NULL)
     return NULL;
+  m->allocs++;
   if (m->refused_size != 0 && nsize > osize) { /* (the collection shrinks) */
     /* Lua's retry after its collection got the room: no failure */
     if (ptr == m->refused && nsize == m->refused_size)
@@ -259,7 +286,7 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     a->bytes += nsize + HDR; /* before old's bytes go: a may be old */
   if (base != NULL) {
     m->total -= osize + HDR;
-    acct_sub(old, osize + HDR);
+    acct_sub(m, old, osize + HDR);
   }
   memcpy(nb, &a, HDR);
   return nb + HDR;
@@ -333,4 +360,10 @@ void hw_lua_close(hw_engine_t *e) {
     lua_close(e->L);
     e->L = NULL;
   }
+  while (e->mem.spare != NULL) { /* lua_close freed every block */
+    hw_memacct_t *a = e->mem.spare;
+    e->mem.spare = a->next_spare;
+    free(a);
+  }
+  e->mem.nspare = 0;
 }

@@ -23,9 +23,10 @@ int hw_lua_call(hw_engine_t *e, const char *fn, int nargs, int nres);
 /* Memory accounts: an allocation made while an account is current
  * (e->mem.acct) is charged to it until freed.  hw_mem_acct_new returns NULL
  * when out of memory (allocations then go uncharged); release hands the
- * account to its allocations, and the last one freed frees it. */
-hw_memacct_t *hw_mem_acct_new(void);
-void hw_mem_acct_release(hw_memacct_t *a);
+ * account to its allocations, and the last one freed gives it back (kept
+ * for the next hw_mem_acct_new: no allocation in steady state). */
+hw_memacct_t *hw_mem_acct_new(hw_engine_t *e);
+void hw_mem_acct_release(hw_engine_t *e, hw_memacct_t *a);
 size_t hw_mem_acct_bytes(const hw_memacct_t *a);
 
 /* Like hw_lua_call, but push(L, arg) pushes the arguments inside the

@@ -706,6 +706,40 @@ static int l_core_config(lua_State *L) {
   return 1;
 }
 
+/* core.stats(): the engine's own counters for /metrics: Lua allocations
+ * (blocks allocated or grown, ever), the Lua heap, and the loop's work per
+ * iteration (loopstat.h): {allocs, heap, loop_n, loop_busy, loop_max,
+ * loop_le = {bounds...}, loop_counts = {cumulative counts...}}. */
+static int l_core_stats(lua_State *L) {
+  hw_engine_t *e = ENGINE(L);
+  const hw_loopstat_t *ls = &e->loopstat;
+  uint64_t cum = 0;
+  int i;
+  lua_createtable(L, 0, 7);
+  lua_pushinteger(L, (lua_Integer) e->mem.allocs);
+  lua_setfield(L, -2, "allocs");
+  lua_pushinteger(L, (lua_Integer) e->mem.total);
+  lua_setfield(L, -2, "heap");
+  lua_pushinteger(L, (lua_Integer) ls->n);
+  lua_setfield(L, -2, "loop_n");
+  lua_pushnumber(L, (double) ls->busy_ns / 1e9);
+  lua_setfield(L, -2, "loop_busy");
+  lua_pushnumber(L, (double) ls->max_ns / 1e9);
+  lua_setfield(L, -2, "loop_max");
+  lua_createtable(L, HW_LOOPSTAT_NB, 0);
+  lua_createtable(L, HW_LOOPSTAT_NB, 0);
+  for (i = 0; i < HW_LOOPSTAT_NB; i++) {
+    cum += ls->bucket[i];
+    lua_pushnumber(L, hw_loopstat_le[i]);
+    lua_rawseti(L, -3, i + 1);
+    lua_pushinteger(L, (lua_Integer) cum);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -3, "loop_counts");
+  lua_setfield(L, -2, "loop_le");
+  return 1;
+}
+
 /* core.out(s) / core.errout(s): raw stdout / stderr (check and test). */
 static int l_core_out(lua_State *L) {
   size_t n;
@@ -739,6 +773,7 @@ static const luaL_Reg core_fns[] = {
   {"listdir", l_core_listdir},
   {"readfile", l_core_readfile}, {"where", l_core_where},
   {"config", l_core_config},
+  {"stats", l_core_stats},
   {NULL, NULL}
 };
 

@@ -39,7 +39,7 @@ static void run_unlink(hw_run_t *r) {
 static void run_free(hw_run_t *r) {
   hw_engine_t *e = r->eng;
   run_unlink(r);
-  hw_mem_acct_release(r->acct);
+  hw_mem_acct_release(e, r->acct);
   *(hw_run_t **) lua_getextraspace(r->co) = NULL;
   luaL_unref(e->L, LUA_REGISTRYINDEX, r->ref);
   free(r);
@@ -99,7 +99,7 @@ static void scope_enter(hw_engine_t *e, hw_budget_t *b) {
   b->killed = 0;
   b->mem_hit = 0;
   if (e->current == NULL) { /* a file's top level: an account of its own */
-    b->scope = hw_mem_acct_new();
+    b->scope = hw_mem_acct_new(e);
     e->mem.acct = b->scope;
   }
 }
@@ -113,7 +113,7 @@ static void scope_leave(hw_engine_t *e, hw_budget_t *b) {
   if (b->scope != NULL) {
     if (e->mem.acct == b->scope)
       e->mem.acct = NULL;
-    hw_mem_acct_release(b->scope);
+    hw_mem_acct_release(e, b->scope);
     b->scope = NULL;
   }
 }
@@ -194,7 +194,7 @@ static hw_run_t *pool_take(hw_engine_t *e, lua_State *L, int nargs) {
   e->pool = r->next;
   e->npool--;
   memset(&r->budget, 0, sizeof r->budget);
-  r->acct = hw_mem_acct_new();
+  r->acct = hw_mem_acct_new(e);
   r->serial = ++e->serial;
   r->exposed = 0;
   r->wait = NULL;
@@ -218,7 +218,7 @@ hw_run_t *hw_sched_spawn(hw_engine_t *e, lua_State *L, int nargs) {
   r->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the thread */
   r->eng = e;
   r->co = co;
-  r->acct = hw_mem_acct_new();
+  r->acct = hw_mem_acct_new(e);
   r->serial = ++e->serial;
   *(hw_run_t **) lua_getextraspace(co) = r;
   lua_xmove(L, co, nargs + 1); /* function and arguments */
@@ -273,7 +273,7 @@ static void resume(hw_run_t *r) {
    * no later run can be reached through a reference kept from this one. */
   if (st == LUA_OK && e->npool < HW_POOL_MAX && !e->stopping && !r->exposed) {
     lua_settop(co, 0);
-    hw_mem_acct_release(r->acct);
+    hw_mem_acct_release(e, r->acct);
     r->acct = NULL;
     run_unlink(r);
     r->state = 0;

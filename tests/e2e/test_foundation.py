@@ -783,6 +783,56 @@ def metrics_names_from_spec():
                [ln for ln in text.splitlines() if "outbound" in ln])
 
 
+@test
+def metrics_loop_iterations_and_lua_allocations():
+    # the loop's work per iteration and the Lua allocations (the bench's
+    # "where the time goes"): counts move with requests, the histogram is
+    # cumulative, and a step that keeps the loop 60 ms shows as a long
+    # iteration (the time poll sleeps is not counted as work)
+    src = cycle("spin", """
+    hw.webhook { name = "in" },
+    hw.step { name = "spin", run = function(tx)
+      if tx.data.spin then
+        local t = os.clock()
+        while os.clock() - t < 0.06 do end
+      end
+    end },
+""")
+    with Engine({"spin.lua": src}) as e:
+        e.start()
+        url = e.hook_url("spin", "in")
+        time.sleep(0.3)  # idle: poll sleeps, which is no work
+
+        def sample():
+            s = parse_metrics(e.metrics())
+            les = sorted((float(l["le"]), v) for n, l, v in s
+                         if n == "hookwork_loop_iteration_seconds_bucket" and l["le"] != "+Inf")
+            return {"n": metric(s, "hookwork_loop_iteration_seconds_count"),
+                    "sum": metric(s, "hookwork_loop_iteration_seconds_sum"),
+                    "inf": metric(s, "hookwork_loop_iteration_seconds_bucket", le="+Inf"),
+                    "max": metric(s, "hookwork_loop_iteration_max_seconds"),
+                    "allocs": metric(s, "hookwork_lua_allocations_total"),
+                    "heap": metric(s, "hookwork_lua_heap_bytes"), "les": les}
+        a = sample()
+        ok(a["n"] is not None and a["allocs"] is not None and a["heap"] > 0, "series present", a)
+        ok(a["max"] < 0.05, "no long iteration yet (idle time is not work)", a)
+        ids = [accepted(e.post(url, json={"i": i})) for i in range(20)]
+        for i in ids:
+            e.wait_tx(i, "completed")
+        b = sample()
+        ok(b["n"] > a["n"] and b["inf"] == b["n"], "iterations counted", (a, b))
+        ok(b["allocs"] > a["allocs"] + 20, "Lua allocations counted", (a, b))
+        counts = [v for _, v in b["les"]]
+        eq(counts, sorted(counts), "buckets are cumulative")
+        ok(counts[-1] <= b["n"], "the last bound holds at most every iteration", b)
+        e.wait_tx(accepted(e.post(url, json={"spin": True})), "completed")
+        c = sample()
+        ok(c["max"] >= 0.055, "a 60 ms step is a long iteration", c)
+        long_ = dict(c["les"])[0.05]
+        ok(long_ < c["n"], "it is counted above 50 ms", c)
+        ok(c["sum"] - b["sum"] >= 0.055, "its work is in the sum", (b, c))
+
+
 # ------------------------------------------------------------------ HTTP edge cases
 
 def _req(path, body, extra=""):

@@ -91,7 +91,7 @@ TEST(pattern_matching_is_charged) {
 
 TEST(accounts_follow_their_blocks) {
   lua_State *L = open_engine(1000000);
-  hw_memacct_t *a = hw_mem_acct_new();
+  hw_memacct_t *a = hw_mem_acct_new(&eng);
   size_t before;
   ASSERT_TRUE(L != NULL && a != NULL);
   lua_gc(L, LUA_GCCOLLECT);
@@ -105,8 +105,52 @@ TEST(accounts_follow_their_blocks) {
   lua_gc(L, LUA_GCCOLLECT); /* freed while no account is current */
   ASSERT_TRUE(hw_mem_acct_bytes(a) < 4096);
   ASSERT_TRUE(eng.mem.total < before + 4096);
-  hw_mem_acct_release(a); /* freed now or with its last block (ASan checks) */
+  hw_mem_acct_release(&eng, a); /* kept now or with its last block (ASan checks) */
   hw_lua_close(&eng);
+}
+
+/* Starting a run allocates no account once the engine has run a while: an
+ * account no block points to any more is kept and handed out again, and
+ * one that still has blocks is never handed out before its last block is
+ * freed (a block's header names its account). */
+#define HW_TEST_SPARES 2048
+TEST(accounts_are_reused_only_when_empty) {
+  lua_State *L = open_engine(1000000);
+  hw_memacct_t *a, *b, *c;
+  ASSERT_TRUE(L != NULL);
+  a = hw_mem_acct_new(&eng);
+  ASSERT_TRUE(a != NULL);
+  hw_mem_acct_release(&eng, a); /* empty: kept at once */
+  b = hw_mem_acct_new(&eng);
+  ASSERT_TRUE(b == a);
+  ASSERT_TRUE(hw_mem_acct_bytes(b) == 0);
+  eng.mem.acct = b;
+  lua_newuserdatauv(L, 4096, 0); /* a block charged to b, still alive */
+  eng.mem.acct = NULL;
+  hw_mem_acct_release(&eng, b);
+  c = hw_mem_acct_new(&eng);
+  ASSERT_TRUE(c != NULL && c != b); /* b still has a block */
+  ASSERT_TRUE(hw_mem_acct_bytes(c) == 0);
+  lua_pop(L, 1);
+  lua_gc(L, LUA_GCCOLLECT); /* b's last block goes: b is kept now */
+  hw_mem_acct_release(&eng, c);
+  ASSERT_TRUE(hw_mem_acct_new(&eng) == c); /* the last kept first */
+  {
+    hw_memacct_t *got[HW_TEST_SPARES];
+    int n = 0, found = 0, i;
+    while (eng.mem.nspare > 0 && n < HW_TEST_SPARES) { /* b, among any others kept */
+      got[n] = hw_mem_acct_new(&eng);
+      ASSERT_TRUE(hw_mem_acct_bytes(got[n]) == 0);
+      found |= got[n] == b;
+      n++;
+    }
+    ASSERT_TRUE(found);
+    for (i = 0; i < n; i++)
+      hw_mem_acct_release(&eng, got[i]);
+  }
+  hw_mem_acct_release(&eng, c);
+  hw_lua_close(&eng); /* frees the kept ones (ASan checks) */
+  ASSERT_TRUE(eng.mem.spare == NULL && eng.mem.nspare == 0);
 }
 
 TEST(a_file_load_is_limited_like_a_run) {
@@ -194,6 +238,7 @@ RUN_TESTS("sandbox",
   T(error_objects_become_strings_under_the_budget),
   T(pattern_matching_is_charged),
   T(accounts_follow_their_blocks),
+  T(accounts_are_reused_only_when_empty),
   T(a_file_load_is_limited_like_a_run),
   T(the_heap_limit_holds),
   T(coroutines_belong_to_their_owner),
