@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
 # tests/bench/run.sh - the hookwork benchmark (`make bench`; never part of
-# `make test`).  In one run it measures, on loopback:
-#   ff    issue 2: fire-and-forget webhook (one trivial step) vs the no-store
-#                  ceiling (nginx `return 200`, hookwork's own GET /healthz),
-#                  and checks that every 202 is a stored transaction;
-#   sync  issue 4: synchronous webhook (Lua step + respond) vs Node-RED, via
-#                  the shared peer rig (/work/shared/bench/peers/run_peers.sh);
-#   out   issue 3: webhook -> one outbound POST to a local nginx, ~1,000 in flight;
-#   park  issue 5: N parked transactions (distinct match values), then random
-#                  resumes with N parked and with 1,000 parked;
-#   door  issue 11: fire-and-forget with verify = github on a 1 KiB body,
-#                  beside the same webhook without verify, in one engine.
-#   carrier issue 13: N orders parked, one callback each, half before the
-#                  park (kept by `early`), half after, at full rate; every
-#                  callback delivered exactly once (tests/bench/carrier.py).
+# `make test`).  In one run it measures, on loopback (issue 14's table; the
+# parts also answer the older issues 2-5, 11-13):
+#   ff    fire-and-forget webhook (one trivial step), durable 202s; during
+#         it: the loop's work per iteration, CPU and run-queue wait per
+#         request by thread, Lua allocations per transaction; then a perf
+#         profile of the loop thread (BENCH_PERF=0 to skip);
+#   sync  the peer rig (/work/shared/bench/peers/run_peers.sh, BENCH_RIG)
+#         with SYSTEMS="custom nginx-1w nodered": hookwork's synchronous
+#         webhook (Lua step + respond) as `custom`, nginx `return 200` (the
+#         ceiling every ratio is taken against) and Node-RED, one after the
+#         other in this run;
+#   curve the cost curve: fire-and-forget at 1, 10, 50, 200, 1000
+#         connections, and at 50 connections with 1 KiB / 64 KiB / 1 MiB bodies;
+#   rate  p99 at 50 %, 80 % and 100 % of the peak (the c50 figures of this
+#         run), fire-and-forget and synchronous, from tests/bench/rategen.c:
+#         a constant-rate generator (Debian has no wrk2), latency counted
+#         from each request's due time;
+#   out   webhook -> one outbound POST to a local nginx, ~1,000 in flight;
+#   park  N parked transactions (distinct match values), then random
+#         resumes with N parked and with 1,000 parked;
+#   door  fire-and-forget with verify = github on a 1 KiB body,
+#         beside the same webhook without verify, in one engine.
+#   carrier N orders parked, one callback each, half before the
+#         park (kept by `early`), half after, at full rate; every
+#         callback delivered exactly once (tests/bench/carrier.py).
 # It prints a summary table and rewrites the generated section of
 # docs/BENCHMARKS.md (between the BENCH:BEGIN / BENCH:END markers; the door's
 # figures between BENCH:DOOR:BEGIN / BENCH:DOOR:END, so BENCH_ONLY=door
 # leaves the others as they are).
 #
 # Knobs (environment):
-#   BENCH_ONLY="ff sync out park door ops"   which parts to run
+#   BENCH_ONLY="ff sync curve rate out park door carrier ops pg"   which parts to run
 #   (ops: issue 12, tests/bench/ops_bench.py - search, admin reads and the
 #   purge with 1,000,000 stored transactions; its own section of
 #   BENCHMARKS.md between BENCH:OPS:BEGIN / BENCH:OPS:END)
@@ -30,6 +41,8 @@
 #   BENCHMARKS.md between BENCH:PG:BEGIN / BENCH:PG:END)
 #   BENCH_DURATION=10   seconds per measured wrk run    BENCH_WARMUP=2 (seconds)
 #   BENCH_CONNS=50      wrk connections (ff, sync, park) BENCH_OUT_CONNS=1000 (out)
+#   BENCH_CURVE_CONNS="1 10 50 200 1000"  BENCH_CURVE_DURATION=5 (seconds per point)
+#   BENCH_RATE_DURATION=8  seconds per rate-limited run  BENCH_PERF=1 (perf profile)
 #   BENCH_PARKED=1000000  transactions to park           BENCH_PARKED_SMALL=1000
 #   BENCH_PARK_MAX=300  seconds allowed for parking (what is parked by then is used)
 #   BENCH_RIG=/work/shared/bench/peers/run_peers.sh      BENCH_RIG_RUNS=2
@@ -41,7 +54,7 @@ set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/tests/bench
-ONLY=${BENCH_ONLY:-"ff sync out park door carrier ops pg"}
+ONLY=${BENCH_ONLY:-"ff sync curve rate out park door carrier ops pg"}
 DUR=${BENCH_DURATION:-10}
 WARM=${BENCH_WARMUP:-2}
 CONNS=${BENCH_CONNS:-50}
@@ -54,6 +67,10 @@ RIG_RUNS=${BENCH_RIG_RUNS:-2}
 PEERS_DIR=${BENCH_PEERS_DIR:-/tmp/hookwork-bench-peers}
 NODERED=${BENCH_NODERED:-1}
 DOC=${BENCH_DOC-$ROOT/docs/BENCHMARKS.md}
+CURVE_CONNS=${BENCH_CURVE_CONNS:-"1 10 50 200 1000"}
+CURVE_DUR=${BENCH_CURVE_DURATION:-5}
+RATE_DUR=${BENCH_RATE_DURATION:-8}
+PERF=${BENCH_PERF:-1}
 WRK_TIMEOUT=10s
 T_START=$(date +%s)
 
@@ -104,6 +121,9 @@ mkdir -p "$TMP/bin"
 cp "$ROOT/hookwork" "$TMP/bin/hookwork"
 cp -r "$ROOT/lua" "$TMP/bin/lua"
 HW=$TMP/bin/hookwork
+RATEGEN=$TMP/bin/rategen
+cc -std=c11 -O2 -Wall -o "$RATEGEN" "$HERE/rategen.c" 2>"$TMP/rategen.err" \
+  || { log "cannot build tests/bench/rategen.c: $(cat "$TMP/rategen.err")"; RATEGEN=""; }
 export HOOKWORK_LUA_DIR=$TMP/bin/lua
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$ROOT" diff --quiet HEAD -- core lua 2>/dev/null || COMMIT="$COMMIT + uncommitted changes in core/ or lua/"
@@ -149,8 +169,9 @@ start_nginx() {  # dir port workers
 }
 
 # --------------------------------------------------------------- engine
-ENG_PID=""; ENG_ADMIN=""; ENG_DATA=""; ENG_LISTEN=""
+ENG_PID=""; ENG_ADMIN=""; ENG_DATA=""; ENG_LISTEN=""; ENG_ARGS=""
 # start_engine NAME CYCLEFILE [VAR=value ...]: fresh cycles + data dirs
+# (ENG_ARGS: more command-line options, e.g. --max-body)
 start_engine() {
   local name=$1 cyc=$2 i; shift 2
   local d=$TMP/$name
@@ -158,8 +179,9 @@ start_engine() {
   cp "$HERE/cycles/$cyc" "$d/cycles/"
   ENG_DATA=$d/data
   ENG_LISTEN=127.0.0.1:$(free_port); ENG_ADMIN=127.0.0.1:$(free_port)
+  # shellcheck disable=SC2086
   env "$@" "$HW" run --cycles "$d/cycles" --data "$ENG_DATA" --listen "$ENG_LISTEN" \
-    --admin "$ENG_ADMIN" 2>>"$d/engine.log" &
+    --admin "$ENG_ADMIN" $ENG_ARGS 2>>"$d/engine.log" &
   ENG_PID=$!; PIDS+=("$ENG_PID")
   for ((i = 0; i < 100; i++)); do
     curl -sf "http://$ENG_ADMIN/healthz" >/dev/null 2>&1 && return 0
@@ -201,23 +223,20 @@ wait_drained() {  # until no transaction is running (max $1 s); echoes seconds w
 metric() {  # NAME-prefix (sum of matching series) from /metrics
   curl -s "http://$ENG_ADMIN/metrics" | awk -v m="$1" 'index($0,m)==1{n+=$NF} END{printf "%.6f", n+0}'
 }
+mfile() { awk -v m="$2" 'index($0,m)==1{n+=$NF} END{printf "%.6f", n+0}' "$1"; }  # FILE NAME-prefix
+# sched_snap PID: one line per thread: tid cpu-ns runqueue-wait-ns (/proc/PID/task/*/schedstat)
+sched_snap() { local t; for t in /proc/"$1"/task/*; do echo "${t##*/} $(cut -d' ' -f1,2 "$t/schedstat" 2>/dev/null)"; done; }
+# sched_delta BEFORE AFTER PID N -> "loop_cpu_us loop_wait_us other_cpu_us other_wait_us" per request
+sched_delta() {
+  join <(sort "$1") <(sort "$2") | awk -v pid="$3" -v n="$4" '
+    { c = $4 - $2; w = $5 - $3; if ($1 == pid) { lc += c; lw += w } else { oc += c; ow += w } }
+    END { if (n > 0) printf "%.1f %.1f %.1f %.1f", lc/n/1000, lw/n/1000, oc/n/1000, ow/n/1000; else print "n/a n/a n/a n/a" }'
+}
 
 # ================================================================ 1. ff
 bench_ff() {
-  local port line url before after stored ok diff
-  log "== fire-and-forget (issue 2): wrk -t1 -c$CONNS -d${DUR}s, POST small JSON"
-  port=$(free_port)
-  if start_nginx "$TMP/nginx-ceiling" "$port" 1; then
-    run_wrk "$TMP/ff-nginx-warm.txt" -t1 -c"$CONNS" -d"${WARM}s" --timeout $WRK_TIMEOUT \
-      -s "$HERE/wrk_report.lua" "http://127.0.0.1:$port/hook" >/dev/null
-    line=$(run_wrk "$TMP/ff-nginx.txt" -t1 -c"$CONNS" -d"${DUR}s" --timeout $WRK_TIMEOUT \
-      -s "$HERE/wrk_report.lua" "http://127.0.0.1:$port/hook")
-    log "nginx return 200 (1 worker): $line"
-    put ff.nginx.rps "$(field "$line" rps)"; put ff.nginx.p50 "$(field "$line" p50_ms)"
-    put ff.nginx.p99 "$(field "$line" p99_ms)"
-  fi
-  stop_pid "$NGX_PID"
-
+  local line url before after stored ok diff s0 s1 m0 m1 n
+  log "== fire-and-forget: wrk -t1 -c$CONNS -d${DUR}s, POST small JSON"
   start_engine ff bench_ff.lua || return
   line=$(WRK_METHOD=GET run_wrk "$TMP/ff-healthz-warm.txt" -t1 -c"$CONNS" -d"${WARM}s" \
     --timeout $WRK_TIMEOUT -s "$HERE/wrk_report.lua" "http://$ENG_ADMIN/healthz")
@@ -233,12 +252,16 @@ bench_ff() {
     -s "$HERE/wrk_report.lua" "$url" >/dev/null
   wait_drained 60 >/dev/null
   before=$(tx_count)
+  curl -s "http://$ENG_ADMIN/metrics" > "$TMP/ff-metrics-0.txt"
+  sched_snap "$ENG_PID" > "$TMP/ff-sched-0.txt"
   line=$(run_wrk "$TMP/ff.txt" -t1 -c"$CONNS" -d"${DUR}s" --timeout $WRK_TIMEOUT \
     -s "$HERE/wrk_report.lua" "$url")
   log "hookwork fire-and-forget: $line"
   put ff.rps "$(field "$line" rps)"; put ff.p50 "$(field "$line" p50_ms)"
   put ff.p99 "$(field "$line" p99_ms)"; put ff.max "$(field "$line" max_ms)"
   put ff.drain "$(wait_drained 120)"
+  sched_snap "$ENG_PID" > "$TMP/ff-sched-1.txt"
+  curl -s "http://$ENG_ADMIN/metrics" > "$TMP/ff-metrics-1.txt"
   after=$(tx_count)
   put ff.rss "$(mb "$(proc_kb "$ENG_PID" VmHWM)")"
   ok=$(( $(field "$line" reqs) - $(field "$line" non2xx) ))
@@ -249,13 +272,46 @@ bench_ff() {
   # (at most one per connection) may be stored without being counted.
   if [ "$diff" -ge 0 ] && [ "$diff" -le "$CONNS" ]; then put ff.durable yes; else put ff.durable no; fi
   log "202s counted by wrk: $ok; transactions stored meanwhile: $stored (difference $diff, in flight <= $CONNS)"
+  # where the time went, per stored transaction (the run and its backlog included)
+  n=$stored
+  read -r lc lw oc ow <<<"$(sched_delta "$TMP/ff-sched-0.txt" "$TMP/ff-sched-1.txt" "$ENG_PID" "$n")"
+  put ff.loop_cpu_us "$lc"; put ff.loop_wait_us "$lw"; put ff.other_cpu_us "$oc"; put ff.other_wait_us "$ow"
+  m0=$(mfile "$TMP/ff-metrics-0.txt" hookwork_lua_allocations_total)
+  m1=$(mfile "$TMP/ff-metrics-1.txt" hookwork_lua_allocations_total)
+  put ff.allocs "$(awk -v a="$m0" -v b="$m1" -v n="$n" 'BEGIN{if (n > 0) printf "%.1f", (b - a) / n; else print "n/a"}')"
+  put ff.iter_p50 "$(hist_quantile "$TMP/ff-metrics-0.txt" "$TMP/ff-metrics-1.txt" 0.5 hookwork_loop_iteration_seconds)"
+  put ff.iter_p99 "$(hist_quantile "$TMP/ff-metrics-0.txt" "$TMP/ff-metrics-1.txt" 0.99 hookwork_loop_iteration_seconds)"
+  put ff.iter_n "$(awk -v a="$(mfile "$TMP/ff-metrics-0.txt" hookwork_loop_iteration_seconds_count)" \
+    -v b="$(mfile "$TMP/ff-metrics-1.txt" hookwork_loop_iteration_seconds_count)" -v n="$n" \
+    'BEGIN{if (n > 0) printf "%.1f", n / (b - a); else print "n/a"}')"
+  put ff.iter_max "$(awk '{printf "%.1f", $1 * 1000}' <<<"$(mfile "$TMP/ff-metrics-1.txt" hookwork_loop_iteration_max_seconds)")"
+  [ "$PERF" = 1 ] && profile_loop "$url"
   stop_engine
+}
+
+# profile_loop URL: perf record of the loop thread (the engine's main
+# thread) under the same fire-and-forget load; the top symbols go to the report
+profile_loop() {
+  local url=$1 secs=5 wpid
+  command -v perf >/dev/null || { log "perf missing: no profile"; return; }
+  run_wrk "$TMP/perf-wrk.txt" -t1 -c"$CONNS" -d"$(( secs + 3 ))s" --timeout $WRK_TIMEOUT \
+    -s "$HERE/wrk_report.lua" "$url" >/dev/null &
+  wpid=$!; PIDS+=("$wpid")
+  sleep 1
+  timeout -s INT $(( secs + 10 )) perf record -q -g -F 999 -t "$ENG_PID" -o "$TMP/perf.data" \
+    -- sleep "$secs" >"$TMP/perf-record.log" 2>&1
+  wait "$wpid" 2>/dev/null
+  perf report -i "$TMP/perf.data" --stdio --no-children -g none --sort dso,symbol --percent-limit 0.8 \
+    2>/dev/null | grep -v '^#' | grep -v '^$' | sed -E 's/([[:space:]]+-)+[[:space:]]*$//' | head -n 30 > "$TMP/perf-top.txt"
+  put perf.samples "$(perf report -i "$TMP/perf.data" --stdio 2>/dev/null | sed -nE 's/^# Samples: ([0-9.]+[KM]?).*/\1/p' | head -n 1)"
+  put perf.wrk "$(field "$(grep '^RESULT' "$TMP/perf-wrk.txt")" rps)"
+  [ -s "$TMP/perf-top.txt" ] || log "perf gave no profile: $(tail -n 3 "$TMP/perf-record.log")"
 }
 
 # ================================================================ 2. sync
 bench_sync() {
-  local url d listen admin out systems
-  log "== synchronous (issue 4): via the peer rig, wrk -t1 -c$CONNS -d${DUR}s x$RIG_RUNS"
+  local url d listen admin out systems line
+  log "== synchronous + the ceiling + the peer: the rig, wrk -t1 -c$CONNS -d${DUR}s x$RIG_RUNS"
   start_engine sync bench_sync.lua || return
   d=$TMP/sync; listen=$ENG_LISTEN; admin=$ENG_ADMIN
   url=$(hook_url bench_sync in)
@@ -263,27 +319,34 @@ bench_sync() {
   log "sample answer: $(curl -s -X POST -H 'Content-Type: application/json' -d '{"order_id":"A1","amount":12.5}' "$url")"
   stop_engine   # the rig starts it again (same data dir, so the same URL)
   [ -n "$url" ] || { log "no webhook URL for bench_sync"; return; }
-  systems="custom"
+  put sync.url "$url"
+  systems="custom nginx-1w"
   if [ "$NODERED" = 1 ]; then
     if port_busy 1880; then log "port 1880 is busy: Node-RED skipped"
     elif ! command -v npm >/dev/null; then log "npm missing: Node-RED skipped"
-    else systems="custom nodered"; fi
+    else systems="custom nginx-1w nodered"; fi
   fi
-  [ -f "$RIG" ] || { log "peer rig $RIG missing"; return; }
+  if port_busy 18080; then log "port 18080 (the rig's nginx) is busy: the rig's ceiling is skipped"; systems=${systems/ nginx-1w/}; fi
+  if [ ! -f "$RIG" ]; then
+    log "peer rig $RIG missing: the ceiling is measured here (same nginx, same wrk), no Node-RED"
+    ceiling_here
+    return
+  fi
   mkdir -p "$PEERS_DIR"
   out=$TMP/rig.out
   CUSTOM_NAME=hookwork CUSTOM_URL="$url" \
   CUSTOM_START="$HW run --cycles $d/cycles --data $d/data --listen $listen --admin $admin" \
   SYSTEMS="$systems" PEERS_DIR="$PEERS_DIR" THREADS=1 CONNS="$CONNS" DURATION="${DUR}s" \
   WARMUP=3s RUNS="$RIG_RUNS" \
-    timeout -k 10 600 bash "$RIG" >"$out" 2>"$TMP/rig.err" &
+    timeout -k 10 900 bash "$RIG" >"$out" 2>"$TMP/rig.err" &
   PIDS+=("$!"); wait "$!"
   cat "$out" >&2; grep -v '^# ' "$TMP/rig.err" | tail -n 20 >&2
+  put rig.systems "$systems"
   # name run req/s p50_ms p99_ms errs non2xx peakMB startMB procs -> mean of runs, max RSS
   local sys key
-  for sys in hookwork nodered; do
+  for sys in hookwork nginx-1w nodered; do
     key=sync.$sys
-    [ "$sys" = nodered ] && key=sync.nodered
+    [ "$sys" = nginx-1w ] && key=ceil
     awk -v s="$sys" '$1==s && $3+0>0 {n++; r+=$3; a+=$4; b+=$5; e+=$6+$7; if ($8>m) m=$8}
       END{ if (n) printf "rps=%.1f p50=%.2f p99=%.2f errs=%d rss=%d runs=%d\n", r/n, a/n, b/n, e, m, n }' "$out" \
       > "$TMP/$sys.sum"
@@ -296,18 +359,129 @@ bench_sync() {
       put "$key.runs_p99" "$(awk -v s="$sys" '$1==s{printf "%s%s", sep, $5; sep=", "}' "$out")"
     fi
   done
+  [ "$(get ceil.rps)" = n/a ] && { log "the rig gave no nginx figure: measured here"; ceiling_here; }
+  [ "$(get ceil.src)" = n/a ] && put ceil.src "the peer rig (run_peers.sh, nginx-1w), mean of $(get ceil.runs) runs"
   put sync.nodered.version "$(cat "$PEERS_DIR/nodered/node_modules/node-red/package.json" 2>/dev/null |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])' 2>/dev/null)"
 }
 
+# Without the rig: nginx `return 200`, 1 worker, under the same wrk as the rest.
+ceiling_here() {
+  local port line
+  port=$(free_port)
+  start_nginx "$TMP/nginx-ceiling" "$port" 1 || return
+  run_wrk "$TMP/ceil-warm.txt" -t1 -c"$CONNS" -d"${WARM}s" --timeout $WRK_TIMEOUT \
+    -s "$HERE/wrk_report.lua" "http://127.0.0.1:$port/hook" >/dev/null
+  line=$(run_wrk "$TMP/ceil.txt" -t1 -c"$CONNS" -d"${DUR}s" --timeout $WRK_TIMEOUT \
+    -s "$HERE/wrk_report.lua" "http://127.0.0.1:$port/hook")
+  log "nginx return 200 (1 worker): $line"
+  put ceil.rps "$(field "$line" rps)"; put ceil.p50 "$(field "$line" p50_ms)"
+  put ceil.p99 "$(field "$line" p99_ms)"; put ceil.src "run.sh's own nginx (no rig)"
+  stop_pid "$NGX_PID"
+}
+
+# ================================================================ curve
+bench_curve() {
+  local url c line body size k warmed=0
+  log "== the cost curve: fire-and-forget at $CURVE_CONNS connections, then 1 KiB / 64 KiB / 1 MiB bodies"
+  start_engine curve bench_ff.lua || return
+  url=$(hook_url bench_ff in)
+  [ -n "$url" ] || { log "no webhook URL for the curve"; stop_engine; return; }
+  run_wrk "$TMP/curve-warm.txt" -t1 -c50 -d"${WARM}s" --timeout $WRK_TIMEOUT \
+    -s "$HERE/wrk_report.lua" "$url" >/dev/null
+  for c in $CURVE_CONNS; do
+    wait_drained 120 >/dev/null
+    line=$(run_wrk "$TMP/curve-c$c.txt" -t1 -c"$c" -d"${CURVE_DUR}s" --timeout $WRK_TIMEOUT \
+      -s "$HERE/wrk_report.lua" "$url")
+    log "curve c$c: $line"
+    put curve.c$c.rps "$(field "$line" rps)"; put curve.c$c.p50 "$(field "$line" p50_ms)"
+    put curve.c$c.p99 "$(field "$line" p99_ms)"
+    put curve.c$c.bad "$(( $(field "$line" non2xx) + $(field "$line" errs_connect) + $(field "$line" errs_read) + $(field "$line" errs_timeout) ))"
+  done
+  put curve.rss "$(mb "$(proc_kb "$ENG_PID" VmHWM)")"
+  stop_engine
+  # bodies: {"order_id":"A1","amount":12.5,"pad":"xxx..."} of exactly SIZE bytes
+  ENG_ARGS="--max-body 2097152"
+  start_engine curve-body bench_ff.lua || { ENG_ARGS=""; return; }
+  ENG_ARGS=""
+  url=$(hook_url bench_ff in)
+  for size in 1024 65536 1048576; do
+    body=$TMP/body-$size.json
+    python3 - "$body" "$size" <<'PY'
+import json, sys
+b = {"order_id": "A1", "amount": 12.5, "pad": ""}
+b["pad"] = "x" * (int(sys.argv[2]) - len(json.dumps(b, separators=(",", ":"))))
+open(sys.argv[1], "w").write(json.dumps(b, separators=(",", ":")))
+PY
+    wait_drained 120 >/dev/null
+    [ $warmed = 1 ] || WRK_BODY_FILE=$body run_wrk "$TMP/body-warm.txt" -t1 -c50 -d"${WARM}s" \
+      --timeout $WRK_TIMEOUT -s "$HERE/wrk_door.lua" "$url" >/dev/null
+    warmed=1
+    wait_drained 120 >/dev/null
+    line=$(WRK_BODY_FILE=$body run_wrk "$TMP/body-$size.txt" -t1 -c50 -d"${CURVE_DUR}s" \
+      --timeout $WRK_TIMEOUT -s "$HERE/wrk_door.lua" "$url")
+    log "curve body $size B: $line"
+    k=curve.b$size
+    put $k.rps "$(field "$line" rps)"; put $k.p50 "$(field "$line" p50_ms)"; put $k.p99 "$(field "$line" p99_ms)"
+    put $k.mbs "$(awk -v r="$(field "$line" rps)" -v s="$size" 'BEGIN{printf "%.1f", r * s / 1048576}')"
+    put $k.bad "$(( $(field "$line" non2xx) + $(field "$line" errs_connect) + $(field "$line" errs_read) + $(field "$line" errs_timeout) ))"
+  done
+  put curve.body_rss "$(mb "$(proc_kb "$ENG_PID" VmHWM)")"
+  stop_engine
+}
+
+# ================================================================ rate
+# rate_runs KIND URL PEAK: rategen at 50 %, 80 %, 100 % of PEAK req/s, 50 connections
+rate_runs() {
+  local kind=$1 url=$2 peak=$3 pct r hostport path line
+  hostport=${url#http://}; hostport=${hostport%%/*}; path=/${url#http://*/}
+  for pct in 50 80 100; do
+    r=$(awk -v p="$peak" -v q="$pct" 'BEGIN{printf "%.0f", p * q / 100}')
+    wait_drained 120 >/dev/null
+    line=$(timeout -k 10 $(( RATE_DUR + 40 )) "$RATEGEN" "${hostport%:*}" "${hostport##*:}" "$path" "$r" "$CONNS" "$RATE_DUR" 2>&1 | grep '^RESULT')
+    log "rate $kind $pct % ($r req/s): $line"
+    put rate.$kind.$pct.target "$r"
+    put rate.$kind.$pct.rps "$(field "$line" rps)"; put rate.$kind.$pct.p50 "$(field "$line" p50_ms)"
+    put rate.$kind.$pct.p99 "$(field "$line" p99_ms)"; put rate.$kind.$pct.p999 "$(field "$line" p999_ms)"
+    put rate.$kind.$pct.max "$(field "$line" max_ms)"; put rate.$kind.$pct.late "$(field "$line" late_ms)"
+    put rate.$kind.$pct.bad "$(( $(field "$line" non2xx) + $(field "$line" errs) ))"
+  done
+}
+bench_rate() {
+  local url peak
+  [ -n "$RATEGEN" ] || { log "no rategen: rate-limited runs skipped"; return; }
+  peak=$(get curve.c$CONNS.rps); [ "$peak" = n/a ] && peak=$(get ff.rps)
+  if num "$peak"; then
+    log "== rate-limited fire-and-forget: 50/80/100 % of $peak req/s, $CONNS connections, ${RATE_DUR}s each"
+    put rate.ff.peak "$peak"
+    start_engine rate-ff bench_ff.lua || return
+    url=$(hook_url bench_ff in)
+    run_wrk "$TMP/rate-ff-warm.txt" -t1 -c"$CONNS" -d"${WARM}s" --timeout $WRK_TIMEOUT \
+      -s "$HERE/wrk_report.lua" "$url" >/dev/null
+    [ -n "$url" ] && rate_runs ff "$url" "$peak"
+    stop_engine
+  fi
+  peak=$(get sync.hookwork.rps)
+  if num "$peak"; then
+    log "== rate-limited synchronous: 50/80/100 % of $peak req/s"
+    put rate.sync.peak "$peak"
+    start_engine rate-sync bench_sync.lua || return
+    url=$(hook_url bench_sync in)
+    run_wrk "$TMP/rate-sync-warm.txt" -t1 -c"$CONNS" -d"${WARM}s" --timeout $WRK_TIMEOUT \
+      -s "$HERE/wrk_report.lua" "$url" >/dev/null
+    [ -n "$url" ] && rate_runs sync "$url" "$peak"
+    stop_engine
+  fi
+}
+
 # ================================================================ 3. out
-hist_quantile() {  # FILE-before FILE-after q -> seconds*1000 (linear inside the bucket)
-  python3 - "$1" "$2" "$3" <<'EOF'
+hist_quantile() {  # FILE-before FILE-after q [metric] -> seconds*1000 (linear inside the bucket)
+  python3 - "$1" "$2" "$3" "${4:-hookwork_outbound_seconds}" <<'EOF'
 import re, sys
 def load(p):
     b = {}
     for l in open(p):
-        m = re.match(r'hookwork_outbound_seconds_bucket\{le="([^"]+)"\} (\S+)', l)
+        m = re.match(sys.argv[4] + r'_bucket\{le="([^"]+)"\} (\S+)', l)
         if m: b[float('inf') if m.group(1) == '+Inf' else float(m.group(1))] = float(m.group(2))
     return b
 a, z, q = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
@@ -501,8 +675,11 @@ print("sha256=" + hmac.new(b"bench-door-secret", open(sys.argv[1], "rb").read(),
 }
 
 # ================================================================ run
+num() { [[ "$1" =~ ^[0-9.]+$ ]]; }
 want ff && bench_ff
 want sync && bench_sync
+want curve && bench_curve
+want rate && bench_rate
 want out && bench_out
 want park && bench_park
 want door && bench_door
@@ -525,7 +702,6 @@ if want pg; then
 fi
 
 # ================================================================ report
-num() { [[ "$1" =~ ^[0-9.]+$ ]]; }
 cmp() {  # a OP b -> yes/no/n/a
   num "$1" && num "$3" || { echo "n/a"; return; }
   awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN{r = (op=="<") ? a<b : (op=="<=") ? a<=b : (op==">=") ? a>=b : a>b; print r ? "yes" : "no"}'
@@ -539,11 +715,11 @@ CPU=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
 NOW=$(date -u +%Y-%m-%dT%H:%MZ)
 MEM=$(awk '/MemTotal/{printf "%.0f GB", $2/1048576}' /proc/meminfo)
 
-ff_ratio=$(ratio "$(get ff.rps)" "$(get ff.nginx.rps)")
-ff_half=$(calc "%.0f" "$(get ff.nginx.rps)/2" || echo n/a); num "$(get ff.nginx.rps)" || ff_half=n/a
+ff_ratio=$(ratio "$(get ff.rps)" "$(get ceil.rps)")
+sync_ceil=$(ratio "$(get sync.hookwork.rps)" "$(get ceil.rps)")
 sync_ratio=$(ratio "$(get sync.hookwork.rps)" "$(get sync.nodered.rps)")
 res_ratio=$(ratio "$(get resume.big.p99)" "$(get resume.small.p99)")
-res_rps_ratio=$(ratio "$(get resume.small.rps)" "$(get resume.big.rps)")
+res_rps_ratio=$(ratio "$(get resume.big.rps)" "$(get resume.small.rps)")
 
 DOOR_SECTION=$TMP/door.md
 door_cost=n/a
@@ -566,42 +742,91 @@ echo "Verification costs $door_cost % of throughput (aim: under 15 %; met: $door
 } > "$DOOR_SECTION"
 
 SECTION=$TMP/section.md
+met() { case "$1" in yes) echo "**met**" ;; no) echo "not met" ;; *) echo "n/a" ;; esac; }
 {
 echo "## Latest run: $NOW"
 echo
 echo "- machine: $(nproc) CPUs, $CPU, $MEM RAM; $(uname -sr); wrk and every server on the same machine, loopback only"
 echo "- CPU over the whole run: $STEAL"
 echo "- commit: $COMMIT; run took $(( $(date +%s) - T_START )) s (\`make bench\`, tests/bench/run.sh)"
-echo "- wrk: \`-t1 -c$CONNS -d${DUR}s --timeout $WRK_TIMEOUT\` after a ${WARM}s warm-up (fan-out: \`-c$OUT_CONNS\`); POST \`{\"order_id\":\"A1\",\"amount\":12.5}\`; p50/p99 are wrk's latency percentiles; RSS is the engine's VmHWM (peak) from /proc/PID/status"
+echo "- wrk: \`-t1 -c$CONNS -d${DUR}s --timeout $WRK_TIMEOUT\` after a warm-up (fan-out: \`-c$OUT_CONNS\`); POST \`{\"order_id\":\"A1\",\"amount\":12.5}\`; p50/p99 are wrk's latency percentiles; RSS is the engine's VmHWM (peak) from /proc/PID/status"
+echo "- the ceiling: nginx \`return 200\` (1 worker) from $(get ceil.src); the peer rig ran \`SYSTEMS=\"$(get rig.systems)\"\` with hookwork's synchronous webhook as \`custom\`; every ratio below is to figures of this same run"
 echo
-echo "| # | measurement | req/s | p50 ms | p99 ms | peak RSS MB | notes |"
-echo "|---|---|---:|---:|---:|---:|---|"
-echo "| 1 | nginx \`return 200\` (ceiling, 1 worker) | $(get ff.nginx.rps) | $(get ff.nginx.p50) | $(get ff.nginx.p99) | | no store |"
-echo "| 1 | hookwork GET /healthz (admin) | $(get ff.healthz.rps) | $(get ff.healthz.p50) | $(get ff.healthz.p99) | | no store, no Lua |"
-echo "| 1 | **hookwork fire-and-forget** (202 after commit) | **$(get ff.rps)** | $(get ff.p50) | **$(get ff.p99)** | **$(get ff.rss)** | $ff_ratio × nginx; 202s $(get ff.accepted), stored $(get ff.stored), durable: $(get ff.durable); backlog done $(get ff.drain) s after wrk |"
-echo "| 2 | **hookwork synchronous** (Lua step + respond) | **$(get sync.hookwork.rps)** | $(get sync.hookwork.p50) | **$(get sync.hookwork.p99)** | $(get sync.hookwork.rss) | peer rig, mean of $(get sync.hookwork.runs) runs (req/s $(get sync.hookwork.runs_rps); p99 $(get sync.hookwork.runs_p99)); peak RSS under load; $sync_ratio × Node-RED |"
-echo "| 2 | Node-RED $(get sync.nodered.version) (http in → function → http response) | $(get sync.nodered.rps) | $(get sync.nodered.p50) | $(get sync.nodered.p99) | $(get sync.nodered.rss) | same rig, same run (req/s $(get sync.nodered.runs_rps); p99 $(get sync.nodered.runs_p99)) |"
-echo "| 3 | **hookwork fan-out**: completed transactions/s (1 outbound POST each) | **$(get out.tps)** | $(get out.p50) | $(get out.p99) | **$(get out.rss)** | outbound latency from hookwork_outbound_seconds; in flight: median $(get out.inflight_med), max $(get out.inflight_max); $(get out.outbound) outbound calls, non-2xx/errors $(get out.nonok), failed tx $(get out.failed) |"
-echo "| 3 | accepts (202) while fanning out, wrk -c$OUT_CONNS | $(get out.accept_rps) | | $(get out.accept_p99) | | backlog done $(get out.drain) s after wrk |"
-echo "| 4 | parking $(get park.n) transactions (wrk -c$CONNS) | $(get park.rate) | | $(get park.p99) | $(get park.rss_parking) | rate from the store (parked_at − created); RSS after parking, once idle: $(get park.rss_parked) MB; store on disk $(get park.disk) MB |"
-echo "| 4 | **resume, $(get park.n) parked** | **$(get resume.big.rps)** | $(get resume.big.p50) | **$(get resume.big.p99)** | **$(get resume.big.rss)** | RSS peak during the resume run; non-2xx $(get resume.big.non2xx) |"
-echo "| 4 | resume, $(get park.small.n) parked | $(get resume.small.rps) | $(get resume.small.p50) | $(get resume.small.p99) | $(get resume.small.rss) | p99 ratio big/small: $res_ratio; req/s ratio small/big: $res_rps_ratio |"
+echo "| # | measurement | req/s | ratio | p50 ms | p99 ms | peak RSS MB | notes |"
+echo "|---|---|---:|---:|---:|---:|---:|---|"
+echo "| 0 | nginx \`return 200\` (the ceiling, 1 worker) | $(get ceil.rps) | 1 | $(get ceil.p50) | $(get ceil.p99) | | no store; runs: $(get ceil.runs_rps) |"
+echo "| 0 | Node-RED $(get sync.nodered.version) (http in → function → http response) | $(get sync.nodered.rps) | $(ratio "$(get sync.nodered.rps)" "$(get ceil.rps)") × nginx | $(get sync.nodered.p50) | $(get sync.nodered.p99) | $(get sync.nodered.rss) | the peer (rig); runs: $(get sync.nodered.runs_rps) |"
+echo "| 1 | **fire-and-forget, durable** (202 after the commit) | **$(get ff.rps)** | **$ff_ratio × nginx** | $(get ff.p50) | **$(get ff.p99)** | **$(get ff.rss)** | 202s $(get ff.accepted), stored $(get ff.stored), durable: $(get ff.durable); backlog done $(get ff.drain) s after wrk |"
+echo "| 1 | hookwork GET /healthz (admin; no store, no Lua) | $(get ff.healthz.rps) | $(ratio "$(get ff.healthz.rps)" "$(get ceil.rps)") × nginx | $(get ff.healthz.p50) | $(get ff.healthz.p99) | | the HTTP layer alone |"
+echo "| 2 | **synchronous** (Lua step + respond) | **$(get sync.hookwork.rps)** | **$sync_ceil × nginx, $sync_ratio × Node-RED** | $(get sync.hookwork.p50) | **$(get sync.hookwork.p99)** | $(get sync.hookwork.rss) | rig, mean of $(get sync.hookwork.runs) runs (req/s $(get sync.hookwork.runs_rps); p99 $(get sync.hookwork.runs_p99)) |"
+echo "| 3 | **resume, $(get park.n) parked** | **$(get resume.big.rps)** | **$res_rps_ratio × 1k parked** | $(get resume.big.p50) | **$(get resume.big.p99)** | **$(get resume.big.rss)** | RSS peak during the resume run; non-2xx $(get resume.big.non2xx) |"
+echo "| 3 | resume, $(get park.small.n) parked | $(get resume.small.rps) | 1 | $(get resume.small.p50) | $(get resume.small.p99) | $(get resume.small.rss) | p99 ratio big/small: $res_ratio |"
+echo "| 3 | parking $(get park.n) transactions (wrk -c$CONNS) | $(get park.rate) | | | $(get park.p99) | $(get park.rss_parking) | rate from the store (parked_at − created); RSS once idle $(get park.rss_parked) MB; store on disk $(get park.disk) MB |"
+echo "| 4 | **outbound fan-out**: completed transactions/s, one POST each | **$(get out.tps)** | | $(get out.p50) | $(get out.p99) | **$(get out.rss)** | in flight: median $(get out.inflight_med), max $(get out.inflight_max); outbound latency from hookwork_outbound_seconds; $(get out.outbound) calls, non-2xx/errors $(get out.nonok), failed tx $(get out.failed) |"
+echo "| 4 | accepts (202) while fanning out, wrk -c$OUT_CONNS | $(get out.accept_rps) | | | $(get out.accept_p99) | | backlog done $(get out.drain) s after wrk |"
 echo
-echo "Aims (from the issues) against this run:"
+echo "### The cost curve (fire-and-forget, one engine, ${CURVE_DUR} s per point)"
 echo
-echo "| issue | aim | measured | met |"
-echo "|---|---|---|---|"
-echo "| 2 | durable accepts ≥ ½ of the no-store ceiling (nginx, same run: ≥ $ff_half req/s) | $(get ff.rps) req/s ($ff_ratio ×) | $(cmp "$(get ff.rps)" '>=' "$ff_half") |"
-echo "| 2 | p99 < 5 ms | $(get ff.p99) ms | $(cmp "$(get ff.p99)" '<' 5) |"
-echo "| 2 | peak RSS < 50 MB | $(get ff.rss) MB | $(cmp "$(get ff.rss)" '<' 50) |"
-echo "| 2 | every 202 is a stored transaction | $(get ff.stored) stored / $(get ff.accepted) counted | $(get ff.durable) |"
-echo "| 4 | ≥ 10 × Node-RED's throughput (same run) | $sync_ratio × | $(cmp "$sync_ratio" '>=' 10) |"
-echo "| 4 | p99 < 5 ms | $(get sync.hookwork.p99) ms | $(cmp "$(get sync.hookwork.p99)" '<' 5) |"
-echo "| 3 | 10,000 outbound requests/s | $(get out.tps) /s | $(cmp "$(get out.tps)" '>=' 10000) |"
-echo "| 3 | RSS < 100 MB with 1,000 in flight | $(get out.rss) MB (in flight max $(get out.inflight_max)) | $(cmp "$(get out.rss)" '<' 100) |"
-echo "| 5 | resume p99 < 5 ms with 1,000,000 parked | $(get resume.big.p99) ms with $(get park.n) parked | $(cmp "$(get resume.big.p99)" '<' 5) |"
-echo "| 5 | RSS < 150 MB with 1,000,000 parked | $(get resume.big.rss) MB resuming, $(get park.rss_parked) MB idle, $(get park.rss_parking) MB peak while parking | $(cmp "$(get park.rss_parking)" '<' 150) |"
-echo "| 5 | resume p99 with 1,000,000 parked ≤ 1.5 × with 1,000 | $res_ratio × | $(cmp "$res_ratio" '<=' 1.5) |"
+echo "| connections | req/s | p50 ms | p99 ms | errors/non-2xx |"
+echo "|---:|---:|---:|---:|---:|"
+for c in $CURVE_CONNS; do
+  echo "| $c | $(get curve.c$c.rps) | $(get curve.c$c.p50) | $(get curve.c$c.p99) | $(get curve.c$c.bad) |"
+done
+echo
+echo "| body (50 connections) | req/s | MB/s | p50 ms | p99 ms | errors/non-2xx |"
+echo "|---|---:|---:|---:|---:|---:|"
+for b in 1024:"1 KiB" 65536:"64 KiB" 1048576:"1 MiB"; do
+  echo "| ${b#*:} | $(get curve.b${b%%:*}.rps) | $(get curve.b${b%%:*}.mbs) | $(get curve.b${b%%:*}.p50) | $(get curve.b${b%%:*}.p99) | $(get curve.b${b%%:*}.bad) |"
+done
+echo
+echo "Peak RSS: $(get curve.rss) MB over the connection points, $(get curve.body_rss) MB with the bodies (\`--max-body 2097152\` for the 1 MiB one)."
+echo
+echo "### Latency at a fixed rate (50 %, 80 %, 100 % of this run's peak at $CONNS connections)"
+echo
+echo "tests/bench/rategen.c (Debian has no wrk2): request j is due at start + j/rate on connection j mod $CONNS, keep-alive; a request whose connection is still busy goes out when the answer before it arrives, and its latency counts from its due time (no coordinated omission). ${RATE_DUR} s per load, a fresh engine per kind; the peak is the c$CONNS figure of this run (fire-and-forget: the cost curve's; synchronous: the rig's)."
+echo
+echo "| kind | load | target req/s | done req/s | p50 ms | p99 ms | p99.9 ms | max ms | behind schedule at the end ms | p99 < 5 ms |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+for k in ff sync; do
+  for pct in 50 80 100; do
+    echo "| $k | $pct % | $(get rate.$k.$pct.target) | $(get rate.$k.$pct.rps) | $(get rate.$k.$pct.p50) | $(get rate.$k.$pct.p99) | $(get rate.$k.$pct.p999) | $(get rate.$k.$pct.max) | $(get rate.$k.$pct.late) | $(met "$(cmp "$(get rate.$k.$pct.p99)" '<' 5)") |"
+  done
+done
+echo
+echo "### Where the time goes (fire-and-forget, the measured run above)"
+echo
+echo "- per stored transaction: loop thread $(get ff.loop_cpu_us) µs of CPU and $(get ff.loop_wait_us) µs runnable but waiting for a CPU; the other threads (store writer, checkpointer) $(get ff.other_cpu_us) µs of CPU and $(get ff.other_wait_us) µs waiting (/proc/PID/task/*/schedstat)"
+echo "- loop iterations (hookwork_loop_iteration_seconds): p50 $(get ff.iter_p50) ms, p99 $(get ff.iter_p99) ms, longest since start $(get ff.iter_max) ms; $(get ff.iter_n) requests per iteration"
+echo "- Lua allocations: $(get ff.allocs) per transaction (hookwork_lua_allocations_total: blocks allocated or grown, accept + run + answer)"
+if [ -s "$TMP/perf-top.txt" ]; then
+  echo "- perf profile of the loop thread (\`perf record -g -F 999 -t LOOP_TID\`, 5 s under the same wrk load, $(get perf.wrk) req/s while profiled, $(get perf.samples) samples; \`perf report --stdio --no-children --sort dso,symbol\`, entries ≥ 0.8 %; Debian's liblua5.4 has no symbols, so time in the Lua VM shows as addresses in liblua5.4.so):"
+  echo
+  echo '```'
+  cat "$TMP/perf-top.txt"
+  echo '```'
+fi
+echo
+echo "### Aims (issue 14) against this run"
+echo
+echo "| aim | measured | met |"
+echo "|---|---|---|"
+echo "| fire-and-forget ≥ 0.5 × nginx | $ff_ratio × ($(get ff.rps) / $(get ceil.rps)) | $(met "$(cmp "$ff_ratio" '>=' 0.5)") |"
+echo "| fire-and-forget p99 < 5 ms (c$CONNS) | $(get ff.p99) ms | $(met "$(cmp "$(get ff.p99)" '<' 5)") |"
+echo "| fire-and-forget peak RSS < 50 MB | $(get ff.rss) MB | $(met "$(cmp "$(get ff.rss)" '<' 50)") |"
+echo "| every 202 is a stored transaction | $(get ff.stored) stored / $(get ff.accepted) counted | $(met "$(get ff.durable)") |"
+echo "| synchronous ≥ 0.35 × nginx | $sync_ceil × | $(met "$(cmp "$sync_ceil" '>=' 0.35)") |"
+echo "| synchronous ≥ 10 × Node-RED | $sync_ratio × | $(met "$(cmp "$sync_ratio" '>=' 10)") |"
+echo "| synchronous p99 < 5 ms (c$CONNS) | $(get sync.hookwork.p99) ms | $(met "$(cmp "$(get sync.hookwork.p99)" '<' 5)") |"
+echo "| resume with 1M parked ≥ 0.8 × the rate with 1k | $res_rps_ratio × ($(get resume.big.rps) / $(get resume.small.rps), $(get park.n) parked) | $(met "$(cmp "$res_rps_ratio" '>=' 0.8)") |"
+echo "| resume with 1M parked p99 < 10 ms | $(get resume.big.p99) ms | $(met "$(cmp "$(get resume.big.p99)" '<' 10)") |"
+echo "| resume with 1M parked RSS < 150 MB | $(get resume.big.rss) MB resuming, $(get park.rss_parking) MB peak while parking | $(met "$(cmp "$(get park.rss_parking)" '<' 150)") |"
+echo "| fan-out ≥ 10,000 completed calls/s with 1k in flight | $(get out.tps) /s (in flight median $(get out.inflight_med)) | $(met "$(cmp "$(get out.tps)" '>=' 10000)") |"
+echo "| fan-out RSS < 100 MB | $(get out.rss) MB | $(met "$(cmp "$(get out.rss)" '<' 100)") |"
+for k in ff sync; do
+  for pct in 50 80 100; do
+    echo "| $k p99 < 5 ms at $pct % of peak ($(get rate.$k.$pct.target) req/s, fixed rate) | $(get rate.$k.$pct.p99) ms | $(met "$(cmp "$(get rate.$k.$pct.p99)" '<' 5)") |"
+  done
+done
 if [ "$(get park.n)" != n/a ] && [ "$(get park.n)" -lt 1000000 ] 2>/dev/null; then
   echo
   echo "Note: this run parked $(get park.n) transactions (BENCH_PARKED=$PARKED), not 1,000,000."
@@ -632,7 +857,7 @@ if want carrier && [ -s "$CARRIER_SECTION" ]; then
   [ -n "$DOC" ] && write_section "$CARRIER_SECTION" "<!-- BENCH:CARRIER:BEGIN (generated by tests/bench/run.sh) -->" \
     "<!-- BENCH:CARRIER:END -->" && log "wrote the carrier figures to $DOC"
 fi
-if ! want ff && ! want sync && ! want out && ! want park; then
+if ! want ff && ! want sync && ! want curve && ! want rate && ! want out && ! want park; then
   DOC=""   # only these ran: the main section keeps the figures of its own run
 else
   echo
