@@ -46,6 +46,17 @@ static int l_core_wait(lua_State *L) {
   return lua_yield(L, 0);
 }
 
+/* core.later(): the run goes to the back of the ready queue and goes on
+ * once the runs ready now have had their turn.  A fire-and-forget run sends
+ * its 202 and then steps aside, so every answer of one commit goes out
+ * before any of their steps run (the last 202 of a group commit no longer
+ * waits for the steps of the runs ahead of it). */
+static int l_core_later(lua_State *L) {
+  hw_run_t *r = need_run(L, "later");
+  r->requeue = 1;
+  return lua_yield(L, 0);
+}
+
 static int l_core_wake(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   hw_run_t *r = co ? hw_sched_of(co) : NULL;
@@ -759,6 +770,7 @@ static int l_core_errout(lua_State *L) {
 static const luaL_Reg core_fns[] = {
   {"out", l_core_out}, {"errout", l_core_errout}, {"seal", l_core_seal},
   {"spawn", l_core_spawn}, {"wait", l_core_wait}, {"wake", l_core_wake},
+  {"later", l_core_later},
   {"commit", l_core_commit}, {"write_req", l_core_write_req},
   {"store_refusal", l_core_store_refusal}, {"stopping", l_core_stopping},
   {"store_pending", l_core_store_pending},

@@ -197,6 +197,7 @@ static hw_run_t *pool_take(hw_engine_t *e, lua_State *L, int nargs) {
   r->acct = hw_mem_acct_new(e);
   r->serial = ++e->serial;
   r->exposed = 0;
+  r->requeue = 0;
   r->wait = NULL;
   lua_xmove(L, r->co, nargs + 1);
   run_link(e, r);
@@ -267,6 +268,10 @@ static void resume(hw_run_t *r) {
   if (st == LUA_YIELD) {
     lua_pop(co, nres);
     r->state = HW_RUN_WAITING; /* whoever it waits on holds it now */
+    if (r->requeue) { /* core.later: behind the runs ready now */
+      r->requeue = 0;
+      hw_sched_ready(r, 0);
+    }
     return;
   }
   /* A thread cycle code has seen (coroutine.running) is never reused, so

@@ -24,6 +24,7 @@ struct hw_run_s {
   hw_memacct_t *acct;    /* the run's allocations (lua_api.c) */
   unsigned long serial;  /* unique per run: owner of its coroutines */
   int exposed;           /* cycle code saw the thread: never pooled */
+  int requeue;           /* yielded by core.later: ready again at once */
   void *wait;            /* what the run waits on */
   hw_run_t *next_ready;
   hw_run_t *prev, *next; /* all live runs */

@@ -60,6 +60,8 @@ local function start_job(job, sync)
   if job.caller and (not sync or core.stopping() == 2) then
     C.send(job.caller, Ans.accepted(job.tx))
     job.caller = nil
+    -- the other 202s of this commit go out before this run's steps
+    if core.stopping() ~= 2 then core.later() end
   end
   if core.stopping() == 2 then return end -- recovered at the next start
   M.run_ready(job)

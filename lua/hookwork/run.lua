@@ -457,21 +457,25 @@ local function finish(run, job, outcome, step, err, final)
   -- the next run queued behind this one may start from this data
   if queued[job.tx] then M.last[job.tx] = data or final_data(run, job) end
   local caller = job.caller
-  local id = tostring(job.tx)
-  local answer
-  if outcome == "failed" then
-    answer = { Ans.failed(id, step, public(err)) }
-  else
-    local st = outcome == "finished" and final
-               or ((outcome == "parked" or job.id) and "waiting"
-                   or (outcome == "cancelled" and "cancelled" or "completed"))
-    answer = { Ans.sync_state(id, st) }
-  end
-  if caller and C.pending(caller) then
-    C.send(caller, answer[1], answer[2])
-  elseif run and run.def.on_sync_timeout == "accept" and not run.responded then
-    core.write("sync_answer", job.tx, job.run, answer[1],
-               U.encode({ ctype = "application/json" }), U.encode(answer[2]))
+  local to_caller = caller and C.pending(caller)
+  -- (composed only when someone gets it: a fire-and-forget run has no
+  -- caller left, and its end allocates no answer)
+  if to_caller or (run and run.def.on_sync_timeout == "accept" and not run.responded) then
+    local id, status, body = tostring(job.tx)
+    if outcome == "failed" then
+      status, body = Ans.failed(id, step, public(err))
+    else
+      local st = outcome == "finished" and final
+                 or ((outcome == "parked" or job.id) and "waiting"
+                     or (outcome == "cancelled" and "cancelled" or "completed"))
+      status, body = Ans.sync_state(id, st)
+    end
+    if to_caller then
+      C.send(caller, status, body)
+    else
+      core.write("sync_answer", job.tx, job.run, status,
+                 U.encode({ ctype = "application/json" }), U.encode(body))
+    end
   end
   if job.on_end then job.on_end(outcome) end
 end

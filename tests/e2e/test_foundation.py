@@ -833,6 +833,45 @@ def metrics_loop_iterations_and_lua_allocations():
         ok(c["sum"] - b["sum"] >= 0.055, "its work is in the sum", (b, c))
 
 
+@test
+def fire_and_forget_answers_of_one_commit_go_before_their_steps():
+    # five requests arrive while the loop is busy (a 0.4 s step), so one
+    # iteration reads them all and one commit makes them durable; each run
+    # then takes 150 ms of loop time.  Every 202 of that commit goes out
+    # before any of their steps: the last 202 does not wait for the four
+    # runs ahead of it (600 ms on the old code).
+    src = cycle("spin", """
+    hw.webhook { name = "in" },
+    hw.step { name = "spin", run = function(tx)
+      local t = os.clock()
+      while os.clock() - t < tx.data.spin do end
+    end },
+""")
+    with Engine({"spin.lua": src}) as e:
+        e.start()
+        path = e.hook_path("spin", "in")
+        conns = [RawConn(e.port) for _ in range(5)]
+        try:
+            blocker = accepted(e.post(e.hook_url("spin", "in"), json={"spin": 0.4}))
+            time.sleep(0.05)  # its step is running now: the loop is busy
+            for c in conns:
+                c.send(_req(path, '{"spin":0.15}'))
+            got = []
+            for c in conns:
+                rs = c.read_responses(1, timeout=10)
+                eq(len(rs), 1, "an answer")
+                eq(rs[0].status, 202)
+                got.append(time.monotonic())
+            # (read in order: each time is when that answer was seen, at the latest)
+            spread = max(got) - min(got)
+            ok(spread < 0.3, "the 202s of one commit went out together, not one per 150 ms run",
+               "%.3f s between the first and the last" % spread)
+            e.wait_tx(blocker, "completed")
+        finally:
+            for c in conns:
+                c.close()
+
+
 # ------------------------------------------------------------------ HTTP edge cases
 
 def _req(path, body, extra=""):
