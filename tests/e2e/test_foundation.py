@@ -839,7 +839,8 @@ def fire_and_forget_answers_of_one_commit_go_before_their_steps():
     # iteration reads them all and one commit makes them durable; each run
     # then takes 150 ms of loop time.  Every 202 of that commit goes out
     # before any of their steps: the last 202 does not wait for the four
-    # runs ahead of it (600 ms on the old code).
+    # runs ahead of it (600 ms on the old Lua path).  Both accept paths:
+    # the C one (fastpath.c) and the Lua one (HOOKWORK_FAST_ACCEPT=0).
     src = cycle("spin", """
     hw.webhook { name = "in" },
     hw.step { name = "spin", run = function(tx)
@@ -847,7 +848,12 @@ def fire_and_forget_answers_of_one_commit_go_before_their_steps():
       while os.clock() - t < tx.data.spin do end
     end },
 """)
-    with Engine({"spin.lua": src}) as e:
+    for env in ({}, {"HOOKWORK_FAST_ACCEPT": "0"}):
+        _answers_before_steps(src, env)
+
+
+def _answers_before_steps(src, env):
+    with Engine({"spin.lua": src}, env=env) as e:
         e.start()
         path = e.hook_path("spin", "in")
         conns = [RawConn(e.port) for _ in range(5)]
@@ -865,7 +871,7 @@ def fire_and_forget_answers_of_one_commit_go_before_their_steps():
             # (read in order: each time is when that answer was seen, at the latest)
             spread = max(got) - min(got)
             ok(spread < 0.3, "the 202s of one commit went out together, not one per 150 ms run",
-               "%.3f s between the first and the last" % spread)
+               "%.3f s between the first and the last (%r)" % (spread, env))
             e.wait_tx(blocker, "completed")
         finally:
             for c in conns:
