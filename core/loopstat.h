@@ -5,8 +5,8 @@
  * load starts to show (docs/BENCHMARKS.md).
  *
  * Owns: the counters (inside the engine struct).  Uses: libuv's idle-time
- * metric (UV_METRICS_IDLE_TIME), read once per iteration from the engine's
- * prepare handle. */
+ * metric (UV_METRICS_IDLE_TIME) and the thread's CPU clock, read once per
+ * iteration from the engine's prepare handle. */
 #ifndef HW_LOOPSTAT_H
 #define HW_LOOPSTAT_H
 
@@ -22,6 +22,12 @@ typedef struct hw_loopstat_s {
   uint64_t max_ns;                 /* the longest */
   uint64_t bucket[HW_LOOPSTAT_NB]; /* iterations up to hw_loopstat_le[i] (not cumulative) */
   uint64_t over;                   /* longer than the last bound */
+  /* the same in CPU time of the loop thread: an iteration long in wall
+   * time but short in CPU was waiting for a CPU (another thread or
+   * process ran), not working */
+  uint64_t last_cpu;
+  uint64_t cpu_ns, cpu_max_ns;
+  uint64_t cpu_bucket[HW_LOOPSTAT_NB];
 } hw_loopstat_t;
 
 /* Upper bounds of the buckets, in seconds. */

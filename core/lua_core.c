@@ -720,13 +720,14 @@ static int l_core_config(lua_State *L) {
 /* core.stats(): the engine's own counters for /metrics: Lua allocations
  * (blocks allocated or grown, ever), the Lua heap, and the loop's work per
  * iteration (loopstat.h): {allocs, heap, loop_n, loop_busy, loop_max,
- * loop_le = {bounds...}, loop_counts = {cumulative counts...}}. */
+ * loop_le = {bounds...}, loop_counts = {cumulative counts...}, and the same
+ * in the loop thread's CPU time: loop_cpu, loop_cpu_max, loop_cpu_counts}. */
 static int l_core_stats(lua_State *L) {
   hw_engine_t *e = ENGINE(L);
   const hw_loopstat_t *ls = &e->loopstat;
   uint64_t cum = 0;
   int i;
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 10);
   lua_pushinteger(L, (lua_Integer) e->mem.allocs);
   lua_setfield(L, -2, "allocs");
   lua_pushinteger(L, (lua_Integer) e->mem.total);
@@ -748,6 +749,18 @@ static int l_core_stats(lua_State *L) {
   }
   lua_setfield(L, -3, "loop_counts");
   lua_setfield(L, -2, "loop_le");
+  lua_pushnumber(L, (double) ls->cpu_ns / 1e9);
+  lua_setfield(L, -2, "loop_cpu");
+  lua_pushnumber(L, (double) ls->cpu_max_ns / 1e9);
+  lua_setfield(L, -2, "loop_cpu_max");
+  cum = 0;
+  lua_createtable(L, HW_LOOPSTAT_NB, 0);
+  for (i = 0; i < HW_LOOPSTAT_NB; i++) {
+    cum += ls->cpu_bucket[i];
+    lua_pushinteger(L, (lua_Integer) cum);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "loop_cpu_counts");
   return 1;
 }
 

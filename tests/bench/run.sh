@@ -285,6 +285,12 @@ bench_ff() {
     -v b="$(mfile "$TMP/ff-metrics-1.txt" hookwork_loop_iteration_seconds_count)" -v n="$n" \
     'BEGIN{if (n > 0) printf "%.1f", n / (b - a); else print "n/a"}')"
   put ff.iter_max "$(awk '{printf "%.1f", $1 * 1000}' <<<"$(mfile "$TMP/ff-metrics-1.txt" hookwork_loop_iteration_max_seconds)")"
+  put ff.itercpu_p50 "$(hist_quantile "$TMP/ff-metrics-0.txt" "$TMP/ff-metrics-1.txt" 0.5 hookwork_loop_iteration_cpu_seconds)"
+  put ff.itercpu_p99 "$(hist_quantile "$TMP/ff-metrics-0.txt" "$TMP/ff-metrics-1.txt" 0.99 hookwork_loop_iteration_cpu_seconds)"
+  put ff.itercpu_max "$(awk '{printf "%.1f", $1 * 1000}' <<<"$(mfile "$TMP/ff-metrics-1.txt" hookwork_loop_iteration_cpu_max_seconds)")"
+  put ff.c_path "$(awk -v a="$(mfile "$TMP/ff-metrics-0.txt" 'hookwork_accept_path_total{path="c"')" \
+    -v b="$(mfile "$TMP/ff-metrics-1.txt" 'hookwork_accept_path_total{path="c"')" -v n="$n" \
+    'BEGIN{if (n > 0) printf "%.0f", 100 * (b - a) / n; else print "n/a"}')"
   [ "$PERF" = 1 ] && profile_loop "$url"
   stop_engine
 }
@@ -796,7 +802,8 @@ echo
 echo "### Where the time goes (fire-and-forget, the measured run above)"
 echo
 echo "- per stored transaction: loop thread $(get ff.loop_cpu_us) µs of CPU and $(get ff.loop_wait_us) µs runnable but waiting for a CPU; the other threads (store writer, checkpointer) $(get ff.other_cpu_us) µs of CPU and $(get ff.other_wait_us) µs waiting (/proc/PID/task/*/schedstat)"
-echo "- loop iterations (hookwork_loop_iteration_seconds): p50 $(get ff.iter_p50) ms, p99 $(get ff.iter_p99) ms, longest since start $(get ff.iter_max) ms; $(get ff.iter_n) requests per iteration"
+echo "- loop iterations, wall time of their work (hookwork_loop_iteration_seconds): p50 $(get ff.iter_p50) ms, p99 $(get ff.iter_p99) ms, longest since start $(get ff.iter_max) ms; the loop thread's CPU per iteration (hookwork_loop_iteration_cpu_seconds): p50 $(get ff.itercpu_p50) ms, p99 $(get ff.itercpu_p99) ms, most $(get ff.itercpu_max) ms; $(get ff.iter_n) requests per iteration"
+echo "- accept path: $(get ff.c_path) % of the measured requests took the C path (hookwork_accept_path_total)"
 echo "- Lua allocations: $(get ff.allocs) per transaction (hookwork_lua_allocations_total: blocks allocated or grown, accept + run + answer)"
 if [ -s "$TMP/perf-top.txt" ]; then
   echo "- perf profile of the loop thread (\`perf record -g -F 999 -t LOOP_TID\`, 5 s under the same wrk load, $(get perf.wrk) req/s while profiled, $(get perf.samples) samples; \`perf report --stdio --no-children --sort dso,symbol\`, entries ≥ 0.8 %; Debian's liblua5.4 has no symbols, so time in the Lua VM shows as addresses in liblua5.4.so):"

@@ -811,6 +811,8 @@ def metrics_loop_iterations_and_lua_allocations():
                     "sum": metric(s, "hookwork_loop_iteration_seconds_sum"),
                     "inf": metric(s, "hookwork_loop_iteration_seconds_bucket", le="+Inf"),
                     "max": metric(s, "hookwork_loop_iteration_max_seconds"),
+                    "cpu_max": metric(s, "hookwork_loop_iteration_cpu_max_seconds"),
+                    "cpu_n": metric(s, "hookwork_loop_iteration_cpu_seconds_count"),
                     "allocs": metric(s, "hookwork_lua_allocations_total"),
                     "heap": metric(s, "hookwork_lua_heap_bytes"), "les": les}
         a = sample()
@@ -828,6 +830,7 @@ def metrics_loop_iterations_and_lua_allocations():
         e.wait_tx(accepted(e.post(url, json={"spin": True})), "completed")
         c = sample()
         ok(c["max"] >= 0.055, "a 60 ms step is a long iteration", c)
+        ok(c["cpu_max"] >= 0.05 and c["cpu_n"] == c["n"], "spent on the CPU (a busy loop)", c)
         long_ = dict(c["les"])[0.05]
         ok(long_ < c["n"], "it is counted above 50 ms", c)
         ok(c["sum"] - b["sum"] >= 0.055, "its work is in the sum", (b, c))
