@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 
-from lib import REPO, test, eq, ok, contains, run_cli
+from lib import REPO, test, eq, ne, ok, contains, run_cli
 
 SANITIZED = bool(os.environ.get("HOOKWORK_SANITIZED"))
 
@@ -414,3 +414,22 @@ def reference_names_every_metric_and_admin_route():
     routes = set(_re.findall(r'"(/api/[a-z]+)', src))
     ok("/api/cycles" in routes, routes)
     eq(sorted(r for r in routes if r not in ref), [], "docs/reference.md does not mention these admin routes")
+
+
+@test
+def lua_gc_mode_is_checked():
+    # HOOKWORK_LUA_GC: generational (the default) or incremental; anything
+    # else is named and nothing runs
+    d = os.path.join(_tmp(), "cycles")
+    r = run_cli(["init", d])
+    eq(r.returncode, 0, r.stderr)
+    files = [os.path.join(d, n) for n in sorted(os.listdir(d)) if n.endswith(".lua")]
+    for mode in ("generational", "incremental", ""):
+        r = run_cli(["check"] + files, env={"HOOKWORK_LUA_GC": mode})
+        eq(r.returncode, 0, "HOOKWORK_LUA_GC=%r: %s" % (mode, r.stderr + r.stdout))
+        r = run_cli(["test", d], env={"HOOKWORK_LUA_GC": mode}, timeout=60)
+        eq(r.returncode, 0, r.stdout + r.stderr)
+    for bad in ("gen", "Generational", "incremental "):
+        r = run_cli(["check"] + files, env={"HOOKWORK_LUA_GC": bad})
+        ne(r.returncode, 0, "HOOKWORK_LUA_GC=%r refused" % bad)
+        contains(r.stderr, "HOOKWORK_LUA_GC=%s: expected generational" % bad)
