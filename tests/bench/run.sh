@@ -680,34 +680,10 @@ print("sha256=" + hmac.new(b"bench-door-secret", open(sys.argv[1], "rb").read(),
   stop_engine
 }
 
-# ================================================================ run
+# ================================================================ report helpers
 num() { [[ "$1" =~ ^[0-9.]+$ ]]; }
-want ff && bench_ff
-want sync && bench_sync
-want curve && bench_curve
-want rate && bench_rate
-want out && bench_out
-want park && bench_park
-want door && bench_door
-CARRIER_SECTION=$TMP/carrier.md
-if want carrier; then
-  log "== the carrier pattern (issue 13): ${BENCH_CARRIER:-10000} orders, callbacks half before, half after the park"
-  timeout 900 python3 "$HERE/carrier.py" "$TMP/bin/hookwork" "${BENCH_CARRIER:-10000}" \
-    "${BENCH_CARRIER_CONNS:-50}" > "$CARRIER_SECTION" 2> "$TMP/carrier.kv" \
-    || log "carrier: not every callback was delivered exactly once (see the section)"
-  grep -E '^carrier\.' "$TMP/carrier.kv" >> "$RESULTS"
-fi
-if want ops; then
-  log "== operations on stored work (issue 12): tests/bench/ops_bench.py"
-  BENCH_DOC="$DOC" python3 "$HERE/ops_bench.py" || log "ops bench failed"
-fi
-if want pg; then
-  log "== PostgreSQL and several nodes (issue 15): tests/bench/pg_bench.py"
-  HOOKWORK_BIN="$HW" BENCH_DOC="$DOC" BENCH_DURATION="$DUR" BENCH_WARMUP="$WARM" \
-    python3 "$HERE/pg_bench.py" || log "pg bench failed"
-fi
-
-# ================================================================ report
+# figures: the machine's figures and the ratios, as of now
+figures() {
 cmp() {  # a OP b -> yes/no/n/a
   num "$1" && num "$3" || { echo "n/a"; return; }
   awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN{r = (op=="<") ? a<b : (op=="<=") ? a<=b : (op==">=") ? a>=b : a>b; print r ? "yes" : "no"}'
@@ -727,6 +703,159 @@ sync_ratio=$(ratio "$(get sync.hookwork.rps)" "$(get sync.nodered.rps)")
 res_ratio=$(ratio "$(get resume.big.p99)" "$(get resume.small.p99)")
 res_rps_ratio=$(ratio "$(get resume.big.rps)" "$(get resume.small.rps)")
 
+}
+
+# write_section FILE BEGIN-MARK END-MARK: FILE's text between the marks of DOC
+write_section() {
+  python3 - "$DOC" "$1" "$2" "$3" <<'PY'
+import os, sys
+doc, sec, B, E = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3], sys.argv[4]
+text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n\nRun with `make bench`.\n"
+if B not in text or E not in text:
+    text = text.rstrip("\n") + "\n\n" + B + "\n" + E + "\n"
+head, rest = text.split(B, 1)
+tail = rest.split(E, 1)[1]
+open(doc, "w").write(head + B + "\n" + sec + E + tail)
+PY
+}
+
+report_main() {
+  local doc=$DOC
+  if ! want ff && ! want sync && ! want curve && ! want rate && ! want out && ! want park; then
+    return 0  # none of its parts ran: the main section keeps the figures of its own run
+  fi
+  SECTION=$TMP/section.md
+  met() { case "$1" in yes) echo "**met**" ;; no) echo "not met" ;; *) echo "n/a" ;; esac; }
+  {
+  echo "## Latest run: $NOW"
+  echo
+  echo "- machine: $(nproc) CPUs, $CPU, $MEM RAM; $(uname -sr); wrk and every server on the same machine, loopback only"
+  echo "- CPU over the whole run: $STEAL"
+  echo "- commit: $COMMIT; run took $(( $(date +%s) - T_START )) s (\`make bench\`, tests/bench/run.sh)"
+  echo "- wrk: \`-t1 -c$CONNS -d${DUR}s --timeout $WRK_TIMEOUT\` after a warm-up (fan-out: \`-c$OUT_CONNS\`); POST \`{\"order_id\":\"A1\",\"amount\":12.5}\`; p50/p99 are wrk's latency percentiles; RSS is the engine's VmHWM (peak) from /proc/PID/status"
+  echo "- the ceiling: nginx \`return 200\` (1 worker) from $(get ceil.src); the peer rig ran \`SYSTEMS=\"$(get rig.systems)\"\` with hookwork's synchronous webhook as \`custom\`; every ratio below is to figures of this same run"
+  echo
+  echo "| # | measurement | req/s | ratio | p50 ms | p99 ms | peak RSS MB | notes |"
+  echo "|---|---|---:|---:|---:|---:|---:|---|"
+  echo "| 0 | nginx \`return 200\` (the ceiling, 1 worker) | $(get ceil.rps) | 1 | $(get ceil.p50) | $(get ceil.p99) | | no store; runs: $(get ceil.runs_rps) |"
+  echo "| 0 | Node-RED $(get sync.nodered.version) (http in → function → http response) | $(get sync.nodered.rps) | $(ratio "$(get sync.nodered.rps)" "$(get ceil.rps)") × nginx | $(get sync.nodered.p50) | $(get sync.nodered.p99) | $(get sync.nodered.rss) | the peer (rig); runs: $(get sync.nodered.runs_rps) |"
+  echo "| 1 | **fire-and-forget, durable** (202 after the commit) | **$(get ff.rps)** | **$ff_ratio × nginx** | $(get ff.p50) | **$(get ff.p99)** | **$(get ff.rss)** | 202s $(get ff.accepted), stored $(get ff.stored), durable: $(get ff.durable); backlog done $(get ff.drain) s after wrk |"
+  echo "| 1 | hookwork GET /healthz (admin; no store, no Lua) | $(get ff.healthz.rps) | $(ratio "$(get ff.healthz.rps)" "$(get ceil.rps)") × nginx | $(get ff.healthz.p50) | $(get ff.healthz.p99) | | the HTTP layer alone |"
+  echo "| 2 | **synchronous** (Lua step + respond) | **$(get sync.hookwork.rps)** | **$sync_ceil × nginx, $sync_ratio × Node-RED** | $(get sync.hookwork.p50) | **$(get sync.hookwork.p99)** | $(get sync.hookwork.rss) | rig, mean of $(get sync.hookwork.runs) runs (req/s $(get sync.hookwork.runs_rps); p99 $(get sync.hookwork.runs_p99)) |"
+  echo "| 3 | **resume, $(get park.n) parked** | **$(get resume.big.rps)** | **$res_rps_ratio × 1k parked** | $(get resume.big.p50) | **$(get resume.big.p99)** | **$(get resume.big.rss)** | RSS peak during the resume run; non-2xx $(get resume.big.non2xx) |"
+  echo "| 3 | resume, $(get park.small.n) parked | $(get resume.small.rps) | 1 | $(get resume.small.p50) | $(get resume.small.p99) | $(get resume.small.rss) | p99 ratio big/small: $res_ratio |"
+  echo "| 3 | parking $(get park.n) transactions (wrk -c$CONNS) | $(get park.rate) | | | $(get park.p99) | $(get park.rss_parking) | rate from the store (parked_at − created); RSS once idle $(get park.rss_parked) MB; store on disk $(get park.disk) MB |"
+  echo "| 4 | **outbound fan-out**: completed transactions/s, one POST each | **$(get out.tps)** | | $(get out.p50) | $(get out.p99) | **$(get out.rss)** | in flight: median $(get out.inflight_med), max $(get out.inflight_max); outbound latency from hookwork_outbound_seconds; $(get out.outbound) calls, non-2xx/errors $(get out.nonok), failed tx $(get out.failed) |"
+  echo "| 4 | accepts (202) while fanning out, wrk -c$OUT_CONNS | $(get out.accept_rps) | | | $(get out.accept_p99) | | backlog done $(get out.drain) s after wrk |"
+  echo
+  echo "### The cost curve (fire-and-forget, one engine, ${CURVE_DUR} s per point)"
+  echo
+  echo "| connections | req/s | p50 ms | p99 ms | errors/non-2xx |"
+  echo "|---:|---:|---:|---:|---:|"
+  for c in $CURVE_CONNS; do
+    echo "| $c | $(get curve.c$c.rps) | $(get curve.c$c.p50) | $(get curve.c$c.p99) | $(get curve.c$c.bad) |"
+  done
+  echo
+  echo "| body (50 connections) | req/s | MB/s | p50 ms | p99 ms | errors/non-2xx |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  for b in 1024:"1 KiB" 65536:"64 KiB" 1048576:"1 MiB"; do
+    echo "| ${b#*:} | $(get curve.b${b%%:*}.rps) | $(get curve.b${b%%:*}.mbs) | $(get curve.b${b%%:*}.p50) | $(get curve.b${b%%:*}.p99) | $(get curve.b${b%%:*}.bad) |"
+  done
+  echo
+  echo "Peak RSS: $(get curve.rss) MB over the connection points, $(get curve.body_rss) MB with the bodies (\`--max-body 2097152\` for the 1 MiB one)."
+  echo
+  echo "### Latency at a fixed rate (50 %, 80 %, 100 % of this run's peak at $CONNS connections)"
+  echo
+  echo "tests/bench/rategen.c (Debian has no wrk2): request j is due at start + j/rate on connection j mod $CONNS, keep-alive; a request whose connection is still busy goes out when the answer before it arrives, and its latency counts from its due time (no coordinated omission). ${RATE_DUR} s per load, a fresh engine per kind; the peak is the c$CONNS figure of this run (fire-and-forget: the cost curve's; synchronous: the rig's)."
+  echo
+  echo "| kind | load | target req/s | done req/s | p50 ms | p99 ms | p99.9 ms | max ms | behind schedule at the end ms | p99 < 5 ms |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+  for k in ff sync; do
+    for pct in 50 80 100; do
+      echo "| $k | $pct % | $(get rate.$k.$pct.target) | $(get rate.$k.$pct.rps) | $(get rate.$k.$pct.p50) | $(get rate.$k.$pct.p99) | $(get rate.$k.$pct.p999) | $(get rate.$k.$pct.max) | $(get rate.$k.$pct.late) | $(met "$(cmp "$(get rate.$k.$pct.p99)" '<' 5)") |"
+    done
+  done
+  echo
+  echo "### Where the time goes (fire-and-forget, the measured run above)"
+  echo
+  echo "- per stored transaction: loop thread $(get ff.loop_cpu_us) µs of CPU and $(get ff.loop_wait_us) µs runnable but waiting for a CPU; the other threads (store writer, checkpointer) $(get ff.other_cpu_us) µs of CPU and $(get ff.other_wait_us) µs waiting (/proc/PID/task/*/schedstat)"
+  echo "- loop iterations, wall time of their work (hookwork_loop_iteration_seconds): p50 $(get ff.iter_p50) ms, p99 $(get ff.iter_p99) ms, longest since start $(get ff.iter_max) ms; the loop thread's CPU per iteration (hookwork_loop_iteration_cpu_seconds): p50 $(get ff.itercpu_p50) ms, p99 $(get ff.itercpu_p99) ms, most $(get ff.itercpu_max) ms; $(get ff.iter_n) requests per iteration"
+  echo "- accept path: $(get ff.c_path) % of the measured requests took the C path (hookwork_accept_path_total)"
+  echo "- Lua allocations: $(get ff.allocs) per transaction (hookwork_lua_allocations_total: blocks allocated or grown, accept + run + answer)"
+  if [ -s "$TMP/perf-top.txt" ]; then
+    echo "- perf profile of the loop thread (\`perf record -g -F 999 -t LOOP_TID\`, 5 s under the same wrk load, $(get perf.wrk) req/s while profiled, $(get perf.samples) samples; \`perf report --stdio --no-children --sort dso,symbol\`, entries ≥ 0.8 %; Debian's liblua5.4 has no symbols, so time in the Lua VM shows as addresses in liblua5.4.so):"
+    echo
+    echo '```'
+    cat "$TMP/perf-top.txt"
+    echo '```'
+  fi
+  echo
+  echo "### Aims (issue 14) against this run"
+  echo
+  echo "| aim | measured | met |"
+  echo "|---|---|---|"
+  echo "| fire-and-forget ≥ 0.5 × nginx | $ff_ratio × ($(get ff.rps) / $(get ceil.rps)) | $(met "$(cmp "$ff_ratio" '>=' 0.5)") |"
+  echo "| fire-and-forget p99 < 5 ms (c$CONNS) | $(get ff.p99) ms | $(met "$(cmp "$(get ff.p99)" '<' 5)") |"
+  echo "| fire-and-forget peak RSS < 50 MB | $(get ff.rss) MB | $(met "$(cmp "$(get ff.rss)" '<' 50)") |"
+  echo "| every 202 is a stored transaction | $(get ff.stored) stored / $(get ff.accepted) counted | $(met "$(get ff.durable)") |"
+  echo "| synchronous ≥ 0.35 × nginx | $sync_ceil × | $(met "$(cmp "$sync_ceil" '>=' 0.35)") |"
+  echo "| synchronous ≥ 10 × Node-RED | $sync_ratio × | $(met "$(cmp "$sync_ratio" '>=' 10)") |"
+  echo "| synchronous p99 < 5 ms (c$CONNS) | $(get sync.hookwork.p99) ms | $(met "$(cmp "$(get sync.hookwork.p99)" '<' 5)") |"
+  echo "| resume with 1M parked ≥ 0.8 × the rate with 1k | $res_rps_ratio × ($(get resume.big.rps) / $(get resume.small.rps), $(get park.n) parked) | $(met "$(cmp "$res_rps_ratio" '>=' 0.8)") |"
+  echo "| resume with 1M parked p99 < 10 ms | $(get resume.big.p99) ms | $(met "$(cmp "$(get resume.big.p99)" '<' 10)") |"
+  echo "| resume with 1M parked RSS < 150 MB | $(get resume.big.rss) MB resuming, $(get park.rss_parking) MB peak while parking | $(met "$(cmp "$(get park.rss_parking)" '<' 150)") |"
+  echo "| fan-out ≥ 10,000 completed calls/s with 1k in flight | $(get out.tps) /s (in flight median $(get out.inflight_med)) | $(met "$(cmp "$(get out.tps)" '>=' 10000)") |"
+  echo "| fan-out RSS < 100 MB | $(get out.rss) MB | $(met "$(cmp "$(get out.rss)" '<' 100)") |"
+  for k in ff sync; do
+    for pct in 50 80 100; do
+      echo "| $k p99 < 5 ms at $pct % of peak ($(get rate.$k.$pct.target) req/s, fixed rate) | $(get rate.$k.$pct.p99) ms | $(met "$(cmp "$(get rate.$k.$pct.p99)" '<' 5)") |"
+    done
+  done
+  if [ "$(get park.n)" != n/a ] && [ "$(get park.n)" -lt 1000000 ] 2>/dev/null; then
+    echo
+    echo "Note: this run parked $(get park.n) transactions (BENCH_PARKED=$PARKED), not 1,000,000."
+  fi
+  } > "$SECTION"
+  echo
+  cat "$SECTION"
+  [ -n "$doc" ] || return 0
+  mkdir -p "$(dirname "$doc")"
+  write_section "$SECTION" "<!-- BENCH:BEGIN (generated by tests/bench/run.sh) -->" "<!-- BENCH:END -->"
+  log "wrote the main section to $doc"
+}
+
+# ================================================================ run
+want ff && bench_ff
+want sync && bench_sync
+want curve && bench_curve
+want rate && bench_rate
+want out && bench_out
+want park && bench_park
+# the main table first: written to the doc before the other parts run
+figures
+report_main
+want door && bench_door
+CARRIER_SECTION=$TMP/carrier.md
+if want carrier; then
+  log "== the carrier pattern (issue 13): ${BENCH_CARRIER:-10000} orders, callbacks half before, half after the park"
+  timeout 900 python3 "$HERE/carrier.py" "$TMP/bin/hookwork" "${BENCH_CARRIER:-10000}" \
+    "${BENCH_CARRIER_CONNS:-50}" > "$CARRIER_SECTION" 2> "$TMP/carrier.kv" \
+    || log "carrier: not every callback was delivered exactly once (see the section)"
+  grep -E '^carrier\.' "$TMP/carrier.kv" >> "$RESULTS"
+fi
+if want ops; then
+  log "== operations on stored work (issue 12): tests/bench/ops_bench.py"
+  BENCH_DOC="$DOC" python3 "$HERE/ops_bench.py" || log "ops bench failed"
+fi
+if want pg; then
+  log "== PostgreSQL and several nodes (issue 15): tests/bench/pg_bench.py"
+  HOOKWORK_BIN="$HW" BENCH_DOC="$DOC" BENCH_DURATION="$DUR" BENCH_WARMUP="$WARM" \
+    python3 "$HERE/pg_bench.py" || log "pg bench failed"
+fi
+
+
+# ================================================================ the parts' own sections
+figures
 DOOR_SECTION=$TMP/door.md
 door_cost=n/a
 num "$(get door.plain.rps)" && num "$(get door.signed.rps)" &&
@@ -747,113 +876,6 @@ door_met=n/a
 echo "Verification costs $door_cost % of throughput (aim: under 15 %; met: $door_met; the difference between a webhook's two runs shows the noise of this machine). Peak RSS $(get door.rss) MB. A request with a wrong signature was refused before the runs (rejections counted: $(get door.rejected))."
 } > "$DOOR_SECTION"
 
-SECTION=$TMP/section.md
-met() { case "$1" in yes) echo "**met**" ;; no) echo "not met" ;; *) echo "n/a" ;; esac; }
-{
-echo "## Latest run: $NOW"
-echo
-echo "- machine: $(nproc) CPUs, $CPU, $MEM RAM; $(uname -sr); wrk and every server on the same machine, loopback only"
-echo "- CPU over the whole run: $STEAL"
-echo "- commit: $COMMIT; run took $(( $(date +%s) - T_START )) s (\`make bench\`, tests/bench/run.sh)"
-echo "- wrk: \`-t1 -c$CONNS -d${DUR}s --timeout $WRK_TIMEOUT\` after a warm-up (fan-out: \`-c$OUT_CONNS\`); POST \`{\"order_id\":\"A1\",\"amount\":12.5}\`; p50/p99 are wrk's latency percentiles; RSS is the engine's VmHWM (peak) from /proc/PID/status"
-echo "- the ceiling: nginx \`return 200\` (1 worker) from $(get ceil.src); the peer rig ran \`SYSTEMS=\"$(get rig.systems)\"\` with hookwork's synchronous webhook as \`custom\`; every ratio below is to figures of this same run"
-echo
-echo "| # | measurement | req/s | ratio | p50 ms | p99 ms | peak RSS MB | notes |"
-echo "|---|---|---:|---:|---:|---:|---:|---|"
-echo "| 0 | nginx \`return 200\` (the ceiling, 1 worker) | $(get ceil.rps) | 1 | $(get ceil.p50) | $(get ceil.p99) | | no store; runs: $(get ceil.runs_rps) |"
-echo "| 0 | Node-RED $(get sync.nodered.version) (http in → function → http response) | $(get sync.nodered.rps) | $(ratio "$(get sync.nodered.rps)" "$(get ceil.rps)") × nginx | $(get sync.nodered.p50) | $(get sync.nodered.p99) | $(get sync.nodered.rss) | the peer (rig); runs: $(get sync.nodered.runs_rps) |"
-echo "| 1 | **fire-and-forget, durable** (202 after the commit) | **$(get ff.rps)** | **$ff_ratio × nginx** | $(get ff.p50) | **$(get ff.p99)** | **$(get ff.rss)** | 202s $(get ff.accepted), stored $(get ff.stored), durable: $(get ff.durable); backlog done $(get ff.drain) s after wrk |"
-echo "| 1 | hookwork GET /healthz (admin; no store, no Lua) | $(get ff.healthz.rps) | $(ratio "$(get ff.healthz.rps)" "$(get ceil.rps)") × nginx | $(get ff.healthz.p50) | $(get ff.healthz.p99) | | the HTTP layer alone |"
-echo "| 2 | **synchronous** (Lua step + respond) | **$(get sync.hookwork.rps)** | **$sync_ceil × nginx, $sync_ratio × Node-RED** | $(get sync.hookwork.p50) | **$(get sync.hookwork.p99)** | $(get sync.hookwork.rss) | rig, mean of $(get sync.hookwork.runs) runs (req/s $(get sync.hookwork.runs_rps); p99 $(get sync.hookwork.runs_p99)) |"
-echo "| 3 | **resume, $(get park.n) parked** | **$(get resume.big.rps)** | **$res_rps_ratio × 1k parked** | $(get resume.big.p50) | **$(get resume.big.p99)** | **$(get resume.big.rss)** | RSS peak during the resume run; non-2xx $(get resume.big.non2xx) |"
-echo "| 3 | resume, $(get park.small.n) parked | $(get resume.small.rps) | 1 | $(get resume.small.p50) | $(get resume.small.p99) | $(get resume.small.rss) | p99 ratio big/small: $res_ratio |"
-echo "| 3 | parking $(get park.n) transactions (wrk -c$CONNS) | $(get park.rate) | | | $(get park.p99) | $(get park.rss_parking) | rate from the store (parked_at − created); RSS once idle $(get park.rss_parked) MB; store on disk $(get park.disk) MB |"
-echo "| 4 | **outbound fan-out**: completed transactions/s, one POST each | **$(get out.tps)** | | $(get out.p50) | $(get out.p99) | **$(get out.rss)** | in flight: median $(get out.inflight_med), max $(get out.inflight_max); outbound latency from hookwork_outbound_seconds; $(get out.outbound) calls, non-2xx/errors $(get out.nonok), failed tx $(get out.failed) |"
-echo "| 4 | accepts (202) while fanning out, wrk -c$OUT_CONNS | $(get out.accept_rps) | | | $(get out.accept_p99) | | backlog done $(get out.drain) s after wrk |"
-echo
-echo "### The cost curve (fire-and-forget, one engine, ${CURVE_DUR} s per point)"
-echo
-echo "| connections | req/s | p50 ms | p99 ms | errors/non-2xx |"
-echo "|---:|---:|---:|---:|---:|"
-for c in $CURVE_CONNS; do
-  echo "| $c | $(get curve.c$c.rps) | $(get curve.c$c.p50) | $(get curve.c$c.p99) | $(get curve.c$c.bad) |"
-done
-echo
-echo "| body (50 connections) | req/s | MB/s | p50 ms | p99 ms | errors/non-2xx |"
-echo "|---|---:|---:|---:|---:|---:|"
-for b in 1024:"1 KiB" 65536:"64 KiB" 1048576:"1 MiB"; do
-  echo "| ${b#*:} | $(get curve.b${b%%:*}.rps) | $(get curve.b${b%%:*}.mbs) | $(get curve.b${b%%:*}.p50) | $(get curve.b${b%%:*}.p99) | $(get curve.b${b%%:*}.bad) |"
-done
-echo
-echo "Peak RSS: $(get curve.rss) MB over the connection points, $(get curve.body_rss) MB with the bodies (\`--max-body 2097152\` for the 1 MiB one)."
-echo
-echo "### Latency at a fixed rate (50 %, 80 %, 100 % of this run's peak at $CONNS connections)"
-echo
-echo "tests/bench/rategen.c (Debian has no wrk2): request j is due at start + j/rate on connection j mod $CONNS, keep-alive; a request whose connection is still busy goes out when the answer before it arrives, and its latency counts from its due time (no coordinated omission). ${RATE_DUR} s per load, a fresh engine per kind; the peak is the c$CONNS figure of this run (fire-and-forget: the cost curve's; synchronous: the rig's)."
-echo
-echo "| kind | load | target req/s | done req/s | p50 ms | p99 ms | p99.9 ms | max ms | behind schedule at the end ms | p99 < 5 ms |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-for k in ff sync; do
-  for pct in 50 80 100; do
-    echo "| $k | $pct % | $(get rate.$k.$pct.target) | $(get rate.$k.$pct.rps) | $(get rate.$k.$pct.p50) | $(get rate.$k.$pct.p99) | $(get rate.$k.$pct.p999) | $(get rate.$k.$pct.max) | $(get rate.$k.$pct.late) | $(met "$(cmp "$(get rate.$k.$pct.p99)" '<' 5)") |"
-  done
-done
-echo
-echo "### Where the time goes (fire-and-forget, the measured run above)"
-echo
-echo "- per stored transaction: loop thread $(get ff.loop_cpu_us) µs of CPU and $(get ff.loop_wait_us) µs runnable but waiting for a CPU; the other threads (store writer, checkpointer) $(get ff.other_cpu_us) µs of CPU and $(get ff.other_wait_us) µs waiting (/proc/PID/task/*/schedstat)"
-echo "- loop iterations, wall time of their work (hookwork_loop_iteration_seconds): p50 $(get ff.iter_p50) ms, p99 $(get ff.iter_p99) ms, longest since start $(get ff.iter_max) ms; the loop thread's CPU per iteration (hookwork_loop_iteration_cpu_seconds): p50 $(get ff.itercpu_p50) ms, p99 $(get ff.itercpu_p99) ms, most $(get ff.itercpu_max) ms; $(get ff.iter_n) requests per iteration"
-echo "- accept path: $(get ff.c_path) % of the measured requests took the C path (hookwork_accept_path_total)"
-echo "- Lua allocations: $(get ff.allocs) per transaction (hookwork_lua_allocations_total: blocks allocated or grown, accept + run + answer)"
-if [ -s "$TMP/perf-top.txt" ]; then
-  echo "- perf profile of the loop thread (\`perf record -g -F 999 -t LOOP_TID\`, 5 s under the same wrk load, $(get perf.wrk) req/s while profiled, $(get perf.samples) samples; \`perf report --stdio --no-children --sort dso,symbol\`, entries ≥ 0.8 %; Debian's liblua5.4 has no symbols, so time in the Lua VM shows as addresses in liblua5.4.so):"
-  echo
-  echo '```'
-  cat "$TMP/perf-top.txt"
-  echo '```'
-fi
-echo
-echo "### Aims (issue 14) against this run"
-echo
-echo "| aim | measured | met |"
-echo "|---|---|---|"
-echo "| fire-and-forget ≥ 0.5 × nginx | $ff_ratio × ($(get ff.rps) / $(get ceil.rps)) | $(met "$(cmp "$ff_ratio" '>=' 0.5)") |"
-echo "| fire-and-forget p99 < 5 ms (c$CONNS) | $(get ff.p99) ms | $(met "$(cmp "$(get ff.p99)" '<' 5)") |"
-echo "| fire-and-forget peak RSS < 50 MB | $(get ff.rss) MB | $(met "$(cmp "$(get ff.rss)" '<' 50)") |"
-echo "| every 202 is a stored transaction | $(get ff.stored) stored / $(get ff.accepted) counted | $(met "$(get ff.durable)") |"
-echo "| synchronous ≥ 0.35 × nginx | $sync_ceil × | $(met "$(cmp "$sync_ceil" '>=' 0.35)") |"
-echo "| synchronous ≥ 10 × Node-RED | $sync_ratio × | $(met "$(cmp "$sync_ratio" '>=' 10)") |"
-echo "| synchronous p99 < 5 ms (c$CONNS) | $(get sync.hookwork.p99) ms | $(met "$(cmp "$(get sync.hookwork.p99)" '<' 5)") |"
-echo "| resume with 1M parked ≥ 0.8 × the rate with 1k | $res_rps_ratio × ($(get resume.big.rps) / $(get resume.small.rps), $(get park.n) parked) | $(met "$(cmp "$res_rps_ratio" '>=' 0.8)") |"
-echo "| resume with 1M parked p99 < 10 ms | $(get resume.big.p99) ms | $(met "$(cmp "$(get resume.big.p99)" '<' 10)") |"
-echo "| resume with 1M parked RSS < 150 MB | $(get resume.big.rss) MB resuming, $(get park.rss_parking) MB peak while parking | $(met "$(cmp "$(get park.rss_parking)" '<' 150)") |"
-echo "| fan-out ≥ 10,000 completed calls/s with 1k in flight | $(get out.tps) /s (in flight median $(get out.inflight_med)) | $(met "$(cmp "$(get out.tps)" '>=' 10000)") |"
-echo "| fan-out RSS < 100 MB | $(get out.rss) MB | $(met "$(cmp "$(get out.rss)" '<' 100)") |"
-for k in ff sync; do
-  for pct in 50 80 100; do
-    echo "| $k p99 < 5 ms at $pct % of peak ($(get rate.$k.$pct.target) req/s, fixed rate) | $(get rate.$k.$pct.p99) ms | $(met "$(cmp "$(get rate.$k.$pct.p99)" '<' 5)") |"
-  done
-done
-if [ "$(get park.n)" != n/a ] && [ "$(get park.n)" -lt 1000000 ] 2>/dev/null; then
-  echo
-  echo "Note: this run parked $(get park.n) transactions (BENCH_PARKED=$PARKED), not 1,000,000."
-fi
-} > "$SECTION"
-
-# write_section FILE BEGIN-MARK END-MARK: FILE's text between the marks of DOC
-write_section() {
-  python3 - "$DOC" "$1" "$2" "$3" <<'PY'
-import os, sys
-doc, sec, B, E = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3], sys.argv[4]
-text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n\nRun with `make bench`.\n"
-if B not in text or E not in text:
-    text = text.rstrip("\n") + "\n\n" + B + "\n" + E + "\n"
-head, rest = text.split(B, 1)
-tail = rest.split(E, 1)[1]
-open(doc, "w").write(head + B + "\n" + sec + E + tail)
-PY
-}
-
 if want door; then
   echo; cat "$DOOR_SECTION"
   [ -n "$DOC" ] && write_section "$DOOR_SECTION" "<!-- BENCH:DOOR:BEGIN (generated by tests/bench/run.sh) -->" \
@@ -863,27 +885,5 @@ if want carrier && [ -s "$CARRIER_SECTION" ]; then
   echo; cat "$CARRIER_SECTION"
   [ -n "$DOC" ] && write_section "$CARRIER_SECTION" "<!-- BENCH:CARRIER:BEGIN (generated by tests/bench/run.sh) -->" \
     "<!-- BENCH:CARRIER:END -->" && log "wrote the carrier figures to $DOC"
-fi
-if ! want ff && ! want sync && ! want curve && ! want rate && ! want out && ! want park; then
-  DOC=""   # only these ran: the main section keeps the figures of its own run
-else
-  echo
-  cat "$SECTION"
-fi
-
-if [ -n "$DOC" ]; then
-  mkdir -p "$(dirname "$DOC")"
-  python3 - "$DOC" "$SECTION" <<'EOF'
-import os, sys
-doc, sec = sys.argv[1], open(sys.argv[2]).read()
-B, E = "<!-- BENCH:BEGIN (generated by tests/bench/run.sh) -->", "<!-- BENCH:END -->"
-text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n\nRun with `make bench`.\n\n" + B + "\n" + E + "\n"
-if B not in text or E not in text:
-    text = text.rstrip("\n") + "\n\n" + B + "\n" + E + "\n"
-head, rest = text.split(B, 1)
-tail = rest.split(E, 1)[1]
-open(doc, "w").write(head + B + "\n" + sec + E + tail)
-EOF
-  log "wrote $DOC"
 fi
 log "done in $(( $(date +%s) - T_START )) s"
