@@ -86,9 +86,10 @@ int hw_dedupe_record(hw_dedupe_t *d, hw_store_t *st, const char *cycle,
                      const char *step, const char *key, size_t klen,
                      int64_t tx, int status, const char *ctype,
                      const char *headers_json, const char *body, size_t blen);
-/* Drops the entries the store has committed past; once a second purges
- * expired stored keys (a batch of at most 1000, only when some are due). */
-void hw_dedupe_tick(hw_dedupe_t *d, hw_store_t *st, double now);
+/* Drops the entries the store has committed past; with sweep, once a
+ * second purges expired stored keys (a batch of at most 1000, only when
+ * some are due; with several nodes only the sweeping node does). */
+void hw_dedupe_tick(hw_dedupe_t *d, hw_store_t *st, double now, int sweep);
 /* Entries in the overlay. */
 size_t hw_dedupe_overlay_size(const hw_dedupe_t *d);
 

@@ -4,6 +4,7 @@
 #include "engine.h"
 #include "store_pg.h"
 #include "fastpath.h"
+#include "dedupe.h"
 #include "lua_api.h"
 #include "log.h"
 #include "scheduler.h"
@@ -521,6 +522,8 @@ void hw_engine_free(hw_engine_t *e) {
   hw_hooks_free(e->hooks); /* (holds a reference in the Lua registry) */
   e->hooks = NULL;
   hw_lua_close(e);
+  hw_dedupe_free(e->dedupe);
+  e->dedupe = NULL;
   hw_ipfilter_free(e->trusted);
   e->trusted = NULL;
   hw_netpolicy_free(e->policy); /* the client that used it is gone */

@@ -109,6 +109,7 @@ typedef struct hw_engine_s {
   hw_hooks_t *hooks;       /* the webhooks as the C accept path sees them */
   hw_accept_stats_t accepts; /* requests per accept path (C, Lua) */
   hw_netpolicy_t *policy;  /* outbound address policy */
+  struct hw_dedupe_s *dedupe; /* keys not committed yet (dedupe.c) */
   uv_check_t check;        /* drains the ready queue: the one resume site */
   uv_prepare_t prepare;    /* kicks the store before the loop blocks */
   hw_loopstat_t loopstat;  /* work per loop iteration (/metrics) */

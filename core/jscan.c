@@ -348,3 +348,159 @@ int hw_jscan_integer(hw_jslice_t num, int64_t *out, int *literal) {
   *out = (int64_t) d;
   return 1;
 }
+
+/* --- the door's reads ------------------------------------------------- */
+
+int hw_jscan_elem(const char **pos, const char *end, hw_jslice_t *val) {
+  const char *p = ws(*pos + 1, end);
+  if (p >= end || *p == ']')
+    return 0;
+  val->p = p;
+  p = skip_value(p, end);
+  val->n = (size_t) (p - val->p);
+  *pos = ws(p, end); /* at ',' or ']' */
+  return 1;
+}
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return 0; /* checked text: never */
+}
+
+static unsigned hex4(const char *p) {
+  return (unsigned) (hexval(p[0]) << 12 | hexval(p[1]) << 8 |
+                     hexval(p[2]) << 4 | hexval(p[3]));
+}
+
+static size_t put_utf8(unsigned char *o, unsigned cp) {
+  if (cp < 0x80) {
+    o[0] = (unsigned char) cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    o[0] = (unsigned char) (0xC0 | (cp >> 6));
+    o[1] = (unsigned char) (0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    o[0] = (unsigned char) (0xE0 | (cp >> 12));
+    o[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));
+    o[2] = (unsigned char) (0x80 | (cp & 0x3F));
+    return 3;
+  }
+  o[0] = (unsigned char) (0xF0 | (cp >> 18));
+  o[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3F));
+  o[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));
+  o[3] = (unsigned char) (0x80 | (cp & 0x3F));
+  return 4;
+}
+
+/* Unescapes the text between p and end (no quotes); out NULL: counts. */
+static size_t unescape(const char *p, const char *end, unsigned char *out,
+                       size_t cap) {
+  size_t n = 0, k;
+  unsigned char tmp[4];
+  while (p < end) {
+    const unsigned char *src = (const unsigned char *) p;
+    if (*p != '\\') {
+      k = 1;
+      p++;
+    } else {
+      unsigned c = (unsigned char) p[1], cp;
+      p += 2;
+      src = tmp;
+      k = 1;
+      switch (c) {
+      case 'b': tmp[0] = '\b'; break;
+      case 'f': tmp[0] = '\f'; break;
+      case 'n': tmp[0] = '\n'; break;
+      case 'r': tmp[0] = '\r'; break;
+      case 't': tmp[0] = '\t'; break;
+      case 'u':
+        cp = hex4(p);
+        p += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF && end - p >= 6 && p[0] == '\\' &&
+            p[1] == 'u') {
+          unsigned lo = hex4(p + 2);
+          if (lo >= 0xDC00 && lo <= 0xDFFF) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            p += 6;
+          }
+        }
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+          cp = 0xFFFD;
+        k = put_utf8(tmp, cp);
+        break;
+      default: tmp[0] = (unsigned char) c; break; /* " \ / */
+      }
+    }
+    if (out != NULL && n + k <= cap)
+      memcpy(out + n, src, k);
+    n += k;
+  }
+  return n;
+}
+
+int hw_jscan_string(hw_jslice_t str, char *out, size_t cap, size_t *len) {
+  if (str.n < 2 || str.p[0] != '"')
+    return -EINVAL;
+  *len = unescape(str.p + 1, str.p + str.n - 1, (unsigned char *) out, cap);
+  return *len <= cap ? 0 : -E2BIG;
+}
+
+/* s[0..n) against escaped text between p and end (no quotes). */
+static int equal_text(const char *p, const char *end, const char *s,
+                      size_t n) {
+  unsigned char small[256], *buf = small;
+  int eq;
+  if (memchr(p, '\\', (size_t) (end - p)) == NULL)
+    return (size_t) (end - p) == n && memcmp(p, s, n) == 0;
+  if (unescape(p, end, NULL, 0) != n)
+    return 0;
+  if (n > sizeof small && (buf = malloc(n)) == NULL)
+    return 0;
+  unescape(p, end, buf, n);
+  eq = memcmp(buf, s, n) == 0;
+  if (buf != small)
+    free(buf);
+  return eq;
+}
+
+int hw_jscan_equal(hw_jslice_t str, const char *s, size_t n) {
+  if (str.n < 2 || str.p[0] != '"')
+    return 0;
+  return equal_text(str.p + 1, str.p + str.n - 1, s, n);
+}
+
+int hw_jscan_find(hw_jslice_t obj, const char *key, size_t klen,
+                  hw_jslice_t *val) {
+  const char *pos = obj.p, *end = obj.p + obj.n;
+  hw_jslice_t k, v;
+  int found = 0;
+  if (obj.n == 0 || obj.p[0] != '{')
+    return 0;
+  while (hw_jscan_next(&pos, end, &k, &v))
+    if (equal_text(k.p, k.p + k.n, key, klen)) {
+      *val = v;
+      found = 1; /* the last one, as the decoder keeps */
+    }
+  return found;
+}
+
+double hw_jscan_double(hw_jslice_t num) {
+  char small[64], *tmp = small;
+  double d;
+  if (num.n >= sizeof small && (tmp = malloc(num.n + 1)) == NULL)
+    return NAN;
+  memcpy(tmp, num.p, num.n); /* (a slice is not terminated) */
+  tmp[num.n] = '\0';
+  d = strtod(tmp, NULL);
+  if (tmp != small)
+    free(tmp);
+  return d;
+}

@@ -47,4 +47,26 @@ int hw_jscan_member(hw_jslice_t obj, const char *key, size_t klen,
  * fraction inside the int64 range), with *out set; 0 otherwise. */
 int hw_jscan_integer(hw_jslice_t num, int64_t *out, int *literal);
 
+/* What the door needs besides (verify.c's JWT claims, dedupe.c's keys): */
+
+/* Walks the elements of a checked array: *pos starts at its '['; 1 with
+ * *val per element, 0 after the last. */
+int hw_jscan_elem(const char **pos, const char *end, hw_jslice_t *val);
+
+/* Like hw_jscan_member, but a key written with escapes is decoded and
+ * compared (never -1): for values that must not hide behind "\u0065xp". */
+int hw_jscan_find(hw_jslice_t obj, const char *key, size_t klen,
+                  hw_jslice_t *val);
+
+/* A checked string (its slice, quotes included) unescaped into out (cap
+ * bytes): 0 with *len, or -E2BIG with *len the room needed.  A lone
+ * surrogate escape becomes U+FFFD, as core/json.c decodes it. */
+int hw_jscan_string(hw_jslice_t str, char *out, size_t cap, size_t *len);
+
+/* 1 when the checked string str, unescaped, is s[0..n). */
+int hw_jscan_equal(hw_jslice_t str, const char *s, size_t n);
+
+/* A checked number as the double the decoder would give. */
+double hw_jscan_double(hw_jslice_t num);
+
 #endif

@@ -12,6 +12,7 @@
  * a reserve of 1/16 of the heap limit to finish the runs that fail. */
 #include "lua_api.h"
 #include "hook.h"
+#include "lua_door.h"
 #include "json.h"
 #include "log.h"
 #include "scheduler.h"
@@ -69,6 +70,8 @@ static int l_require(lua_State *L) {
     hw_hook_fns(L, e);
   } else if (strcmp(name, "hookwork.crypto") == 0) {
     hw_lua_crypto_open(L);
+  } else if (strcmp(name, "hookwork.door") == 0) {
+    hw_lua_door_open(L, e);
   } else {
     n = (size_t) snprintf(path, sizeof path, "%s/", e->cfg.lua_dir);
     for (i = 0; name[i] != '\0' && n + 5 < sizeof path; i++)

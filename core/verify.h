@@ -88,6 +88,9 @@ typedef struct hw_verify_result_s {
  * .standard_webhooks: secret 2 is not whsec_ followed by base64"), -ENOMEM. */
 int hw_verify_scheme_new(const hw_verify_spec_t *spec, hw_verify_scheme_t **out,
                          char *err, size_t errlen);
+/* Schemes are reference counted (one scheme may serve several webhooks'
+ * lists): retain adds one, free drops one (the last frees it). */
+void hw_verify_scheme_retain(hw_verify_scheme_t *s);
 void hw_verify_scheme_free(hw_verify_scheme_t *s);
 /* "signature" or "auth"; the scheme's HW_VS_* kind. */
 const char *hw_verify_scheme_kind(const hw_verify_scheme_t *s);
@@ -102,8 +105,8 @@ int hw_verify_scheme_check(const hw_verify_scheme_t *s, const hw_req_view_t *r,
                            double now, const char **code, char *msg,
                            size_t msglen);
 
-/* A list of schemes, any one passing is enough.  Takes ownership of the n
- * schemes (freed with the list, also on failure).  The list starts with
+/* A list of schemes, any one passing is enough.  Takes over one reference
+ * of each of the n schemes (dropped with the list, also on failure).  The list starts with
  * one reference. */
 int hw_verify_new(hw_verify_scheme_t **schemes, int n, hw_verify_t **out);
 void hw_verify_retain(hw_verify_t *v);

@@ -2,34 +2,41 @@
 -- a function of the request, or the verify scheme's delivery id) seen on
 -- the same webhook within the window is not run again: the duplicate gets
 -- the first delivery's answer.  Keys are written to the store in the same
--- commit as the request they accepted; keys not yet committed are also
--- kept here for a few seconds, so a duplicate arriving right behind the
--- first still sees it.
+-- commit as the request they accepted; keys not yet committed are kept in
+-- memory until the store commits past them, so a duplicate arriving right
+-- behind the first still sees it.  Keys, that overlay and the store's
+-- table are core/dedupe.c's (shared with the C accept path); this module
+-- binds them to the Lua door, runs function keys and answers duplicates.
 local R = require "hookwork.runtime"
 local U = require "hookwork.util"
 local C = require "hookwork.callers"
 local Ans = require "hookwork.answers"
-local crypto = require "hookwork.crypto"
+local door = require "hookwork.door"
 local core = R.core
 local D = {}
 
-local mem = { cur = {}, prev = {}, at = 0, purged = 0 }
 local WINDOW = 86400
 
 local function fail(where, msg) error((where and where .. ": " or "") .. msg, 0) end
 
 -- Compiles `dedupe` (true, a function, or {header|field|key, window}).
+-- spec.c is the C key source (core/dedupe.c) the accept path uses too;
+-- only a function key has none.
 function D.compile(v, verify, where)
   if v == nil or v == false then return nil end
   local spec = { window = WINDOW }
   if v == true then
     for _, s in ipairs(verify or {}) do
-      if s.delivery then spec.fn, spec.from = s.delivery, s.scheme break end
+      if door.delivery(s.c) then
+        spec.c, spec.from = door.dedupe_spec("delivery", nil, door.list({ s.c }), WINDOW), s.scheme
+        break
+      end
     end
-    if not spec.fn then
+    if not spec.c then
       fail(where, "hw.webhook: 'dedupe = true' needs verify = standard_webhooks, stripe or github "
                   .. "(their delivery id); otherwise give {header = ...}, {field = ...} or a function")
     end
+    spec.field = spec.from == "stripe" and { "id" } or nil
     return spec
   end
   if type(v) == "function" then spec.fn = v return spec end
@@ -47,7 +54,7 @@ function D.compile(v, verify, where)
   if v.header ~= nil and (type(v.header) ~= "string" or v.header == "") then
     fail(where, "hw.webhook: dedupe: 'header' must name a header")
   end
-  if v.field ~= nil and (type(v.field) ~= "string" or v.field == "") then
+  if v.field ~= nil and (type(v.field) ~= "string" or v.field == "" or #U.split_path(v.field) == 0) then
     fail(where, "hw.webhook: dedupe: 'field' must name a body field")
   end
   if v.key ~= nil and type(v.key) ~= "function" then
@@ -56,48 +63,52 @@ function D.compile(v, verify, where)
   if v.window ~= nil and (type(v.window) ~= "number" or v.window <= 0) then
     fail(where, "hw.webhook: dedupe: 'window' must be a positive number of seconds")
   end
-  spec.header = v.header and v.header:lower()
-  spec.field = v.field and U.split_path(v.field)
-  spec.fn = v.key
   spec.window = v.window or WINDOW
+  if v.header then spec.c = door.dedupe_spec("header", v.header, nil, spec.window) end
+  if v.field then
+    spec.c = door.dedupe_spec("field", v.field, nil, spec.window)
+    if not spec.c then fail(where, "hw.webhook: dedupe: 'field' has too many parts") end
+    spec.field = U.split_path(v.field) -- a form body's fields are read here
+  end
+  spec.fn = v.key
   return spec
 end
 
--- The request's key, or nil (no key: the request is not deduplicated),
--- or nil, message when the key function failed.
-function D.key(spec, req, obj)
-  local k
-  if spec.header then
-    k = req.headers[spec.header]
-  elseif spec.field then
-    k = type(obj) == "table" and U.get(obj, spec.field) or nil
-  else
-    -- cycle code: a step's scope (budget, memory), its error a string
-    local ok, v = core.protect(spec.fn, req, obj)
-    if not ok then return nil, "dedupe key function failed: " .. v end
-    k = v
-  end
+-- A value as a key: scalars only (nil, null and tables are no key).
+local function key_of(k)
   if k == nil or k == U.null or type(k) == "table" then return nil end
-  k = U.scalar_string(k)
-  if k == "" then return nil end
-  -- long keys are stored as their digest: the table stays small
-  if #k > 200 then k = "sha256:" .. crypto.hex_encode(crypto.digest("sha256", k)) end
-  return k
+  return door.key_of(U.scalar_string(k))
 end
 
-local function mkey(cycle, step, key) return cycle .. "\0" .. step .. "\0" .. key end
+-- The request's key, or nil (no key: the request is not deduplicated),
+-- or nil, message when the key function failed.  A field key is read from
+-- the JSON text by door.c; a form's fields (decoded here) from obj.
+function D.key(spec, req, obj)
+  if spec.c then
+    local k = door.key(spec.c, req.headers, req.json ~= nil and req.body or nil)
+    if k ~= false then return k end
+    return key_of(type(obj) == "table" and U.get(obj, spec.field) or nil)
+  end
+  -- cycle code: a step's scope (budget, memory), its error a string
+  local ok, v = core.protect(spec.fn, req, obj)
+  if not ok then return nil, "dedupe key function failed: " .. v end
+  return key_of(v)
+end
 
--- The first delivery for this key within its window, or nil.
+local function answer_of(a)
+  if not a then return nil end
+  return { status = a.status, ctype = a.ctype, headers = U.decode(a.headers or "[]") or {}, body = a.body or "" }
+end
+
+-- The first delivery for this key within its window, or nil: the keys not
+-- committed yet (door.c's overlay), then the store.
 function D.find(cycle, step, key, now)
-  local k = mkey(cycle, step, key)
-  local e = mem.cur[k] or mem.prev[k]
-  if e and not e.failed and e.expires > now then return e end
-  local row = core.query("dedupe_get", cycle, step, key, now)[1]
-  if not row then return nil end
+  local tx, seq, a = door.find(cycle, step, key, now)
+  if not tx then return nil end
   -- (several nodes: a negative tx is another node's claim, its request
   -- not yet committed; see D.claim)
-  return { tx = row.tx, cycle = cycle, step = step, key = key, stored = true,
-           pending = row.tx < 0 or nil }
+  return { tx = tx, cycle = cycle, step = step, key = key, seq = seq, stored = seq == nil,
+           pending = tx < 0 or nil, answer = answer_of(a) }
 end
 
 -- Several nodes (PostgreSQL): the key is taken in the store before the
@@ -126,13 +137,11 @@ function D.unclaim(cycle, step, key)
 end
 
 -- Remembers the key of an accepted request; its row goes to the store in
--- the same commit as the request.  Returns the entry (job.dedupe).
+-- the same commit as the request (a request's write, dropped with the
+-- request's own if their batch fails).  Returns the entry (job.dedupe).
 function D.note(cycle, step, key, tx, window, now)
   local e = { cycle = cycle, step = step, key = key, tx = tx, expires = now + window }
-  -- a request's write: dropped with the request's own if their batch fails
-  -- (a kept write would outlive the request and make its retry a duplicate)
-  e.seq = core.write_req("dedupe_put", cycle, step, key, tx, e.expires)
-  mem.cur[mkey(cycle, step, key)] = e
+  e.seq = door.note(cycle, step, key, tx, window, now)
   return e
 end
 
@@ -140,9 +149,7 @@ end
 function D.forget(e)
   e.failed = true
   if R.cfg.store == "postgres" then core.write("dedupe_release", e.cycle, e.step, e.key, e.tx) end
-  local k = mkey(e.cycle, e.step, e.key)
-  if mem.cur[k] == e then mem.cur[k] = nil end
-  if mem.prev[k] == e then mem.prev[k] = nil end
+  door.forget(e.cycle, e.step, e.key, e.tx)
 end
 
 -- The answer a synchronous first delivery got (504 and 503 are not
@@ -150,8 +157,8 @@ end
 function D.record(e, status, ctype, headers, body)
   if status == 504 or status == 503 or e.failed then return end
   e.answer = { status = status, ctype = ctype, headers = headers or {}, body = body or "" }
-  core.write("dedupe_answer", e.cycle, e.step, e.key, e.tx, status, ctype,
-             U.encode(U.json.array(U.copy(e.answer.headers))), e.answer.body)
+  door.record(e.cycle, e.step, e.key, e.tx, status, ctype,
+              U.encode(U.json.array(U.copy(e.answer.headers))), e.answer.body)
 end
 
 local function stored(e)
@@ -216,19 +223,9 @@ function D.reply(e, sync, caller)
   end)
 end
 
-function D.tick(now)
-  if now - mem.at >= 5 then
-    mem.prev, mem.cur, mem.at = mem.cur, {}, now
-  end
-  -- expired keys go in batches of at most 1000 a second, ahead of any
-  -- steady rate of new keys; an index probe first, so an idle engine
-  -- writes nothing
-  -- (with several nodes, one of them: require("hookwork.nodes").sweeper())
-  if now - mem.purged >= 1 and require("hookwork.nodes").sweeper() then
-    mem.purged = now
-    local due = core.query("dedupe_due", now)
-    if due and due[1] then core.write("dedupe_purge", now) end
-  end
-end
+-- Drops the overlay's committed keys; purges expired stored keys (in
+-- batches of at most 1000 a second, only when an index probe finds some;
+-- with several nodes, one of them: require("hookwork.nodes").sweeper()).
+function D.tick(now) door.tick(now, require("hookwork.nodes").sweeper()) end
 
 return D
