@@ -210,3 +210,23 @@ jscan_seeds.update({
 })
 for name, data in jscan_seeds.items():
     write("jscan", name, data)
+
+# door/: "SIG\nTS\nID\nBODY" for fuzz_door (every scheme reads SIG as its
+# signature or credential header, TS as its timestamp, ID as webhook-id)
+door_seeds = {
+    "standard": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4= v1a,xx\n1700000000\nmsg_1\n{\"id\":1}",
+    "stripe": "t=1700000000,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd,v0=00\n\n\n{\"id\":\"evt\"}",
+    "stripe_spaces": " t = 1 , , v1=zz ,v1=\n\n\n",
+    "github": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17\n\n\nHello, World!",
+    "slack": "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503\n1531420618\n\ntoken=x",
+    "basic": "Basic dXNlcjpzZWNyZXQ=\n\n\n",
+    "bearer": "bEaReR   secret  \n\n\n",
+    "jwt_hs": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJpc3MiLCJhdWQiOlsiYXVkIl0sImV4cCI6NDEwMjQ0NDgwMH0.AAAA\n\n\n",
+    "jwt_bad": "Bearer a.b.\n\n\n",
+    "jwt_array": "Bearer WzFd.WzFd.\n\n\n",
+    "empty": "",
+    "ts_huge": "v1,AAAA\n" + "9" * 80 + "\nid\n",
+    "body_nested": "x\n1\n2\n{\"id\":{\"id\":[1,{\"id\":\"\\ud83d\\ude00\"}]},\"id\":12345678901234.56}",
+}
+for name, data in door_seeds.items():
+    write("door", name, data)
