@@ -32,6 +32,7 @@ local function secrets(scheme, key, v, optional)
   if #out == 0 then
     fail(string.format("hw.verify.%s: '%s' must be a non-empty string or a list of them", scheme, key))
   end
+  if #out > 16 then fail(string.format("hw.verify.%s: '%s' takes at most 16 entries", scheme, key)) end
   return out
 end
 

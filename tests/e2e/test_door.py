@@ -907,6 +907,12 @@ def door_options_misuse_named_at_load():
         ('verify = hw.verify.jwt { algorithms = { "RS256" }, public_key = "nope" }', "public_key 1 is not a PEM public key for RS256"),
         ('verify = hw.verify.jwt { algorithms = { "none" }, secret = "s" }', "unknown algorithm 'none'"),
         ('verify = hw.verify.hmac { secret = "s", header = "X", algorithm = "md4" }', "'algorithm' must be sha1, sha256 or sha512"),
+        # (the C compile's own errors come back as load errors, naming the entry)
+        ('verify = hw.verify.standard_webhooks { secret = { "whsec_AAAA", "whsec_*" } }',
+         "hw.verify.standard_webhooks: secret 2 is not whsec_ followed by base64"),
+        ('verify = hw.verify.bearer { token = { %s } }' % ", ".join('"t%d"' % i for i in range(17)),
+         "hw.verify.bearer: 'token' takes at most 16 entries"),
+        ('dedupe = { field = ".." }', "dedupe: 'field' must name a body field"),
         ('dedupe = { header = "x", windw = 3 }', "dedupe: unknown option 'windw' (did you mean 'window'?)"),
         ('dedupe = { header = "x", field = "y" }', "dedupe: give exactly one of 'header', 'field' or 'key'"),
         ('dedupe = { header = "x", window = 0 }', "dedupe: 'window' must be a positive number of seconds"),
