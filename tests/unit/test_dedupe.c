@@ -231,10 +231,10 @@ TEST(overlay_until_commit_then_store) {
   ASSERT_STREQ(hit.headers, "[\"X-A: 1\"]");
   ASSERT_EQ(hit.body_len, 4);
   commit_all(&loop, st);
-  hw_dedupe_tick(d, st, 100);
+  hw_dedupe_tick(d, st, 100, 1);
   ASSERT_EQ(hw_dedupe_overlay_size(d), 0);
   /* the expired key is purged from the store by the tick */
-  hw_dedupe_tick(d, st, 200);
+  hw_dedupe_tick(d, st, 200, 1);
   commit_all(&loop, st);
   ASSERT_EQ(hw_dedupe_find(d, st, "c", "in", "k1", 2, -1e9, &hit), 0);
   hw_dedupe_free(d);
