@@ -16,8 +16,8 @@
 #define MAX_PATH 16
 
 struct hw_dedupe_spec_s {
-  int kind;          /* HW_DK_HEADER or HW_DK_FIELD once resolved */
-  char *h1, *h2;     /* headers, lower case (h2: a second name, or NULL) */
+  int kind;      /* HW_DK_HEADER or HW_DK_FIELD once resolved */
+  char *h1, *h2; /* headers, lower case (h2: a second name, or NULL) */
   char *path[MAX_PATH];
   size_t plen[MAX_PATH];
   int npath;
@@ -53,7 +53,7 @@ struct hw_dedupe_s {
 static char *lower_dup(const char *s) {
   char *p = strdup(s);
   for (char *q = p; q && *q; q++)
-    *q = (char) tolower((unsigned char) *q);
+    *q = (char)tolower((unsigned char)*q);
   return p;
 }
 
@@ -72,7 +72,7 @@ static int split_path(hw_dedupe_spec_t *sp, const char *name) {
   const char *p = name;
   while (*p) {
     const char *e = strchr(p, '.');
-    size_t n = e ? (size_t) (e - p) : strlen(p);
+    size_t n = e ? (size_t)(e - p) : strlen(p);
     if (n > 0) {
       if (sp->npath >= MAX_PATH)
         return -EINVAL;
@@ -127,7 +127,9 @@ int hw_dedupe_spec_new(int kind, const char *name, const hw_verify_t *verify,
   return 0;
 }
 
-double hw_dedupe_spec_window(const hw_dedupe_spec_t *sp) { return sp->window; }
+double hw_dedupe_spec_window(const hw_dedupe_spec_t *sp) {
+  return sp->window;
+}
 
 /* --- keys ------------------------------------------------------------- */
 
@@ -169,22 +171,31 @@ static int scalar_text(hw_jslice_t t, char *small, size_t cap, char **text,
     hw_jscan_string(t, *heap, *n, n);
     *text = *heap;
     return 1;
-  case 't': *n = 4; memcpy(small, "true", 5); return 1;
-  case 'f': *n = 5; memcpy(small, "false", 6); return 1;
-  case 'n': case '{': case '[': return 0;
+  case 't':
+    *n = 4;
+    memcpy(small, "true", 5);
+    return 1;
+  case 'f':
+    *n = 5;
+    memcpy(small, "false", 6);
+    return 1;
+  case 'n':
+  case '{':
+  case '[':
+    return 0;
   default:
     if (hw_jscan_integer(t, &i, &literal) && literal) {
-      *n = (size_t) snprintf(small, cap, "%lld", (long long) i);
+      *n = (size_t)snprintf(small, cap, "%lld", (long long)i);
       return 1;
     }
     d = hw_jscan_double(t);
     if (d == floor(d) && d > -9007199254740992.0 && d < 9007199254740992.0) {
-      *n = (size_t) snprintf(small, cap, "%.0f", d == 0 ? 0.0 : d);
+      *n = (size_t)snprintf(small, cap, "%.0f", d == 0 ? 0.0 : d);
     } else {
-      *n = (size_t) snprintf(small, cap, "%.14g", d);
+      *n = (size_t)snprintf(small, cap, "%.14g", d);
       /* Lua marks a float that prints like an integer with ".0" */
       if (strspn(small, "-0123456789") == *n)
-        *n += (size_t) snprintf(small + *n, cap - *n, ".0");
+        *n += (size_t)snprintf(small + *n, cap - *n, ".0");
     }
     return 1;
   }
@@ -254,7 +265,7 @@ static void entry_free(entry_t *e) {
 static uint64_t hash(const char *k, size_t n) {
   uint64_t h = 1469598103934665603ULL; /* FNV-1a */
   for (size_t i = 0; i < n; i++)
-    h = (h ^ (unsigned char) k[i]) * 1099511628211ULL;
+    h = (h ^ (unsigned char)k[i]) * 1099511628211ULL;
   return h;
 }
 
@@ -305,7 +316,9 @@ void hw_dedupe_free(hw_dedupe_t *d) {
   free(d);
 }
 
-size_t hw_dedupe_overlay_size(const hw_dedupe_t *d) { return d->count; }
+size_t hw_dedupe_overlay_size(const hw_dedupe_t *d) {
+  return d->count;
+}
 
 /* Drops what the store has committed past (readers see it now).  Entries
  * of another store (a test opened a new one) are dropped whole. */
@@ -467,9 +480,9 @@ void hw_dedupe_forget(hw_dedupe_t *d, const char *cycle, const char *step,
 }
 
 int hw_dedupe_record(hw_dedupe_t *d, hw_store_t *st, const char *cycle,
-                     const char *step, const char *key, size_t klen,
-                     int64_t tx, int status, const char *ctype,
-                     const char *headers_json, const char *body, size_t blen) {
+                     const char *step, const char *key, size_t klen, int64_t tx,
+                     int status, const char *ctype, const char *headers_json,
+                     const char *body, size_t blen) {
   hw_val_t v[8];
   uint64_t written, done;
   size_t n;
@@ -531,7 +544,7 @@ int hw_dedupe_record(hw_dedupe_t *d, hw_store_t *st, const char *cycle,
 
 static int got_due(int nc, const hw_val_t *c, const char *const *names,
                    void *arg) {
-  ((row_t *) arg)->found = 1;
+  ((row_t *)arg)->found = 1;
   return 1;
 }
 

@@ -22,8 +22,8 @@
 #include "store.h"
 #include "verify.h"
 
-#define HW_DEDUPE_MAX_KEY 200   /* longer keys are stored as "sha256:HEX" */
-#define HW_DEDUPE_KEY_BUF 208   /* room for any key this module produces */
+#define HW_DEDUPE_MAX_KEY 200 /* longer keys are stored as "sha256:HEX" */
+#define HW_DEDUPE_KEY_BUF 208 /* room for any key this module produces */
 #define HW_DEDUPE_MAX_OVERLAY 200000
 #define HW_DEDUPE_WINDOW 86400.0
 
@@ -58,7 +58,7 @@ void hw_dedupe_free(hw_dedupe_t *d);
 /* An earlier delivery with this key. */
 typedef struct hw_dedupe_hit_s {
   int64_t tx;
-  uint64_t seq;   /* its request's write (hw_store_await), 0 when stored */
+  uint64_t seq; /* its request's write (hw_store_await), 0 when stored */
   /* the first delivery's answer while not committed yet (status 0: none;
    * pointers valid until the next call into this module) */
   int status;
@@ -83,9 +83,9 @@ void hw_dedupe_forget(hw_dedupe_t *d, const char *cycle, const char *step,
 /* The answer a synchronous first delivery got (not 503/504): written to
  * the store and kept in the overlay until committed. */
 int hw_dedupe_record(hw_dedupe_t *d, hw_store_t *st, const char *cycle,
-                     const char *step, const char *key, size_t klen,
-                     int64_t tx, int status, const char *ctype,
-                     const char *headers_json, const char *body, size_t blen);
+                     const char *step, const char *key, size_t klen, int64_t tx,
+                     int status, const char *ctype, const char *headers_json,
+                     const char *body, size_t blen);
 /* Drops the entries the store has committed past; with sweep, once a
  * second purges expired stored keys (a batch of at most 1000, only when
  * some are due; with several nodes only the sweeping node does). */

@@ -92,9 +92,17 @@ static double opt_num(lua_State *L, int t, const char *field, double dflt) {
  * `secrets`, `pems`, `algorithms` and the scheme's other options, their
  * shapes already checked by verify.lua. */
 static int l_door_scheme(lua_State *L) {
-  static const char *const names[] = {
-      "standard_webhooks", "github", "stripe", "shopify", "slack",
-      "hmac", "basic", "bearer", "header", "jwt", NULL};
+  static const char *const names[] = {"standard_webhooks",
+                                      "github",
+                                      "stripe",
+                                      "shopify",
+                                      "slack",
+                                      "hmac",
+                                      "basic",
+                                      "bearer",
+                                      "header",
+                                      "jwt",
+                                      NULL};
   hw_verify_spec_t sp;
   char err[256];
   scheme_ud *u;
@@ -308,15 +316,15 @@ static int l_door_find(lua_State *L) {
   const char *key = luaL_checklstring(L, 3, &klen);
   double now = luaL_checknumber(L, 4);
   hw_dedupe_hit_t hit;
-  int rc = hw_dedupe_find(overlay(L), store(L), cycle, step, key, klen, now,
-                          &hit);
+  int rc =
+      hw_dedupe_find(overlay(L), store(L), cycle, step, key, klen, now, &hit);
   if (rc < 0)
     return luaL_error(L, "dedupe: %s", hw_store_errmsg(store(L)));
   if (rc == 0)
     return 0;
-  lua_pushinteger(L, (lua_Integer) hit.tx);
+  lua_pushinteger(L, (lua_Integer)hit.tx);
   if (hit.seq)
-    lua_pushinteger(L, (lua_Integer) hit.seq);
+    lua_pushinteger(L, (lua_Integer)hit.seq);
   else
     lua_pushnil(L);
   if (hit.status == 0)
@@ -340,13 +348,13 @@ static int l_door_note(lua_State *L) {
   size_t klen;
   const char *cycle = luaL_checkstring(L, 1), *step = luaL_checkstring(L, 2);
   const char *key = luaL_checklstring(L, 3, &klen);
-  int64_t tx = (int64_t) luaL_checkinteger(L, 4);
+  int64_t tx = (int64_t)luaL_checkinteger(L, 4);
   double window = luaL_checknumber(L, 5), now = luaL_checknumber(L, 6);
   uint64_t seq;
   if (hw_dedupe_note(overlay(L), store(L), cycle, step, key, klen, tx, window,
                      now, &seq) != 0)
     return luaL_error(L, "store: cannot queue write");
-  lua_pushinteger(L, (lua_Integer) seq);
+  lua_pushinteger(L, (lua_Integer)seq);
   return 1;
 }
 
@@ -356,7 +364,7 @@ static int l_door_forget(lua_State *L) {
   const char *cycle = luaL_checkstring(L, 1), *step = luaL_checkstring(L, 2);
   const char *key = luaL_checklstring(L, 3, &klen);
   hw_dedupe_forget(overlay(L), cycle, step, key, klen,
-                   (int64_t) luaL_checkinteger(L, 4));
+                   (int64_t)luaL_checkinteger(L, 4));
   return 0;
 }
 
@@ -365,8 +373,8 @@ static int l_door_record(lua_State *L) {
   size_t klen, blen;
   const char *cycle = luaL_checkstring(L, 1), *step = luaL_checkstring(L, 2);
   const char *key = luaL_checklstring(L, 3, &klen);
-  int64_t tx = (int64_t) luaL_checkinteger(L, 4);
-  int status = (int) luaL_checkinteger(L, 5);
+  int64_t tx = (int64_t)luaL_checkinteger(L, 4);
+  int status = (int)luaL_checkinteger(L, 5);
   const char *ctype = luaL_optstring(L, 6, NULL);
   const char *headers = luaL_optstring(L, 7, "[]");
   const char *body = luaL_optlstring(L, 8, "", &blen);
@@ -388,7 +396,7 @@ static int l_door_tick(lua_State *L) {
 }
 
 static int l_door_overlay_size(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer) hw_dedupe_overlay_size(overlay(L)));
+  lua_pushinteger(L, (lua_Integer)hw_dedupe_overlay_size(overlay(L)));
   return 1;
 }
 
@@ -412,27 +420,26 @@ const hw_dedupe_spec_t *hw_lua_door_dedupe(lua_State *L, int idx) {
 }
 
 int hw_lua_door_open(lua_State *L, hw_engine_t *e) {
-  static const luaL_Reg fns[] = {
-      {"scheme", l_door_scheme},
-      {"list", l_door_list},
-      {"check", l_door_check},
-      {"check_one", l_door_check_one},
-      {"delivery", l_door_delivery},
-      {"dedupe_spec", l_door_dedupe_spec},
-      {"key", l_door_key},
-      {"key_of", l_door_key_of},
-      {"find", l_door_find},
-      {"note", l_door_note},
-      {"forget", l_door_forget},
-      {"record", l_door_record},
-      {"tick", l_door_tick},
-      {"overlay_size", l_door_overlay_size},
-      {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"scheme", l_door_scheme},
+                                 {"list", l_door_list},
+                                 {"check", l_door_check},
+                                 {"check_one", l_door_check_one},
+                                 {"delivery", l_door_delivery},
+                                 {"dedupe_spec", l_door_dedupe_spec},
+                                 {"key", l_door_key},
+                                 {"key_of", l_door_key_of},
+                                 {"find", l_door_find},
+                                 {"note", l_door_note},
+                                 {"forget", l_door_forget},
+                                 {"record", l_door_record},
+                                 {"tick", l_door_tick},
+                                 {"overlay_size", l_door_overlay_size},
+                                 {NULL, NULL}};
   static const struct {
     const char *name;
     lua_CFunction gc;
-  } mts[] = {{SCHEME_MT, l_scheme_gc}, {LIST_MT, l_list_gc},
-             {DSPEC_MT, l_dspec_gc}};
+  } mts[] = {
+      {SCHEME_MT, l_scheme_gc}, {LIST_MT, l_list_gc}, {DSPEC_MT, l_dspec_gc}};
   for (size_t i = 0; i < sizeof mts / sizeof mts[0]; i++) {
     luaL_newmetatable(L, mts[i].name);
     lua_pushcfunction(L, mts[i].gc);

@@ -16,9 +16,16 @@
 #include "crypto.h"
 #include "verify_int.h"
 
-const char *const hw_verify_names[HW_VS_COUNT] = {
-    "standard_webhooks", "github", "stripe", "shopify", "slack",
-    "hmac", "basic", "bearer", "header", "jwt"};
+const char *const hw_verify_names[HW_VS_COUNT] = {"standard_webhooks",
+                                                  "github",
+                                                  "stripe",
+                                                  "shopify",
+                                                  "slack",
+                                                  "hmac",
+                                                  "basic",
+                                                  "bearer",
+                                                  "header",
+                                                  "jwt"};
 
 /* --------------------------------------------------------------- build */
 
@@ -31,19 +38,21 @@ static char *dup_n(const char *s, size_t n) {
   return p;
 }
 
-static char *dup_s(const char *s) { return s ? dup_n(s, strlen(s)) : NULL; }
+static char *dup_s(const char *s) {
+  return s ? dup_n(s, strlen(s)) : NULL;
+}
 
 static char *lower_dup(const char *s) {
   char *p = dup_s(s);
   for (char *q = p; q && *q; q++)
-    *q = (char) tolower((unsigned char) *q);
+    *q = (char)tolower((unsigned char)*q);
   return p;
 }
 
 static int add_key(hw_verify_scheme_t *s, const void *k, size_t n) {
   if (s->nkey >= HW_VERIFY_MAX_SECRETS)
     return -EINVAL;
-  if ((s->key[s->nkey] = (unsigned char *) dup_n(k, n)) == NULL)
+  if ((s->key[s->nkey] = (unsigned char *)dup_n(k, n)) == NULL)
     return -ENOMEM;
   s->klen[s->nkey++] = n;
   return 0;
@@ -51,7 +60,8 @@ static int add_key(hw_verify_scheme_t *s, const void *k, size_t n) {
 
 static int jwt_alg(const char *a, size_t n) {
   for (int i = 0; i < 5; i++)
-    if (strlen(hw_verify__jwt_names[i]) == n && memcmp(hw_verify__jwt_names[i], a, n) == 0)
+    if (strlen(hw_verify__jwt_names[i]) == n &&
+        memcmp(hw_verify__jwt_names[i], a, n) == 0)
       return 1 << i;
   return 0;
 }
@@ -80,7 +90,8 @@ static int build(hw_verify_scheme_t *s, const hw_verify_spec_t *sp, char *err,
         free(buf);
         snprintf(err, errlen,
                  "hw.verify.standard_webhooks: secret %d is not whsec_ "
-                 "followed by base64", i + 1);
+                 "followed by base64",
+                 i + 1);
         return -EINVAL;
       }
       rc = add_key(s, buf, out);
@@ -111,8 +122,10 @@ static int build(hw_verify_scheme_t *s, const hw_verify_spec_t *sp, char *err,
     for (i = 0; i < sp->nalgs; i++) {
       int a = jwt_alg(sp->algs[i], strlen(sp->algs[i]));
       if (a == 0) {
-        snprintf(err, errlen, "hw.verify.jwt: unknown algorithm '%s' (HS256, "
-                 "HS384, HS512, RS256, ES256)", sp->algs[i]);
+        snprintf(err, errlen,
+                 "hw.verify.jwt: unknown algorithm '%s' (HS256, "
+                 "HS384, HS512, RS256, ES256)",
+                 sp->algs[i]);
         return -EINVAL;
       }
       s->algs |= a;
@@ -124,16 +137,18 @@ static int build(hw_verify_scheme_t *s, const hw_verify_spec_t *sp, char *err,
       char e2[128];
       for (int a = 3; a < 5; a++)
         if ((s->algs & (1 << a)) &&
-            hw_crypto_pk_check(hw_verify__jwt_names[a], sp->pem[i], sp->pem_len[i], e2,
-                               sizeof e2) == 0)
+            hw_crypto_pk_check(hw_verify__jwt_names[a], sp->pem[i],
+                               sp->pem_len[i], e2, sizeof e2) == 0)
           fits = 1;
       if (!fits) {
         char list[64] = "";
         for (int j = 0; j < sp->nalgs; j++)
           snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
                    j ? "/" : "", sp->algs[j]);
-        snprintf(err, errlen, "hw.verify.jwt: public_key %d is not a PEM "
-                 "public key for %s", i + 1, sp->nalgs ? list : "HS256");
+        snprintf(err, errlen,
+                 "hw.verify.jwt: public_key %d is not a PEM "
+                 "public key for %s",
+                 i + 1, sp->nalgs ? list : "HS256");
         return -EINVAL;
       }
       if ((s->pem[i] = dup_n(sp->pem[i], sp->pem_len[i])) == NULL)
@@ -214,7 +229,9 @@ int hw_verify_scheme_new(const hw_verify_spec_t *sp, hw_verify_scheme_t **out,
   return 0;
 }
 
-void hw_verify_scheme_retain(hw_verify_scheme_t *s) { s->refs++; }
+void hw_verify_scheme_retain(hw_verify_scheme_t *s) {
+  s->refs++;
+}
 
 void hw_verify_scheme_free(hw_verify_scheme_t *s) {
   if (s == NULL || --s->refs > 0)
@@ -236,7 +253,9 @@ void hw_verify_scheme_free(hw_verify_scheme_t *s) {
 const char *hw_verify_scheme_kind(const hw_verify_scheme_t *s) {
   return s->auth ? "auth" : "signature";
 }
-int hw_verify_scheme_id(const hw_verify_scheme_t *s) { return s->id; }
+int hw_verify_scheme_id(const hw_verify_scheme_t *s) {
+  return s->id;
+}
 const char *hw_verify_scheme_challenge(const hw_verify_scheme_t *s) {
   return s->challenge;
 }
@@ -244,19 +263,21 @@ const char *hw_verify_scheme_challenge(const hw_verify_scheme_t *s) {
 int hw_verify_new(hw_verify_scheme_t **schemes, int n, hw_verify_t **out) {
   hw_verify_t *v;
   *out = NULL;
-  if (n <= 0 || (v = malloc(sizeof *v + (size_t) n * sizeof v->s[0])) == NULL) {
+  if (n <= 0 || (v = malloc(sizeof *v + (size_t)n * sizeof v->s[0])) == NULL) {
     for (int i = 0; i < n; i++)
       hw_verify_scheme_free(schemes[i]);
     return n <= 0 ? -EINVAL : -ENOMEM;
   }
   v->refs = 1;
   v->n = n;
-  memcpy(v->s, schemes, (size_t) n * sizeof v->s[0]);
+  memcpy(v->s, schemes, (size_t)n * sizeof v->s[0]);
   *out = v;
   return 0;
 }
 
-void hw_verify_retain(hw_verify_t *v) { v->refs++; }
+void hw_verify_retain(hw_verify_t *v) {
+  v->refs++;
+}
 
 void hw_verify_release(hw_verify_t *v) {
   if (v == NULL || --v->refs > 0)
@@ -266,15 +287,17 @@ void hw_verify_release(hw_verify_t *v) {
   free(v);
 }
 
-int hw_verify_count(const hw_verify_t *v) { return v->n; }
+int hw_verify_count(const hw_verify_t *v) {
+  return v->n;
+}
 const hw_verify_scheme_t *hw_verify_at(const hw_verify_t *v, int i) {
   return i >= 0 && i < v->n ? v->s[i] : NULL;
 }
 
 /* --------------------------------------------------------------- check */
 
-const char *const hw_verify__jwt_names[5] = {"HS256", "HS384", "HS512",
-                                              "RS256", "ES256"};
+const char *const hw_verify__jwt_names[5] = {"HS256", "HS384", "HS512", "RS256",
+                                             "ES256"};
 
 int hw_verify__no(out_t *o, const char *code, const char *fmt, ...) {
   va_list ap;
@@ -308,7 +331,8 @@ static int timestamp_ok(const hw_verify_scheme_t *s, const char *ts, size_t n,
     if (ts[i] < '0' || ts[i] > '9')
       break;
   if (n == 0 || i < n)
-    return hw_verify__no(o, "malformed", "timestamp is not a number of seconds");
+    return hw_verify__no(o, "malformed",
+                         "timestamp is not a number of seconds");
   if (n < sizeof buf) {
     memcpy(buf, ts, n);
     buf[n] = '\0';
@@ -318,8 +342,8 @@ static int timestamp_ok(const hw_verify_scheme_t *s, const char *ts, size_t n,
   }
   if (fabs(now - t) > s->tol) {
     num_text(s->tol, tol, sizeof tol);
-    return hw_verify__no(o, "timestamp", "timestamp outside the tolerance of %s seconds",
-              tol);
+    return hw_verify__no(o, "timestamp",
+                         "timestamp outside the tolerance of %s seconds", tol);
   }
   return 0;
 }
@@ -341,7 +365,7 @@ static void given_free(given_t *g) {
 /* Adds the decoding of s[0..n) (hex, base64 or base64url); an entry that
  * does not decode is kept as "" (it can match nothing).  -ENOMEM. */
 int hw_verify__decode(const char *s, size_t n, int how, unsigned char **out,
-                  size_t *olen) {
+                      size_t *olen) {
   unsigned char *b = malloc(n / 2 + n / 4 * 3 + 4);
   int rc;
   if (b == NULL)
@@ -411,7 +435,7 @@ static int signed_by(const hw_verify_scheme_t *s, const char *md,
   return 0;
 }
 
-static int any_equal(const hw_verify_scheme_t *s, const void *v, size_t n) {
+int hw_verify__any_equal(const hw_verify_scheme_t *s, const void *v, size_t n) {
   int hit = 0;
   for (int i = 0; i < s->nkey; i++)
     if (hw_crypto_equal(s->key[i], s->klen[i], v, n))
@@ -430,21 +454,21 @@ static int is_alnum_(int c) {
 }
 
 /* "^WORD%s+(%S+)%s*$" with WORD matched without case: the credential. */
-int hw_verify__word(const char *v, size_t n, const char *word,
-                       const char **tok, size_t *tlen) {
+int hw_verify__word(const char *v, size_t n, const char *word, const char **tok,
+                    size_t *tlen) {
   size_t w = strlen(word), i = w, start;
-  if (n <= w || strncasecmp(v, word, w) != 0 || !is_space((unsigned char) v[w]))
+  if (n <= w || strncasecmp(v, word, w) != 0 || !is_space((unsigned char)v[w]))
     return 0;
-  while (i < n && is_space((unsigned char) v[i]))
+  while (i < n && is_space((unsigned char)v[i]))
     i++;
   start = i;
-  while (i < n && !is_space((unsigned char) v[i]))
+  while (i < n && !is_space((unsigned char)v[i]))
     i++;
   if (i == start)
     return 0;
   *tok = v + start;
   *tlen = i - start;
-  while (i < n && is_space((unsigned char) v[i]))
+  while (i < n && is_space((unsigned char)v[i]))
     i++;
   return i == n;
 }
@@ -500,10 +524,10 @@ static int check_standard(const hw_verify_scheme_t *s, const hw_req_view_t *r,
   /* entries "vN[a-z]*,BASE64" separated by white space; v1 ones count */
   for (size_t i = 0; i < sgn;) {
     size_t a, e, k;
-    while (i < sgn && is_space((unsigned char) sig[i]))
+    while (i < sgn && is_space((unsigned char)sig[i]))
       i++;
     a = i;
-    while (i < sgn && !is_space((unsigned char) sig[i]))
+    while (i < sgn && !is_space((unsigned char)sig[i]))
       i++;
     e = i;
     if (a == e)
@@ -525,7 +549,8 @@ static int check_standard(const hw_verify_scheme_t *s, const hw_req_view_t *r,
     }
   }
   if (g.n == 0)
-    return hw_verify__no(o, "malformed", "no v1 signature in webhook-signature");
+    return hw_verify__no(o, "malformed",
+                         "no v1 signature in webhook-signature");
   const char *part[] = {id, ".", ts, ".", r->body};
   size_t plen[] = {idn, 1, tsn, 1, r->body_len};
   return mac_verdict(s, "sha256", part, plen, 5, &g, o);
@@ -542,7 +567,8 @@ static int check_github(const hw_verify_scheme_t *s, const hw_req_view_t *r,
   if ((rc = hex_after(v, n, "sha256=", &g)) == -ENOMEM)
     return rc;
   if (rc != 0)
-    return hw_verify__no(o, "malformed", "X-Hub-Signature-256 is not sha256=HEX");
+    return hw_verify__no(o, "malformed",
+                         "X-Hub-Signature-256 is not sha256=HEX");
   const char *part[] = {r->body};
   size_t plen[] = {r->body_len};
   return mac_verdict(s, "sha256", part, plen, 1, &g, o);
@@ -566,15 +592,15 @@ static int check_stripe(const hw_verify_scheme_t *s, const hw_req_view_t *r,
     if (a == e)
       continue;
     k = a;
-    while (k < e && is_space((unsigned char) v[k]))
+    while (k < e && is_space((unsigned char)v[k]))
       k++;
     ks = k;
-    while (k < e && is_alnum_((unsigned char) v[k]))
+    while (k < e && is_alnum_((unsigned char)v[k]))
       k++;
     if (k == ks || k >= e || v[k] != '=')
       continue;
     size_t x = k + 1, xe = e;
-    while (xe > x && is_space((unsigned char) v[xe - 1]))
+    while (xe > x && is_space((unsigned char)v[xe - 1]))
       xe--;
     if (k - ks == 1 && v[ks] == 't') {
       ts = v + x;
@@ -586,7 +612,8 @@ static int check_stripe(const hw_verify_scheme_t *s, const hw_req_view_t *r,
     }
   }
   if (!ts)
-    return given_free(&g), hw_verify__no(o, "malformed", "Stripe-Signature has no t=");
+    return given_free(&g),
+           hw_verify__no(o, "malformed", "Stripe-Signature has no t=");
   if (g.n == 0)
     return hw_verify__no(o, "malformed", "Stripe-Signature has no v1=");
   if ((rc = timestamp_ok(s, ts, tsn, now, o)) != 0)
@@ -624,7 +651,8 @@ static int check_slack(const hw_verify_scheme_t *s, const hw_req_view_t *r,
   if (!v)
     return hw_verify__no(o, "missing", "missing X-Slack-Signature header");
   if (!ts)
-    return hw_verify__no(o, "missing", "missing X-Slack-Request-Timestamp header");
+    return hw_verify__no(o, "missing",
+                         "missing X-Slack-Request-Timestamp header");
   if ((rc = timestamp_ok(s, ts, tsn, now, o)) != 0)
     return rc;
   if ((rc = hex_after(v, n, "v0=", &g)) == -ENOMEM)
@@ -645,56 +673,20 @@ static int check_hmac(const hw_verify_scheme_t *s, const hw_req_view_t *r,
   if (!v)
     return hw_verify__no(o, "missing", "missing %s header", s->shown);
   if (n < s->prefix_len || memcmp(v, s->prefix, s->prefix_len) != 0)
-    return hw_verify__no(o, "malformed", "%s does not start with '%s'", s->shown,
-              s->prefix);
-  rc = hw_verify__decode(v + s->prefix_len, n - s->prefix_len, s->b64 ? DEC_B64 : DEC_HEX,
-              &g.buf[0], &g.len[0]);
+    return hw_verify__no(o, "malformed", "%s does not start with '%s'",
+                         s->shown, s->prefix);
+  rc = hw_verify__decode(v + s->prefix_len, n - s->prefix_len,
+                         s->b64 ? DEC_B64 : DEC_HEX, &g.buf[0], &g.len[0]);
   if (rc == -ENOMEM)
     return rc;
   if (rc != 0)
-    return hw_verify__no(o, "malformed", "%s is not %s", s->shown, s->b64 ? "base64" : "hex");
+    return hw_verify__no(o, "malformed", "%s is not %s", s->shown,
+                         s->b64 ? "base64" : "hex");
   g.n = 1;
   const char *part[] = {r->body};
   size_t plen[] = {r->body_len};
   return mac_verdict(s, s->md, part, plen, 1, &g, o);
 }
-
-static int check_basic(const hw_verify_scheme_t *s, const hw_req_view_t *r,
-                       out_t *o) {
-  size_t n, tn, clen;
-  const char *v = hdr(r, "authorization", &n), *t;
-  unsigned char *cred;
-  int hit;
-  if (!v)
-    return hw_verify__no(o, "missing", "missing Authorization header");
-  if (!hw_verify__word(v, n, "basic", &t, &tn) ||
-      hw_verify__decode(t, tn, DEC_B64, &cred, &clen) != 0)
-    return hw_verify__no(o, "malformed", "Authorization is not Basic credentials");
-  hit = any_equal(s, cred, clen);
-  free(cred);
-  return hit ? 0 : hw_verify__no(o, "mismatch", "wrong user or password");
-}
-
-static int check_bearer(const hw_verify_scheme_t *s, const hw_req_view_t *r,
-                        out_t *o) {
-  size_t n, tn;
-  const char *v = hdr(r, "authorization", &n), *t;
-  if (!v)
-    return hw_verify__no(o, "missing", "missing Authorization header");
-  if (!hw_verify__word(v, n, "bearer", &t, &tn))
-    return hw_verify__no(o, "malformed", "Authorization is not a Bearer token");
-  return any_equal(s, t, tn) ? 0 : hw_verify__no(o, "mismatch", "wrong token");
-}
-
-static int check_header(const hw_verify_scheme_t *s, const hw_req_view_t *r,
-                        out_t *o) {
-  size_t n;
-  const char *v = hdr(r, s->hname, &n);
-  if (!v)
-    return hw_verify__no(o, "missing", "missing %s header", s->shown);
-  return any_equal(s, v, n) ? 0 : hw_verify__no(o, "mismatch", "wrong %s value", s->shown);
-}
-
 
 int hw_verify_scheme_check(const hw_verify_scheme_t *s, const hw_req_view_t *r,
                            double now, const char **code, char *msg,
@@ -704,17 +696,38 @@ int hw_verify_scheme_check(const hw_verify_scheme_t *s, const hw_req_view_t *r,
   if (msglen)
     msg[0] = '\0';
   switch (s->id) {
-  case HW_VS_STANDARD_WEBHOOKS: rc = check_standard(s, r, now, &o); break;
-  case HW_VS_GITHUB: rc = check_github(s, r, &o); break;
-  case HW_VS_STRIPE: rc = check_stripe(s, r, now, &o); break;
-  case HW_VS_SHOPIFY: rc = check_shopify(s, r, &o); break;
-  case HW_VS_SLACK: rc = check_slack(s, r, now, &o); break;
-  case HW_VS_HMAC: rc = check_hmac(s, r, &o); break;
-  case HW_VS_BASIC: rc = check_basic(s, r, &o); break;
-  case HW_VS_BEARER: rc = check_bearer(s, r, &o); break;
-  case HW_VS_HEADER: rc = check_header(s, r, &o); break;
-  case HW_VS_JWT: rc = hw_verify__jwt(s, r, now, &o); break;
-  default: rc = -EINVAL;
+  case HW_VS_STANDARD_WEBHOOKS:
+    rc = check_standard(s, r, now, &o);
+    break;
+  case HW_VS_GITHUB:
+    rc = check_github(s, r, &o);
+    break;
+  case HW_VS_STRIPE:
+    rc = check_stripe(s, r, now, &o);
+    break;
+  case HW_VS_SHOPIFY:
+    rc = check_shopify(s, r, &o);
+    break;
+  case HW_VS_SLACK:
+    rc = check_slack(s, r, now, &o);
+    break;
+  case HW_VS_HMAC:
+    rc = check_hmac(s, r, &o);
+    break;
+  case HW_VS_BASIC:
+    rc = hw_verify__basic(s, r, &o);
+    break;
+  case HW_VS_BEARER:
+    rc = hw_verify__bearer(s, r, &o);
+    break;
+  case HW_VS_HEADER:
+    rc = hw_verify__header(s, r, &o);
+    break;
+  case HW_VS_JWT:
+    rc = hw_verify__jwt(s, r, now, &o);
+    break;
+  default:
+    rc = -EINVAL;
   }
   if (rc != 0 && rc != HW_EVERIFY) {
     /* out of memory: the request cannot be verified, so it does not pass */
@@ -754,9 +767,16 @@ int hw_verify_delivery(const hw_verify_scheme_t *s, const char **header1,
     *header1 = "webhook-id";
     *header2 = "svix-id";
     return 1;
-  case HW_VS_GITHUB: *header1 = "x-github-delivery"; return 1;
-  case HW_VS_SHOPIFY: *header1 = "x-shopify-webhook-id"; return 1;
-  case HW_VS_STRIPE: *field = "id"; return 1;
-  default: return 0;
+  case HW_VS_GITHUB:
+    *header1 = "x-github-delivery";
+    return 1;
+  case HW_VS_SHOPIFY:
+    *header1 = "x-shopify-webhook-id";
+    return 1;
+  case HW_VS_STRIPE:
+    *field = "id";
+    return 1;
+  default:
+    return 0;
   }
 }

@@ -54,12 +54,12 @@ extern const char *const hw_verify_names[HW_VS_COUNT];
 /* What a scheme is built from: the option table after verify.lua has
  * checked its shape (types, unknown options).  Strings are copied. */
 typedef struct hw_verify_spec_s {
-  int scheme;                                  /* HW_VS_* */
-  const char *secret[HW_VERIFY_MAX_SECRETS];   /* secret / password / token /
-                                                  value / jwt secret */
+  int scheme;                                /* HW_VS_* */
+  const char *secret[HW_VERIFY_MAX_SECRETS]; /* secret / password / token /
+                                                value / jwt secret */
   size_t secret_len[HW_VERIFY_MAX_SECRETS];
   int nsecret;
-  const char *pem[HW_VERIFY_MAX_SECRETS];      /* jwt public_key */
+  const char *pem[HW_VERIFY_MAX_SECRETS]; /* jwt public_key */
   size_t pem_len[HW_VERIFY_MAX_SECRETS];
   int npem;
   double tolerance;      /* seconds (standard_webhooks, stripe, slack) */
@@ -106,8 +106,8 @@ int hw_verify_scheme_check(const hw_verify_scheme_t *s, const hw_req_view_t *r,
                            size_t msglen);
 
 /* A list of schemes, any one passing is enough.  Takes over one reference
- * of each of the n schemes (dropped with the list, also on failure).  The list starts with
- * one reference. */
+ * of each of the n schemes (dropped with the list, also on failure).  The list
+ * starts with one reference. */
 int hw_verify_new(hw_verify_scheme_t **schemes, int n, hw_verify_t **out);
 void hw_verify_retain(hw_verify_t *v);
 void hw_verify_release(hw_verify_t *v);

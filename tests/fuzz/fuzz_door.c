@@ -1,5 +1,5 @@
 /* fuzz_door: the door's header parsers and in-place JSON (core/verify.c,
- * core/verify_jwt.c, core/jscan.c, core/dedupe.c's keys).
+ * core/verify_auth.c, core/jscan.c, core/dedupe.c's keys).
  *
  * Input: "SIG\nTS\nID\nBODY": SIG is the value of every signature or
  * credential header a scheme reads (webhook-signature, stripe-signature,

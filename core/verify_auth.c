@@ -1,7 +1,7 @@
-/* verify_jwt: the jwt scheme's check (JWS compact, see verify.h): the
- * header's alg must be one the webhook allows; HS* with its secrets,
- * RS256/ES256 with its PEM keys; then exp, nbf, iss and aud, read from the
- * claims in place (jscan.c). */
+/* verify_auth: the checks of the "auth" schemes (see verify.h): basic,
+ * bearer, header, and jwt (JWS compact: the header's alg must be one the
+ * webhook allows; HS* with its secrets, RS256/ES256 with its PEM keys; then
+ * exp, nbf, iss and aud, read from the claims in place with jscan.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +10,47 @@
 #include "crypto.h"
 #include "jscan.h"
 #include "verify_int.h"
+
+int hw_verify__basic(const hw_verify_scheme_t *s, const hw_req_view_t *r,
+                     out_t *o) {
+  size_t n, tn, clen;
+  const char *v = r->header(r->ctx, "authorization", &n), *t;
+  unsigned char *cred;
+  int hit;
+  if (!v)
+    return hw_verify__no(o, "missing", "missing Authorization header");
+  if (!hw_verify__word(v, n, "basic", &t, &tn) ||
+      hw_verify__decode(t, tn, DEC_B64, &cred, &clen) != 0)
+    return hw_verify__no(o, "malformed",
+                         "Authorization is not Basic credentials");
+  hit = hw_verify__any_equal(s, cred, clen);
+  free(cred);
+  return hit ? 0 : hw_verify__no(o, "mismatch", "wrong user or password");
+}
+
+int hw_verify__bearer(const hw_verify_scheme_t *s, const hw_req_view_t *r,
+                      out_t *o) {
+  size_t n, tn;
+  const char *v = r->header(r->ctx, "authorization", &n), *t;
+  if (!v)
+    return hw_verify__no(o, "missing", "missing Authorization header");
+  if (!hw_verify__word(v, n, "bearer", &t, &tn))
+    return hw_verify__no(o, "malformed", "Authorization is not a Bearer token");
+  return hw_verify__any_equal(s, t, tn)
+             ? 0
+             : hw_verify__no(o, "mismatch", "wrong token");
+}
+
+int hw_verify__header(const hw_verify_scheme_t *s, const hw_req_view_t *r,
+                      out_t *o) {
+  size_t n;
+  const char *v = r->header(r->ctx, s->hname, &n);
+  if (!v)
+    return hw_verify__no(o, "missing", "missing %s header", s->shown);
+  return hw_verify__any_equal(s, v, n)
+             ? 0
+             : hw_verify__no(o, "mismatch", "wrong %s value", s->shown);
+}
 
 static int b64url_char(int c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
@@ -47,13 +88,22 @@ static void alg_text(hw_jslice_t t, int present, char *buf, size_t len) {
       n = len - 1;
     buf[n] = '\0';
     return;
-  case 't': snprintf(buf, len, "true"); return;
-  case 'f': snprintf(buf, len, "false"); return;
-  case 'n': snprintf(buf, len, "null"); return;
-  case '{': case '[': snprintf(buf, len, "table"); return;
+  case 't':
+    snprintf(buf, len, "true");
+    return;
+  case 'f':
+    snprintf(buf, len, "false");
+    return;
+  case 'n':
+    snprintf(buf, len, "null");
+    return;
+  case '{':
+  case '[':
+    snprintf(buf, len, "table");
+    return;
   default:
     if (hw_jscan_integer(t, &i, &literal) && literal)
-      snprintf(buf, len, "%lld", (long long) i);
+      snprintf(buf, len, "%lld", (long long)i);
     else
       snprintf(buf, len, "%.14g", hw_jscan_double(t));
     return;
@@ -65,8 +115,9 @@ static int check_sig(const hw_verify_scheme_t *s, int alg, const char *signed_,
                      int *good) {
   *good = 0;
   if (alg & (JWT_HS256 | JWT_HS384 | JWT_HS512)) {
-    const char *md = alg == JWT_HS256 ? "sha256"
-                     : alg == JWT_HS384 ? "sha384" : "sha512";
+    const char *md = alg == JWT_HS256   ? "sha256"
+                     : alg == JWT_HS384 ? "sha384"
+                                        : "sha512";
     for (int i = 0; i < s->nkey; i++) {
       unsigned char mac[HW_CRYPTO_MAX_MD];
       size_t mlen;
@@ -88,8 +139,8 @@ static int check_sig(const hw_verify_scheme_t *s, int alg, const char *signed_,
   return 0;
 }
 
-static int check_claims(const hw_verify_scheme_t *s, hw_jslice_t cl,
-                        double now, out_t *o) {
+static int check_claims(const hw_verify_scheme_t *s, hw_jslice_t cl, double now,
+                        out_t *o) {
   double v;
   hw_jslice_t t;
   int rc = claim_number(cl, "exp", &v);
@@ -133,7 +184,8 @@ int hw_verify__jwt(const hw_verify_scheme_t *s, const hw_req_view_t *r,
     return hw_verify__no(o, "missing", "missing %s header", s->shown);
   if (!hw_verify__word(v, n, "bearer", &tok, &tn)) {
     if (strcmp(s->hname, "authorization") == 0)
-      return hw_verify__no(o, "malformed", "Authorization is not a Bearer token");
+      return hw_verify__no(o, "malformed",
+                           "Authorization is not a Bearer token");
     tok = v;
     tn = n;
   }
@@ -142,7 +194,7 @@ int hw_verify__jwt(const hw_verify_scheme_t *s, const hw_req_view_t *r,
       if (nd == 2)
         return hw_verify__no(o, "malformed", "token is not a JWT");
       dots[nd++] = i;
-    } else if (!b64url_char((unsigned char) tok[i])) {
+    } else if (!b64url_char((unsigned char)tok[i])) {
       return hw_verify__no(o, "malformed", "token is not a JWT");
     }
   }
@@ -153,14 +205,15 @@ int hw_verify__jwt(const hw_verify_scheme_t *s, const hw_req_view_t *r,
     rc = hw_verify__decode(tok + dots[0] + 1, dots[1] - dots[0] - 1, DEC_B64URL,
                            &pj, &pn);
   if (rc == 0)
-    rc = hw_verify__decode(tok + dots[1] + 1, tn - dots[1] - 1, DEC_B64URL, &sig,
-                           &sn);
+    rc = hw_verify__decode(tok + dots[1] + 1, tn - dots[1] - 1, DEC_B64URL,
+                           &sig, &sn);
   if (rc == -ENOMEM)
     goto done;
   /* (the Lua side took any table: an array decodes, with no members) */
-  if (rc != 0 || hw_jscan_check((char *) hj, hn, &hd) != 0 ||
-      hw_jscan_check((char *) pj, pn, &cl) != 0 ||
-      (hd.p[0] != '{' && hd.p[0] != '[') || (cl.p[0] != '{' && cl.p[0] != '[')) {
+  if (rc != 0 || hw_jscan_check((char *)hj, hn, &hd) != 0 ||
+      hw_jscan_check((char *)pj, pn, &cl) != 0 ||
+      (hd.p[0] != '{' && hd.p[0] != '[') ||
+      (cl.p[0] != '{' && cl.p[0] != '[')) {
     rc = hw_verify__no(o, "malformed", "token is not a JWT");
     goto done;
   }
@@ -176,7 +229,8 @@ int hw_verify__jwt(const hw_verify_scheme_t *s, const hw_req_view_t *r,
   }
   if (!(alg & s->algs)) {
     alg_text(at, has_alg, text, sizeof text);
-    rc = hw_verify__no(o, "algorithm", "token algorithm %s is not allowed", text);
+    rc = hw_verify__no(o, "algorithm", "token algorithm %s is not allowed",
+                       text);
     goto done;
   }
   if ((rc = check_sig(s, alg, tok, dots[1], sig, sn, &good)) != 0)
