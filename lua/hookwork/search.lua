@@ -36,9 +36,12 @@ end
 -- PostgreSQL: an SQL value as JSON text (null for NULL), and a json value
 -- as SQLite's ->> then json_object render it (a string re-escaped).
 local function J(e) return "coalesce(to_json(" .. e .. ")::text, 'null')" end
-local function JV(e)
+-- (JSON null and a missing member give `default`, JSON text, 'null' unless
+-- told.)
+local function JV(e, default)
   return "coalesce(CASE json_typeof(" .. e .. ") WHEN 'string' THEN to_json((" .. e
-    .. ") #>> '{}')::text ELSE (" .. e .. ")::text END, 'null')"
+    .. ") #>> '{}')::text WHEN 'null' THEN NULL ELSE (" .. e .. ")::text END, "
+    .. (default or "'null'") .. ")"
 end
 -- PostgreSQL: a JSON object from {key, JSON-text expression} pairs.
 local function obj(fields)
@@ -65,18 +68,24 @@ function Q.sqlite.request_view(col)
     .. " 'received', " .. iso("(" .. col .. " ->> 'received')") .. ") END"
 end
 function Q.postgres.request_view(col)
-  local iso, c = Q.postgres.iso, "(" .. col .. ")::json"
-  return "CASE WHEN " .. col .. " IS NULL THEN 'null' ELSE " .. obj({
-    { "method", J(c .. " ->> 'method'") }, { "path", J(c .. " ->> 'path'") },
-    { "query", "coalesce((" .. c .. " -> 'query')::text, '{}')" },
+  local iso = Q.postgres.iso
+  -- one pass over the stored text (json_each) picks every member; each
+  -- json operator would parse the whole text again (a body of megabytes)
+  local function m(k) return "(array_agg(e.value) FILTER (WHERE e.key = '" .. k .. "'))[1] AS " .. k end
+  return "CASE WHEN " .. col .. " IS NULL THEN 'null' ELSE (SELECT " .. obj({
+    { "method", JV("r.method") }, { "path", JV("r.path") },
+    { "query", "coalesce(r.query::text, '{}')" },
     { "headers", "(SELECT concat('{', string_agg(concat(to_json(h.key)::text, ':',"
       .. " CASE WHEN lower(h.key) IN (SELECT json_array_elements_text(?2::json))"
       .. " THEN '\"[redacted]\"' ELSE " .. JV("h.value") .. " END), ',' ORDER BY h.n), '}')"
-      .. " FROM json_each(" .. c .. " -> 'headers') WITH ORDINALITY h(key, value, n))" },
-    { "body", J("coalesce(" .. c .. " ->> 'body', '')") },
-    { "body_encoding", J("coalesce(" .. c .. " ->> 'body_encoding', 'utf-8')") },
-    { "ip", J(c .. " ->> 'ip'") },
-    { "received", J(iso("(" .. c .. " ->> 'received')::float8")) } }) .. " END"
+      .. " FROM json_each(CASE WHEN json_typeof(r.headers) = 'object' THEN r.headers END)"
+      .. " WITH ORDINALITY h(key, value, n))" },
+    { "body", JV("r.body", "'\"\"'") },
+    { "body_encoding", JV("r.body_encoding", "'\"utf-8\"'") },
+    { "ip", JV("r.ip") }, { "received", J(iso("(r.received #>> '{}')::float8")) } })
+    .. " FROM (SELECT " .. table.concat({ m("method"), m("path"), m("query"), m("headers"),
+      m("body"), m("body_encoding"), m("ip"), m("received") }, ", ")
+    .. " FROM json_each((" .. col .. ")::json) e) r) END"
 end
 
 -- One transaction with its requests and history (?1 the id, ?2 the
