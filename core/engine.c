@@ -5,6 +5,7 @@
 #include "store_pg.h"
 #include "fastpath.h"
 #include "dedupe.h"
+#include "rejects.h"
 #include "lua_api.h"
 #include "log.h"
 #include "scheduler.h"
@@ -520,6 +521,7 @@ void hw_engine_free(hw_engine_t *e) {
   hw_reader_close(e->reader);
   e->reader = NULL;
   hw_hooks_free(e->hooks); /* (holds a reference in the Lua registry) */
+  hw_rejects_free(e);
   e->hooks = NULL;
   hw_lua_close(e);
   hw_dedupe_free(e->dedupe);

@@ -108,6 +108,7 @@ typedef struct hw_engine_s {
   hw_ipfilter_t *trusted;  /* --trust-proxy, NULL when none */
   hw_hooks_t *hooks;       /* the webhooks as the C accept path sees them */
   hw_accept_stats_t accepts; /* requests per accept path (C, Lua) */
+  hw_rejects_t *rejects;   /* rejections answered in C, not yet recorded */
   hw_netpolicy_t *policy;  /* outbound address policy */
   struct hw_dedupe_s *dedupe; /* keys not committed yet (dedupe.c) */
   uv_check_t check;        /* drains the ready queue: the one resume site */

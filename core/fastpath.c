@@ -7,6 +7,7 @@
 #include "hook.h"
 #include "jscan.h"
 #include "log.h"
+#include "rejects.h"
 #include "lua_api.h"
 #include "scheduler.h"
 
@@ -79,6 +80,11 @@ static void put_str(buf_t *b, const char *s, size_t n) {
     }
     if (*p == '"' || *p == '\\') {
       char esc[2] = {'\\', (char) *p};
+      put(b, esc, 2);
+    } else if (*p == '\n' || *p == '\r' || *p == '\t' || *p == '\b' || *p == '\f') {
+      /* as the encoder writes them */
+      char esc[2] = {'\\', *p == '\n' ? 'n' : *p == '\r' ? 'r' : *p == '\t' ? 't'
+                                   : *p == '\b' ? 'b' : 'f'};
       put(b, esc, 2);
     } else {
       char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
@@ -642,9 +648,13 @@ int hw_fast_accept(hw_engine_t *e, hw_http_req_t *req, const char *ip) {
   pending_t *p;
   uint64_t seq;
 
-  if (e->store == NULL || token_of(req->path, &tn) != 0 ||
-      (h = hw_hooks_find(e->hooks, req->path + 7, tn)) == NULL || !h->fast ||
-      !(hw_hook_method_bit(req->method) & h->methods) || !h->running ||
+  if (e->store == NULL || e->hooks == NULL || token_of(req->path, &tn) != 0)
+    return 1;
+  h = hw_hooks_find(e->hooks, req->path + 7, tn);
+  if (hw_rejects_try(e, req, h, ip) == 0)
+    return 0;
+  if (h == NULL || !h->fast || !(hw_hook_method_bit(req->method) & h->methods) ||
+      !h->running ||
       (h->ip_filtered && (h->filter == NULL || !hw_ipfilter_match(h->filter, ip))) ||
       hw_store_refusal(e->store, why, sizeof why))
     return 1;

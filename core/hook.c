@@ -3,6 +3,7 @@
  * allocations per webhook, while a lookup is one hash probe. */
 #include "hook.h"
 #include "engine.h"
+#include "rejects.h"
 
 #include <lauxlib.h>
 #include <stdint.h>
@@ -209,6 +210,7 @@ static int compile_hook(lua_State *L, hw_hook_t *h) {
   h->running = field_bool(L, "running");
   h->fast = field_bool(L, "fast");
   h->sync = field_bool(L, "sync");
+  h->cors = field_bool(L, "cors");
   h->ip_filtered = field_bool(L, "ip_filtered");
   lua_getfield(L, -1, "filter");
   if (lua_type(L, -1) == LUA_TUSERDATA) {
@@ -289,13 +291,15 @@ static int l_hooks_set(lua_State *L) {
 static int l_accept_paths(lua_State *L) {
   hw_engine_t *e = lua_touserdata(L, lua_upvalueindex(1));
   lua_pushinteger(L, (lua_Integer) e->accepts.c_path);
+  lua_pushinteger(L, (lua_Integer) e->accepts.c_rejected);
   lua_pushinteger(L, (lua_Integer) e->accepts.lua_path);
-  return 2;
+  return 3;
 }
 
 void hw_hook_fns(lua_State *L, void *engine) {
   static const luaL_Reg fns[] = {{"hooks_set", l_hooks_set},
                                  {"accept_paths", l_accept_paths},
+                                 {"c_rejections", hw_rejects_lua_drain},
                                  {NULL, NULL}};
   lua_pushlightuserdata(L, engine);
   luaL_setfuncs(L, fns, 1);

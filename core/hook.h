@@ -11,9 +11,10 @@
  *
  * Lua side: core.hooks_set(list) replaces the table, where list holds one
  * entry per webhook: {token, cycle, step, running, methods = {"POST",...},
- * fast, sync, ip_filtered, filter (a core.ipfilter or nil), fields = {{name,
- * type, optional}, ...} or nil}.  core.accept_paths() -> c, lua: requests
- * accepted by the C path, and webhook requests handed to the Lua path. */
+ * fast, sync, cors, ip_filtered, filter (a core.ipfilter or nil), fields = {{name,
+ * type, optional}, ...} or nil}.  core.accept_paths() -> c, c_rejected,
+ * lua: requests accepted by the C path, rejected by it (core/rejects.c),
+ * and webhook requests handed to the Lua path. */
 #ifndef HW_HOOK_H
 #define HW_HOOK_H
 
@@ -40,6 +41,7 @@ typedef struct hw_hook_s {
   int running;       /* the cycle's state is "running" */
   unsigned methods;  /* bit per method (hw_hook_method_bit) */
   int fast;          /* a trigger whose every feature the C path has */
+  int cors;          /* `cors` given: its answers are the Lua path's */
   int sync;          /* a `respond` follows: the caller waits for the run */
   int ip_filtered;
   const hw_ipfilter_t *filter; /* the connector's, NULL when it has none */
@@ -59,8 +61,10 @@ void hw_hooks_free(hw_hooks_t *t);
 
 /* Counters of the two accept paths (core.accept_paths). */
 typedef struct hw_accept_stats_s {
-  unsigned long long c_path, lua_path;
+  unsigned long long c_path, c_rejected, lua_path;
 } hw_accept_stats_t;
+
+typedef struct hw_rejects_s hw_rejects_t; /* rejects.c */
 
 /* Adds hooks_set and accept_paths to the core table on top of L.  hooks
  * and stats live in the engine (e->hooks, e->accept_stats). */

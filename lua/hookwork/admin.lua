@@ -208,6 +208,7 @@ local function metrics()
       line(string.format("%s{%s} %s", name, table.concat(parts, ","), U.scalar_string(t[k])))
     end
   end
+  require("hookwork.ops").drain_c() -- (the C accept path's rejections)
   local m = R.metrics
   series("hookwork_webhook_requests_total", "Webhook requests by cycle, step and answer status.",
          "counter", m.webhook, { "cycle", "step", "status" })
@@ -221,9 +222,10 @@ local function metrics()
          "counter", m.outbound, { "cycle", "method", "status" })
   series("hookwork_rejected_requests_total", "Webhook requests rejected at the door (IP filter, verify) by cycle, step and reason.",
          "counter", m.rejected, { "cycle", "step", "reason" })
-  local cpath, luapath = core.accept_paths()
-  series("hookwork_accept_path_total", "Webhook requests by accept path: accepted in C, or handed to Lua.",
-         "counter", { c = cpath, lua = luapath }, { "path" })
+  local cpath, crej, luapath = core.accept_paths()
+  series("hookwork_accept_path_total",
+         "Webhook requests by accept path: accepted in C, rejected in C, or handed to Lua.",
+         "counter", { c = cpath, c_rejected = crej, lua = luapath }, { "path" })
   local kept, dropped = require("hookwork.accept").metrics()
   series("hookwork_buffered_total", "Mid-cycle requests kept by an early window.",
          "counter", kept, { "cycle", "step" })

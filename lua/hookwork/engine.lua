@@ -317,6 +317,7 @@ local function expire(now, force)
 end
 
 function E.tick()
+  require("hookwork.ops").drain_c() -- the C accept path's rejections
   local now, clock = R.now(), R.clock()
   C.tick(clock)
   if R.cfg.mode ~= 2 then

@@ -218,7 +218,7 @@ function L.sync_hooks()
       list[#list + 1] = { token = token, cycle = h.cycle, step = h.step,
                           running = cy.state == "running", methods = methods,
                           ip_filtered = st.ip_filtered == true, filter = conn and conn.filter,
-                          fields = fields, sync = st.sync == true,
+                          fields = fields, sync = st.sync == true, cors = st.cors ~= nil,
                           fast = st.index == 1 and not st.verify and not st.dedupe
                             and not st.cors }
     end

@@ -54,9 +54,9 @@ end
 
 -- A rejected webhook request: kept in memory (the last REJ_MAX) and logged
 -- (unless `logged`: the caller wrote its own line through O.log).
-function O.reject(cycle, step, status, reason, ip, logged)
+function O.reject(cycle, step, status, reason, ip, logged, at)
   local r = S.rej
-  r.items[r.next] = { time = O.iso(R.now()), cycle = cycle or U.null, step = step or U.null,
+  r.items[r.next] = { time = O.iso(at or R.now()), cycle = cycle or U.null, step = step or U.null,
                       status = status, reason = reason, ip = ip or U.null }
   r.next = r.next % REJ_MAX + 1
   if r.n < REJ_MAX then r.n = r.n + 1 end
@@ -65,8 +65,21 @@ function O.reject(cycle, step, status, reason, ip, logged)
                                 tostring(status), tostring(ip or "-"), tostring(reason)))
 end
 
+-- The rejections the C accept path answered (core/rejects.c), recorded as
+-- the Lua path records its own (metrics, log line, list), at `at`: each
+-- tick, and before the metrics or the list are read.
+function O.drain_c()
+  if not core.c_rejections then return end
+  for _, x in ipairs(core.c_rejections()) do
+    if x.status == 403 then R.count(R.metrics.rejected, x.cycle .. "\0" .. x.step .. "\0ip") end
+    O.reject(x.cycle, x.step, x.status, x.reason, x.ip, false, x.time)
+    R.count(R.metrics.webhook, (x.cycle or "-") .. "\0" .. (x.step or "-") .. "\0" .. x.status)
+  end
+end
+
 -- The most recent rejections, newest first.
 function O.rejections(limit)
+  O.drain_c()
   local r, out = S.rej, {}
   local i = r.next
   for _ = 1, math.min(limit, r.n) do

@@ -119,8 +119,8 @@ CASES = [
     ("bad_gzip", "fa", "POST", "", dict(JSON, **{"Content-Encoding": "gzip"}),
      b"not gzip at all", 400, "lua"),
     ("brotli", "fa", "POST", "", dict(JSON, **{"Content-Encoding": "br"}), b"x", 415, "lua"),
-    ("wrong_method", "fa", "GET", "", {}, None, 405, "lua"),
-    ("forged_token", "fa", "POST", "x", JSON, '{"order_id":"A1","amount":1}', 404, "lua"),
+    ("wrong_method", "fa", "GET", "", {}, None, 405, "c_rejected"),
+    ("forged_token", "fa", "POST", "x", JSON, '{"order_id":"A1","amount":1}', 404, "c_rejected"),
     ("trailing_slash", "fa", "POST", "/", JSON, '{"order_id":"s","amount":1}', 202, "c"),
     ("query_string", "fa", "POST", "?a=1&b=%20x+y&&=z&c&a=2&%41%4a=%2B%zz%4", JSON,
      '{"order_id":"q","amount":1}', 202, "c"),
@@ -133,18 +133,24 @@ CASES = [
     ("all_dup_last_null", "all", "POST", "", JSON, '{"a":1,"a":null,"z":2}', 202, "lua"),
     ("all_empty_body", "all", "POST", "", JSON, '', 202, "lua"),
     ("all_scalar", "all", "POST", "", JSON, '42', 202, "lua"),
-    ("stopped_cycle", "stopme", "POST", "", JSON, '{"a":1}', 503, "lua"),
-    ("ip_filtered", "guard", "POST", "", JSON, '{"a":1}', 403, "lua"),
+    ("stopped_cycle", "stopme", "POST", "", JSON, '{"a":1}', 503, "c_rejected"),
+    ("ip_filtered", "guard", "POST", "", JSON, '{"a":1}', 403, "c_rejected"),
 ]
 
 
 def counts(e):
+    """(accepted in C, handed to Lua, rejected in C)"""
     got = {}
     for line in e.metrics().splitlines():
         m = re.match(r'hookwork_accept_path_total\{path="(\w+)"\} (\d+)', line)
         if m:
             got[m.group(1)] = int(m.group(2))
-    return got.get("c", 0), got.get("lua", 0)
+    return got.get("c", 0), got.get("lua", 0), got.get("c_rejected", 0)
+
+
+def path_taken(before, after):
+    d = tuple(a - b for a, b in zip(after, before))
+    return {(1, 0, 0): "c", (0, 1, 0): "lua", (0, 0, 1): "c_rejected"}.get(d, "?%s" % (d,))
 
 
 def send(e, urls, case):
@@ -177,8 +183,7 @@ def run_cases(e):
         before = counts(e)
         r = send(e, urls, case)
         after = counts(e)
-        taken = "c" if after[0] == before[0] + 1 else "lua" if after[1] == before[1] + 1 else "?"
-        out.append((case[0], r, taken))
+        out.append((case[0], r, path_taken(before, after)))
     return urls, out
 
 
@@ -210,6 +215,15 @@ def c_path_and_lua_path_answer_and_store_the_same():
                           if l.startswith("hookwork_webhook_requests_total{")
                           or l.startswith("hookwork_rejected_requests_total{"))
         eq(answers(fast), answers(slow), "answers and rejections counted alike")
+
+        def rejections(e):
+            r = e.admin("GET", "/api/rejections?limit=1000")
+            eq(r.status, 200)
+            return [{k: v for k, v in x.items() if k != "time"} for x in r.json]
+        eq(rejections(fast), rejections(slow), "the same rejection list")
+        log = [l.split("] ", 1)[1] for l in fast.log().splitlines() if "[reject]" in l]
+        slog = [l.split("] ", 1)[1] for l in slow.log().splitlines() if "[reject]" in l]
+        eq(log, slog, "the same rejection log lines")
         d = fast.tx([t for n, t, _ in accepted if n == "integer_1e3"][0])["data"]
         eq(d["qty"], 1000, "1e3 stored as the integer 1000")
         d = fast.tx([t for n, t, _ in accepted if n == "all_members"][0])["data"]
@@ -224,8 +238,10 @@ def c_path_follows_start_stop_put_and_reload():
         good = '{"order_id":"A","amount":1}'
         eq(e.post(url, body=good, headers=JSON).status, 202)
         e.stop_cycle("fa")
+        before = counts(e)
         r = e.post(url, body=good, headers=JSON)
         eq((r.status, r.json), (503, {"error": "cycle 'fa' is stopped"}), "stopped at once")
+        eq(path_taken(before, counts(e)), "c_rejected")
         e.start_cycle("fa")
         eq(e.post(url, body=good, headers=JSON).status, 202, "running again")
         g = e.hook_url("guard", "in")
@@ -311,10 +327,10 @@ def c_path_commit_failure_is_the_lua_paths_503():
     eq(r.status, 503, "refused: %s" % r.body)
     eq(r.headers.get("retry-after"), "1")
     ok(r.json["error"].startswith("store unavailable: "), "names the store", r.json)
-    eq((after[0] - before[0], after[1] - before[1]), (nx, 0),
+    eq((after[0] - before[0], after[1] - before[1], after[2] - before[2]), (nx, 0, 0),
        "both written by the C path (none handed to Lua); only a 202 counted as accepted")
     r2, before, after, _ = first_refusal({"HOOKWORK_FAST_ACCEPT": "0"})
-    eq((after[0] - before[0], after[1] - before[1]), (0, 2), "the Lua path")
+    eq((after[0] - before[0], after[1] - before[1], after[2] - before[2]), (0, 2, 0), "the Lua path")
     eq((r2.status, r2.headers.get("content-type"), r2.headers.get("retry-after"), r2.body),
        (r.status, r.headers.get("content-type"), r.headers.get("retry-after"), r.body),
        "the Lua path's answer, byte for byte")
@@ -388,8 +404,7 @@ def c_path_sync_trigger_answers_as_the_lua_path():
                 before = counts(e)
                 r = e.post(url + "?k=v+1&k=v%2B2", body=body, headers=dict(JSON, **{"X-Q": "q1"}))
                 after = counts(e)
-                taken = "c" if after[0] == before[0] + 1 else "lua" if after[1] == before[1] + 1 else "?"
-                got.setdefault(name, []).append((r, taken))
+                got.setdefault(name, []).append((r, path_taken(before, after)))
         for name, body, status, path in SYNC_CASES:
             (fr, ftaken), (sr, staken) = got[name]
             eq(fr.status, status, "%s: %s" % (name, fr.body))
