@@ -41,7 +41,9 @@ void hw_reader_pg_close(hw_reader_pg_t *pg);
  * identifiers, dollar quotes and comments written as `$N` (a bare `?` takes
  * the number after the highest so far, as in SQLite).  *nparams gets the
  * highest number used.  0, or -ENOSPC when out is too small, -EINVAL on a
- * placeholder number out of range (1..999). */
+ * placeholder number out of range (1..999).  So a `?` in PostgreSQL text
+ * is always a placeholder: jsonb's `?`, `?|`, `?&` operators are written
+ * jsonb_exists(), jsonb_exists_any(), jsonb_exists_all(). */
 int hw_reader_pg_translate(const char *sql, char *out, size_t outlen,
                            int *nparams);
 
