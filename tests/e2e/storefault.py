@@ -15,17 +15,30 @@ Modes:
           SQLSTATE 53100 disk_full
   stall   SQLite: fsync hangs. PostgreSQL: a session holds EXCLUSIVE locks on
           every table (writes wait; reads go on), released by "ok"
+  slow:MS PostgreSQL only (SQLite's tests have their own fsync shim): every
+          transaction that writes waits MS milliseconds at its COMMIT (a
+          deferred trigger that sleeps once per transaction): a slow disk
 """
 
 import os
+import re
 import subprocess
 
 import lib
 
 FAULT_SO = os.path.join(lib.REPO, "tests", "fault", "faultfs.so")
-MODES = ("ok", "eio", "enospc", "stall")
+MODES = ("ok", "eio", "enospc", "stall", "slow:MS")
 
 _PG_TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+_PG_SLOW_FN = """CREATE OR REPLACE FUNCTION hw_test_slow() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  IF current_setting('hw_test.slept', true) IS DISTINCT FROM 'y' THEN
+    PERFORM set_config('hw_test.slept', 'y', true);  -- once per transaction
+    PERFORM pg_sleep(TG_ARGV[0]::float8 / 1000);
+  END IF;
+  RETURN NULL;
+END $f$;
+"""
 _PG_FAIL_FN = """CREATE OR REPLACE FUNCTION hw_test_fault() RETURNS trigger LANGUAGE plpgsql AS $f$
 BEGIN
   IF TG_ARGV[0] = 'enospc' THEN
@@ -63,9 +76,12 @@ class StoreFault:
         return bool(self.e.store)
 
     def set(self, mode):
-        if mode not in MODES:
+        slow = re.match(r"slow:(\d+)$", mode)
+        if mode not in MODES and not slow:
             raise ValueError("StoreFault mode %r: one of %s" % (mode, ", ".join(MODES)))
         if not self.pg:
+            if slow:
+                raise ValueError("slow:MS is for PostgreSQL (SQLite's tests use their fsync shim)")
             self._write_ctl(mode)
         else:
             self._pg_clear()
@@ -73,6 +89,8 @@ class StoreFault:
                 self._pg_fail(mode)
             elif mode == "stall":
                 self._pg_stall()
+            elif slow:
+                self._pg_slow(int(slow.group(1)))
         self.mode = mode
 
     # -- PostgreSQL
@@ -90,6 +108,14 @@ class StoreFault:
         # One table at a time, each in its own transaction: holding one
         # table's lock while waiting for the next could deadlock with a
         # commit of the engine that takes them in another order.
+        self._psql("\n".join(stmts))
+
+    def _pg_slow(self, ms):
+        stmts = [_PG_SLOW_FN]
+        for t in self._tables():
+            stmts.append('CREATE CONSTRAINT TRIGGER hw_test_slow AFTER INSERT OR UPDATE OR DELETE ON "%s" '
+                         "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hw_test_slow('%d');"
+                         % (t, ms))
         self._psql("\n".join(stmts))
 
     def _pg_stall(self):
@@ -121,6 +147,9 @@ class StoreFault:
                 p.kill()
         if self.mode in ("eio", "enospc"):
             stmts = ['DROP TRIGGER IF EXISTS hw_test_fault ON "%s";' % t for t in self._tables()]
+            self._psql("\n".join(stmts))
+        elif self.mode.startswith("slow:"):
+            stmts = ['DROP TRIGGER IF EXISTS hw_test_slow ON "%s";' % t for t in self._tables()]
             self._psql("\n".join(stmts))
 
     def close(self):

@@ -203,6 +203,16 @@ def store_fault_fails_and_stalls_writes_on_postgres():
         f.set("ok")
         srv.psql(url, "SET lock_timeout = '2s'; INSERT INTO a VALUES (2)")
         eq(srv.query(url, "SELECT count(*) FROM a"), [(2,)])
+        f.set("slow:400")
+        t0 = time.time()
+        srv.psql(url, "BEGIN; INSERT INTO a VALUES (3); INSERT INTO b VALUES (3); UPDATE a SET n = n; COMMIT;")
+        took = time.time() - t0
+        ok(0.4 <= took < 2.0, "one wait per committing transaction, however many rows", took)
+        eq(srv.query(url, "SELECT count(*) FROM a"), [(3,)])
+        f.set("ok")
+        t0 = time.time()
+        srv.psql(url, "INSERT INTO a VALUES (4)")
+        ok(time.time() - t0 < 0.4, "fast again")
         f.close()
     finally:
         import shutil
