@@ -153,6 +153,53 @@ TEST(accounts_are_reused_only_when_empty) {
   ASSERT_TRUE(eng.mem.spare == NULL && eng.mem.nspare == 0);
 }
 
+/* Starting a run in steady state allocates nothing: the coroutine comes
+ * from the pool of finished runs and the memory account from the spare
+ * list; the Lua heap sees no allocation either.  A run whose thread cycle
+ * code has seen is not pooled (checked by its exposed flag). */
+TEST(a_pooled_run_start_allocates_nothing) {
+  uv_loop_t loop;
+  lua_State *L = open_engine(1000000);
+  uint64_t allocs;
+  int npool, nspare, i;
+  hw_run_t *r;
+  ASSERT_TRUE(L != NULL);
+  ASSERT_TRUE(uv_loop_init(&loop) == 0);
+  ASSERT_TRUE(uv_idle_init(&loop, &eng.idle) == 0);
+  for (i = 0; i < 3; i++) { /* warm: a run ends, its thread and account are kept */
+    ASSERT_TRUE(luaL_loadstring(L, "local x = {} return") == LUA_OK);
+    ASSERT_TRUE(hw_sched_spawn(&eng, L, 0) != NULL);
+    hw_sched_drain(&eng);
+  }
+  /* an account comes back once no block is charged to it: after the
+   * collection that frees the runs' garbage */
+  lua_gc(L, LUA_GCCOLLECT);
+  ASSERT_TRUE(eng.npool >= 1 && eng.mem.nspare >= 1);
+  ASSERT_TRUE(luaL_loadstring(L, "local x = {} return") == LUA_OK); /* the function to run */
+  allocs = eng.mem.allocs;
+  npool = eng.npool;
+  nspare = eng.mem.nspare;
+  r = hw_sched_spawn(&eng, L, 0);
+  ASSERT_TRUE(r != NULL);
+  ASSERT_TRUE(eng.mem.allocs == allocs); /* no Lua allocation */
+  ASSERT_TRUE(eng.npool == npool - 1);   /* a pooled thread, not lua_newthread */
+  ASSERT_TRUE(eng.mem.nspare == nspare - 1); /* a kept account, not calloc */
+  hw_sched_drain(&eng);
+  lua_gc(L, LUA_GCCOLLECT);
+  ASSERT_TRUE(eng.npool == npool && eng.mem.nspare == nspare); /* both back */
+  /* a thread cycle code saw is never reused: it is not pooled */
+  ASSERT_TRUE(luaL_loadstring(L, "return") == LUA_OK);
+  r = hw_sched_spawn(&eng, L, 0);
+  ASSERT_TRUE(r != NULL);
+  r->exposed = 1;
+  hw_sched_drain(&eng);
+  ASSERT_TRUE(eng.npool == npool - 1); /* the exposed one was freed, not kept */
+  hw_lua_close(&eng);
+  uv_close((uv_handle_t *) &eng.idle, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_TRUE(uv_loop_close(&loop) == 0);
+}
+
 TEST(a_file_load_is_limited_like_a_run) {
   lua_State *L;
   setenv("HOOKWORK_RUN_MEMORY", "3000000", 1);
@@ -239,6 +286,7 @@ RUN_TESTS("sandbox",
   T(pattern_matching_is_charged),
   T(accounts_follow_their_blocks),
   T(accounts_are_reused_only_when_empty),
+  T(a_pooled_run_start_allocates_nothing),
   T(a_file_load_is_limited_like_a_run),
   T(the_heap_limit_holds),
   T(coroutines_belong_to_their_owner),
