@@ -309,6 +309,8 @@ profile_loop() {
   wait "$wpid" 2>/dev/null
   perf report -i "$TMP/perf.data" --stdio --no-children -g none --sort dso,symbol --percent-limit 0.8 \
     2>/dev/null | grep -v '^#' | grep -v '^$' | sed -E 's/([[:space:]]+-)+[[:space:]]*$//' | head -n 30 > "$TMP/perf-top.txt"
+  perf report -i "$TMP/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null \
+    | awk '!/^#/ && NF >= 2 && $1 ~ /%$/ {printf "%s%s %s", sep, $2, $1; sep = ", "}' | head -c 400 > "$TMP/perf-dso.txt"
   put perf.samples "$(perf report -i "$TMP/perf.data" --stdio 2>/dev/null | sed -nE 's/^# Samples: ([0-9.]+[KM]?).*/\1/p' | head -n 1)"
   put perf.wrk "$(field "$(grep '^RESULT' "$TMP/perf-wrk.txt")" rps)"
   [ -s "$TMP/perf-top.txt" ] || log "perf gave no profile: $(tail -n 3 "$TMP/perf-record.log")"
@@ -784,6 +786,8 @@ report_main() {
   echo "- Lua allocations: $(get ff.allocs) per transaction (hookwork_lua_allocations_total: blocks allocated or grown, accept + run + answer)"
   if [ -s "$TMP/perf-top.txt" ]; then
     echo "- perf profile of the loop thread (\`perf record -g -F 999 -t LOOP_TID\`, 5 s under the same wrk load, $(get perf.wrk) req/s while profiled, $(get perf.samples) samples; \`perf report --stdio --no-children --sort dso,symbol\`, entries ≥ 0.8 %; Debian's liblua5.4 has no symbols, so time in the Lua VM shows as addresses in liblua5.4.so):"
+    echo
+    echo "  by library: $(cat "$TMP/perf-dso.txt" 2>/dev/null)"
     echo
     echo '```'
     cat "$TMP/perf-top.txt"
