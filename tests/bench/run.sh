@@ -225,18 +225,26 @@ metric() {  # NAME-prefix (sum of matching series) from /metrics
   curl -s "http://$ENG_ADMIN/metrics" | awk -v m="$1" 'index($0,m)==1{n+=$NF} END{printf "%.6f", n+0}'
 }
 mfile() { awk -v m="$2" 'index($0,m)==1{n+=$NF} END{printf "%.6f", n+0}' "$1"; }  # FILE NAME-prefix
-# sched_snap PID: one line per thread: tid cpu-ns runqueue-wait-ns (/proc/PID/task/*/schedstat)
-sched_snap() { local t; for t in /proc/"$1"/task/*; do echo "${t##*/} $(cut -d' ' -f1,2 "$t/schedstat" 2>/dev/null)"; done; }
-# sched_delta BEFORE AFTER PID N -> "loop_cpu_us loop_wait_us other_cpu_us other_wait_us" per request
+# sched_snap PID: one line per thread: tid name cpu-ns runqueue-wait-ns (/proc/PID/task/*/schedstat)
+sched_snap() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    echo "${t##*/} $(tr -c 'A-Za-z0-9_\n-' _ < "$t/comm" 2>/dev/null) $(cut -d' ' -f1,2 "$t/schedstat" 2>/dev/null)"
+  done
+}
+# sched_delta BEFORE AFTER PID N -> per request, in µs: "loop_cpu loop_wait writer_cpu writer_wait
+# others_cpu others_wait" (the loop is the main thread; the writer the thread named hw-writer)
 sched_delta() {
   join <(sort "$1") <(sort "$2") | awk -v pid="$3" -v n="$4" '
-    { c = $4 - $2; w = $5 - $3; if ($1 == pid) { lc += c; lw += w } else { oc += c; ow += w } }
-    END { if (n > 0) printf "%.1f %.1f %.1f %.1f", lc/n/1000, lw/n/1000, oc/n/1000, ow/n/1000; else print "n/a n/a n/a n/a" }'
+    { c = $6 - $3; w = $7 - $4
+      if ($1 == pid) { lc += c; lw += w } else if ($2 == "hw-writer") { wc += c; ww += w } else { oc += c; ow += w } }
+    END { if (n > 0) printf "%.1f %.1f %.1f %.1f %.1f %.1f", lc/n/1000, lw/n/1000, wc/n/1000, ww/n/1000, oc/n/1000, ow/n/1000
+          else print "n/a n/a n/a n/a n/a n/a" }'
 }
 
 # ================================================================ 1. ff
 bench_ff() {
-  local line url before after stored ok diff s0 s1 m0 m1 n
+  local line url before after stored ok diff m0 m1 n lc lw wc ww oc ow
   log "== fire-and-forget: wrk -t1 -c$CONNS -d${DUR}s, POST small JSON"
   start_engine ff bench_ff.lua || return
   line=$(WRK_METHOD=GET run_wrk "$TMP/ff-healthz-warm.txt" -t1 -c"$CONNS" -d"${WARM}s" \
@@ -275,8 +283,9 @@ bench_ff() {
   log "202s counted by wrk: $ok; transactions stored meanwhile: $stored (difference $diff, in flight <= $CONNS)"
   # where the time went, per stored transaction (the run and its backlog included)
   n=$stored
-  read -r lc lw oc ow <<<"$(sched_delta "$TMP/ff-sched-0.txt" "$TMP/ff-sched-1.txt" "$ENG_PID" "$n")"
-  put ff.loop_cpu_us "$lc"; put ff.loop_wait_us "$lw"; put ff.other_cpu_us "$oc"; put ff.other_wait_us "$ow"
+  read -r lc lw wc ww oc ow <<<"$(sched_delta "$TMP/ff-sched-0.txt" "$TMP/ff-sched-1.txt" "$ENG_PID" "$n")"
+  put ff.loop_cpu_us "$lc"; put ff.loop_wait_us "$lw"; put ff.writer_cpu_us "$wc"; put ff.writer_wait_us "$ww"
+  put ff.other_cpu_us "$oc"; put ff.other_wait_us "$ow"
   m0=$(mfile "$TMP/ff-metrics-0.txt" hookwork_lua_allocations_total)
   m1=$(mfile "$TMP/ff-metrics-1.txt" hookwork_lua_allocations_total)
   put ff.allocs "$(awk -v a="$m0" -v b="$m1" -v n="$n" 'BEGIN{if (n > 0) printf "%.1f", (b - a) / n; else print "n/a"}')"
@@ -781,7 +790,7 @@ report_main() {
   echo
   echo "### Where the time goes (fire-and-forget, the measured run above)"
   echo
-  echo "- per stored transaction: loop thread $(get ff.loop_cpu_us) µs of CPU and $(get ff.loop_wait_us) µs runnable but waiting for a CPU; the other threads (store writer, checkpointer) $(get ff.other_cpu_us) µs of CPU and $(get ff.other_wait_us) µs waiting (/proc/PID/task/*/schedstat)"
+  echo "- per stored transaction: loop thread $(get ff.loop_cpu_us) µs of CPU and $(get ff.loop_wait_us) µs runnable but waiting for a CPU; store writer (hw-writer) $(get ff.writer_cpu_us) µs of CPU, $(get ff.writer_wait_us) µs waiting; the other threads (checkpointer, reader) $(get ff.other_cpu_us) µs of CPU, $(get ff.other_wait_us) µs waiting (/proc/PID/task/*/schedstat, over the measured run and its backlog)"
   echo "- loop iterations, wall time of their work (hookwork_loop_iteration_seconds): p50 $(get ff.iter_p50) ms, p99 $(get ff.iter_p99) ms, longest since start $(get ff.iter_max) ms; the loop thread's CPU per iteration (hookwork_loop_iteration_cpu_seconds): p50 $(get ff.itercpu_p50) ms, p99 $(get ff.itercpu_p99) ms, most $(get ff.itercpu_max) ms; $(get ff.iter_n) requests per iteration"
   echo "- accept path: $(get ff.c_path) % of the measured requests took the C path (hookwork_accept_path_total)"
   echo "- Lua allocations: $(get ff.allocs) per transaction (hookwork_lua_allocations_total: blocks allocated or grown, accept + run + answer)"
