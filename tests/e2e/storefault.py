@@ -83,6 +83,11 @@ class StoreFault:
             if slow:
                 raise ValueError("slow:MS is for PostgreSQL (SQLite's tests use their fsync shim)")
             self._write_ctl(mode)
+        elif self.mode == "stall" and mode in ("eio", "enospc"):
+            # the stalled commits then fail: the triggers are made by the
+            # session holding the locks, visible the moment it lets go
+            self._pg_fail(mode, session=self._lock_session)
+            self._lock_session = None
         else:
             self._pg_clear()
             if mode in ("eio", "enospc"):
@@ -100,11 +105,19 @@ class StoreFault:
     def _tables(self):
         return [r[0] for r in lib.pg_server().query(self.e.store, _PG_TABLES)]
 
-    def _pg_fail(self, mode):
+    def _pg_fail(self, mode, session=None):
         stmts = [_PG_FAIL_FN]
         for t in self._tables():
             stmts.append('CREATE TRIGGER hw_test_fault BEFORE INSERT OR UPDATE OR DELETE ON "%s" '
                          "FOR EACH STATEMENT EXECUTE FUNCTION hw_test_fault('%s');" % (t, mode))
+        if session is not None:
+            session.stdin.write("\n".join(stmts) + "\nCOMMIT;\nSELECT 'failing';\n")
+            session.stdin.close()
+            out = session.stdout.read()
+            session.wait(30)
+            if "failing" not in out:
+                raise AssertionError("could not turn the stall into failures: %r" % out[-500:])
+            return
         # One table at a time, each in its own transaction: holding one
         # table's lock while waiting for the next could deadlock with a
         # commit of the engine that takes them in another order.

@@ -11,12 +11,12 @@ import gzip
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 import zlib
 
-from lib import test, Engine, eq, ok, fail, wait_until, not_on_postgres, REPO
+from lib import test, Engine, eq, ok, wait_until
+from storefault import StoreFault
 
 FA_LUA = """local hw = require "hookwork"
 return hw.cycle {
@@ -60,7 +60,6 @@ FILES = {"fa.lua": FA_LUA, "all.lua": ALL_LUA, "stopme.lua": STOPPED_LUA,
          "guard.lua": GUARD_LUA}
 
 JSON = {"Content-Type": "application/json"}
-FAULT_SO = os.path.join(REPO, "tests", "fault", "faultfs.so")
 
 
 def nested(depth):
@@ -264,65 +263,49 @@ def c_path_follows_start_stop_put_and_reload():
                    timeout=10, msg="token gone with its file")
 
 
-def fault_env(ctl, data_dir):
-    return {"LD_PRELOAD": FAULT_SO, "HW_FAULT_CTL": ctl, "HW_FAULT_PATH": data_dir,
-            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
-
-
-def set_fault(ctl, mode):
-    with open(ctl + ".tmp", "w") as f:
-        f.write(mode)
-    os.rename(ctl + ".tmp", ctl)
-
-
 def first_refusal(env_extra):
     """A request written while a commit stalls, whose own commit then fails:
     its answer, and the accept path counters around it.  (Written, not
     refused at the door: the store reports no failure while it stalls.)"""
-    if not os.path.exists(FAULT_SO):
-        fail("%s is missing: run make" % FAULT_SO)
-    with tempfile.TemporaryDirectory(prefix="hookwork-fault-") as t:
-        ctl = os.path.join(t, "ctl")
-        set_fault(ctl, "ok")
-        e = Engine({"fa.lua": FA_LUA}, env=env_extra)
-        e.env_extra.update(fault_env(ctl, e.data_dir))
-        with e:
-            e.start()
-            url = e.hook_url("fa", "in")
-            eq(e.post(url, json={"order_id": "a", "amount": 1}).status, 202)
-            before = counts(e)
-            set_fault(ctl, "stall")
-            time.sleep(0.05)
-            res = {}
+    e = Engine({"fa.lua": FA_LUA}, env=env_extra)
+    fault = StoreFault(e)
+    with e:
+        e.start()
+        url = e.hook_url("fa", "in")
+        eq(e.post(url, json={"order_id": "a", "amount": 1}).status, 202)
+        before = counts(e)
+        fault.set("stall")
+        time.sleep(0.05)
+        res = {}
 
-            def post(oid):
-                res[oid] = e.post(url, json={"order_id": oid, "amount": 2}, timeout=20)
-            tx = threading.Thread(target=post, args=("x",))
-            tx.start()  # its commit stalls in fsync
-            time.sleep(0.3)
-            tb = threading.Thread(target=post, args=("b",))
-            tb.start()  # queued for the next commit
-            time.sleep(0.3)
-            set_fault(ctl, "eio")  # the stalled fsync passes, the next one fails
-            tx.join()
-            tb.join()
-            after = counts(e)
-            set_fault(ctl, "ok")
-            wait_until(lambda: e.post(url, json={"order_id": "c", "amount": 3}).status == 202,
-                       timeout=15, msg="service resumes")
-            e.stop()
-            ids = [row[0] for row in e.db_rows(
-                "SELECT json_extract(data, '$.order_id') FROM tx ORDER BY id")]
-            # (x's commit may hit the failing fsync too: SQLite syncs more than once)
-            ok(res["x"].status in (202, 503), "x answered", res["x"])
-            xs = ["x"] if res["x"].status == 202 else []
-            eq(ids, ["a"] + xs + ["c"], "the refused request (%s) is not stored" % res["b"])
-            return res["b"], before, after, len(xs)
+        def post(oid):
+            res[oid] = e.post(url, json={"order_id": oid, "amount": 2}, timeout=20)
+        tx = threading.Thread(target=post, args=("x",))
+        tx.start()  # its commit stalls (in fsync; on PostgreSQL on the tables' locks)
+        time.sleep(0.3)
+        tb = threading.Thread(target=post, args=("b",))
+        tb.start()  # queued for the next commit
+        time.sleep(0.3)
+        fault.set("eio")  # the stalled fsync passes, the next one fails (PostgreSQL: both fail)
+        tx.join()
+        tb.join()
+        after = counts(e)
+        fault.set("ok")
+        wait_until(lambda: e.post(url, json={"order_id": "c", "amount": 3}).status == 202,
+                   timeout=15, msg="service resumes")
+        e.stop()
+        ids = [row[0] for row in e.db_rows(
+            "SELECT json_extract(data, '$.order_id') FROM tx ORDER BY id",
+            pg="SELECT data::jsonb ->> 'order_id' FROM tx ORDER BY id")]
+        # (x's commit may hit the failing fsync too: SQLite syncs more than once)
+        ok(res["x"].status in (202, 503), "x answered", res["x"])
+        xs = ["x"] if res["x"].status == 202 else []
+        eq(ids, ["a"] + xs + ["c"], "the refused request (%s) is not stored" % res["b"])
+        return res["b"], before, after, len(xs)
 
 
 @test
 def c_path_commit_failure_is_the_lua_paths_503():
-    not_on_postgres("faultfs fails the SQLite file's fsync")
     r, before, after, nx = first_refusal({})
     eq(r.status, 503, "refused: %s" % r.body)
     eq(r.headers.get("retry-after"), "1")

@@ -203,6 +203,25 @@ def store_fault_fails_and_stalls_writes_on_postgres():
         f.set("ok")
         srv.psql(url, "SET lock_timeout = '2s'; INSERT INTO a VALUES (2)")
         eq(srv.query(url, "SELECT count(*) FROM a"), [(2,)])
+        # a stall that turns into failures: the writes that waited fail too
+        f.set("stall")
+        box = {}
+
+        def write():
+            try:
+                srv.psql(url, "INSERT INTO b VALUES (9)")
+                box["r"] = "ok"
+            except pgserver.PgError as ex:
+                box["r"] = str(ex)
+        import threading
+        th = threading.Thread(target=write)
+        th.start()
+        time.sleep(0.3)
+        ok("r" not in box, "the write waits while stalled", box)
+        f.set("eio")
+        th.join(20)
+        contains(box.get("r"), "Input/output error", "the write that waited fails")
+        f.set("ok")
         f.set("slow:400")
         t0 = time.time()
         srv.psql(url, "BEGIN; INSERT INTO a VALUES (3); INSERT INTO b VALUES (3); UPDATE a SET n = n; COMMIT;")
