@@ -4,6 +4,7 @@
  * then gives the answer it always gave. */
 #include "fastpath.h"
 #include "codec.h"
+#include "dedupe.h"
 #include "hook.h"
 #include "jscan.h"
 #include "log.h"
@@ -117,6 +118,15 @@ static const char *header(const hw_http_req_t *req, const char *name) {
   for (i = 0; i < req->nheaders; i++)
     if (strcmp(req->headers[i].name, name) == 0)
       v = req->headers[i].value;
+  return v;
+}
+
+/* The request as verify.c and dedupe.c read it (the last value of each
+ * header, as the Lua request table keeps). */
+static const char *view_header(void *ctx, const char *name, size_t *len) {
+  const char *v = header(ctx, name);
+  if (v != NULL)
+    *len = strlen(v);
   return v;
 }
 
@@ -476,6 +486,8 @@ typedef struct {
   query_t query;
   size_t body_len;
   char ip[64];
+  char *dkey; /* the dedupe key noted with the request, or NULL */
+  size_t dklen;
 } pending_t;
 
 static void pending_free(pending_t *p) {
@@ -485,6 +497,7 @@ static void pending_free(pending_t *p) {
   free(p->step);
   free(p->decoded);
   free(p->query.buf);
+  free(p->dkey);
   free(p);
 }
 
@@ -578,6 +591,9 @@ static void committed(int status, const char *reason, void *arg) {
   pending_t *p = arg;
   hw_engine_t *e = p->e;
   if (status != 0) {
+    /* not stored: its dedupe key was not either (dedupe.lua's forget) */
+    if (p->dkey != NULL && e->dedupe != NULL)
+      hw_dedupe_forget(e->dedupe, p->cycle, p->step, p->dkey, p->dklen, p->tx);
     /* not stored: the Lua side's 503, counted as the Lua path counts it */
     struct refusal r = {p, reason ? reason : "the store could not commit"};
     if (hw_lua_callp(e, "c_refused", push_refusal, &r, 0) != 0)
@@ -646,7 +662,12 @@ int hw_fast_accept(hw_engine_t *e, hw_http_req_t *req, const char *ip) {
   const char *body;
   hw_jslice_t root;
   pending_t *p;
-  uint64_t seq;
+  uint64_t seq, dseq;
+  hw_req_view_t view;
+  hw_verify_result_t vres;
+  hw_dedupe_hit_t hit;
+  char key[HW_DEDUPE_KEY_BUF];
+  size_t klen;
 
   if (e->store == NULL || e->hooks == NULL || token_of(req->path, &tn) != 0)
     return 1;
@@ -657,6 +678,15 @@ int hw_fast_accept(hw_engine_t *e, hw_http_req_t *req, const char *ip) {
       !h->running ||
       (h->ip_filtered && (h->filter == NULL || !hw_ipfilter_match(h->filter, ip))) ||
       hw_store_refusal(e->store, why, sizeof why))
+    return 1;
+  view.method = req->method;
+  view.body = req->body ? req->body : "";
+  view.body_len = req->body_len;
+  view.header = view_header;
+  view.ctx = req;
+  /* verify over the raw bytes; a request that fails goes to the Lua path,
+   * which answers the 401 (its log line and metrics have one source) */
+  if (h->verify != NULL && hw_verify_check(h->verify, &view, hw_now(), &vres) != 0)
     return 1;
   if (decode(e, req, &decoded, &bn) != 0)
     return 1;
@@ -682,6 +712,26 @@ int hw_fast_accept(hw_engine_t *e, hw_http_req_t *req, const char *ip) {
   p->sync = h->sync;
   p->now = hw_now();
   p->mono = hw_mono();
+  /* dedupe: a duplicate (or a key the C side cannot read) goes to the Lua
+   * path, which answers it like the first delivery */
+  if (h->dedupe != NULL) {
+    int rc = hw_dedupe_key(h->dedupe, &view, root.p, root.n, key, &klen);
+    if (rc == 1 && e->dedupe == NULL && hw_dedupe_new(&e->dedupe) != 0)
+      rc = -ENOMEM;
+    if (rc == 1 && (hw_dedupe_find(e->dedupe, e->store, h->cycle, h->step, key,
+                                   klen, p->now, &hit) != 0 ||
+                    (p->dkey = malloc(klen + 1)) == NULL))
+      rc = -1;
+    if (rc < 0) {
+      pending_free(p);
+      return 1;
+    }
+    if (rc == 1) {
+      memcpy(p->dkey, key, klen);
+      p->dkey[klen] = '\0';
+      p->dklen = klen;
+    }
+  }
   stored_request(&p->request, req, &p->query, body, bn, ip, p->now);
   snprintf(p->ip, sizeof p->ip, "%s", ip);
   p->cycle = strdup(h->cycle);
@@ -691,6 +741,11 @@ int hw_fast_accept(hw_engine_t *e, hw_http_req_t *req, const char *ip) {
     pending_free(p); /* (an id drawn stays a gap, never a duplicate) */
     return 1;
   }
+  /* the key's row rides in the same batch as the transaction */
+  if (p->dkey != NULL &&
+      hw_dedupe_note(e->dedupe, e->store, p->cycle, p->step, p->dkey, p->dklen,
+                     p->tx, hw_dedupe_spec_window(h->dedupe), p->now, &dseq) != 0)
+    hw_log("webhook", "transaction %lld: dedupe key not queued", (long long) p->tx);
   if (hw_store_await(e->store, seq, committed, p) != 0) {
     /* written but nobody waits: the 202 cannot be promised; the row runs
      * at the next start like any stored transaction */

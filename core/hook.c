@@ -3,6 +3,7 @@
  * allocations per webhook, while a lookup is one hash probe. */
 #include "hook.h"
 #include "engine.h"
+#include "lua_door.h"
 #include "rejects.h"
 
 #include <lauxlib.h>
@@ -229,6 +230,16 @@ static int compile_hook(lua_State *L, hw_hook_t *h) {
   lua_pop(L, 1);
   lua_getfield(L, -1, "fields");
   if (lua_istable(L, -1) && compile_fields(L, h) != 0)
+    h->fast = 0;
+  lua_pop(L, 1);
+  /* verify and dedupe as compiled in C; one that needs Lua (an hmac
+   * payload function, a key function) keeps the webhook on the Lua path */
+  lua_getfield(L, -1, "verify");
+  if (!lua_isnil(L, -1) && (h->verify = hw_lua_door_verify(L, -1)) == NULL)
+    h->fast = 0;
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "dedupe");
+  if (!lua_isnil(L, -1) && (h->dedupe = hw_lua_door_dedupe(L, -1)) == NULL)
     h->fast = 0;
   lua_pop(L, 1);
   return 0;

@@ -12,13 +12,17 @@
  * Lua side: core.hooks_set(list) replaces the table, where list holds one
  * entry per webhook: {token, cycle, step, running, methods = {"POST",...},
  * fast, sync, cors, ip_filtered, filter (a core.ipfilter or nil), fields = {{name,
- * type, optional}, ...} or nil}.  core.accept_paths() -> c, c_rejected,
- * lua: requests accepted by the C path, rejected by it (core/rejects.c),
- * and webhook requests handed to the Lua path. */
+ * type, optional}, ...} or nil, verify, dedupe (the step's compiled
+ * tables: their C lists and specs are borrowed, kept alive by the list)}.
+ * core.accept_paths() -> c, c_rejected, lua: requests accepted by the C
+ * path, rejected by it (core/rejects.c), and webhook requests handed to
+ * the Lua path. */
 #ifndef HW_HOOK_H
 #define HW_HOOK_H
 
+#include "dedupe.h"
 #include "ipfilter.h"
+#include "verify.h"
 
 #include <lua.h>
 #include <stddef.h>
@@ -48,6 +52,8 @@ typedef struct hw_hook_s {
   int has_spec;      /* `fields` given (else every top-level member) */
   hw_field_t *fields; /* sorted by path, segment by segment */
   int nfields;
+  const hw_verify_t *verify;       /* compiled `verify`, or NULL */
+  const hw_dedupe_spec_t *dedupe;  /* compiled `dedupe`, or NULL */
 } hw_hook_t;
 
 typedef struct hw_hooks_s hw_hooks_t;

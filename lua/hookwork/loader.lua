@@ -196,8 +196,9 @@ end
 
 -- The C accept path's copy of every webhook (core/hook.c), rebuilt
 -- whenever what it holds changes: a reload, a start/stop, a connector PUT.
--- `fast`: a trigger with no feature only the Lua path has (verify, dedupe,
--- cors: docs/ARCHITECTURE.md); `sync`: its caller waits for a `respond`.
+-- `fast`: a trigger with no feature only the Lua path has (cors, an hmac
+-- payload function, a dedupe key function: docs/ARCHITECTURE.md); `sync`:
+-- its caller waits for a `respond`.
 function L.sync_hooks()
   if not core.hooks_set then return end
   local list = {}
@@ -219,8 +220,18 @@ function L.sync_hooks()
                           running = cy.state == "running", methods = methods,
                           ip_filtered = st.ip_filtered == true, filter = conn and conn.filter,
                           fields = fields, sync = st.sync == true, cors = st.cors ~= nil,
-                          fast = st.index == 1 and not st.verify and not st.dedupe
-                            and not st.cors }
+                          verify = st.verify, dedupe = st.dedupe,
+                          -- verify and dedupe compiled to C (core/verify.c,
+                          -- dedupe.c) go along; an hmac payload function, a
+                          -- dedupe key function, dedupe on a synchronous
+                          -- trigger (its first answer is recorded by the
+                          -- Lua caller) and dedupe with several nodes (its
+                          -- key claimed in the store first: D.claim) stay
+                          -- on the Lua path
+                          fast = st.index == 1 and not st.cors
+                            and (not st.verify or st.verify.c ~= nil)
+                            and (not st.dedupe or (st.dedupe.c ~= nil and not st.sync
+                                                   and R.cfg.store ~= "postgres")) }
     end
   end
   core.hooks_set(list)

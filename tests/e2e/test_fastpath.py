@@ -437,3 +437,120 @@ def c_path_sync_timeout_hands_over_a_status_url():
             wait_until(lambda: e.post(url, method="GET").status == 200, timeout=10,
                        msg="the run's answer at the status URL")
             eq(e.post(url, method="GET").json, {"late": "v"})
+
+
+# verify and dedupe on the C path (core/verify.c, core/dedupe.c): a
+# request that passes is accepted in C; a failure, a duplicate, or a
+# scheme that needs Lua (an hmac payload function, a dedupe key function)
+# goes to the Lua path, and both engines answer and store the same.
+def door_file(name, opts):
+    return ('local hw = require "hookwork"\nreturn hw.cycle { name = "%s", steps = {\n'
+            '  hw.webhook { name = "in", %s },\n'
+            '  hw.step { name = "s", run = function(tx) end } } }\n' % (name, opts))
+
+
+DOOR_FILES = {
+    "gh.lua": door_file("gh", 'verify = hw.verify.github { secret = { "old", "gh-secret" } }, '
+                              'dedupe = { header = "X-Id" }'),
+    "sw.lua": door_file("sw", 'verify = hw.verify.standard_webhooks { secret = "whsec_c2VjcmV0LWtleQ==", '
+                              'tolerance = 1e10 }, dedupe = true'),
+    "fld.lua": door_file("fld", 'dedupe = { field = "order.id" }'),
+    "pay.lua": door_file("pay", 'verify = hw.verify.hmac { secret = "p", header = "X-Sig", '
+                                'payload = function(req) return req.body end }'),
+    "kfn.lua": door_file("kfn", 'dedupe = { key = function(req) return req.headers["x-id"] end }'),
+    # synchronous: verify goes along to C; dedupe stays on the Lua path (the
+    # Lua caller records the first answer a duplicate is given)
+    "svs.lua": 'local hw = require "hookwork"\nreturn hw.cycle { name = "svs", steps = {\n'
+               '  hw.webhook { name = "in", verify = hw.verify.bearer { token = "tok" } },\n'
+               '  hw.respond { name = "out", status = 201, body = function(tx) return { n = tx.data.n } end } } }\n',
+    "sds.lua": 'local hw = require "hookwork"\nreturn hw.cycle { name = "sds", steps = {\n'
+               '  hw.webhook { name = "in", dedupe = { header = "X-Id" } },\n'
+               '  hw.respond { name = "out", status = 201, body = function(tx) return { n = tx.data.n } end } } }\n',
+}
+
+
+def door_cases():
+    import base64
+    import hashlib
+    import hmac
+
+    def gh(body, secret="gh-secret"):
+        return "sha256=" + hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+
+    def sw(msg_id, body, ts="1700000000"):
+        mac = hmac.new(b"secret-key", ("%s.%s.%s" % (msg_id, ts, body)).encode(), hashlib.sha256).digest()
+        return {"webhook-id": msg_id, "webhook-timestamp": ts,
+                "webhook-signature": "v1," + base64.b64encode(mac).decode(), **JSON}
+
+    def sig(body):
+        return hmac.new(b"p", body.encode(), hashlib.sha256).hexdigest()
+    b1, b2 = '{"n":1}', '{"n":2}'
+    return [
+        # (name, cycle, headers, body, status, path)
+        ("gh_good", "gh", {"X-Hub-Signature-256": gh(b1), "X-Id": "a", **JSON}, b1, 202, "c"),
+        ("gh_duplicate", "gh", {"X-Hub-Signature-256": gh(b1), "X-Id": "a", **JSON}, b1, 202, "lua"),
+        ("gh_new_key", "gh", {"X-Hub-Signature-256": gh(b2), "X-Id": "b", **JSON}, b2, 202, "c"),
+        ("gh_no_key", "gh", {"X-Hub-Signature-256": gh(b2), **JSON}, b2, 202, "c"),
+        ("gh_bad_sig", "gh", {"X-Hub-Signature-256": gh(b1, "nope"), "X-Id": "c", **JSON}, b1, 401, "lua"),
+        ("gh_missing", "gh", {"X-Id": "d", **JSON}, b1, 401, "lua"),
+        ("sw_good", "sw", sw("msg_1", b1), b1, 202, "c"),
+        ("sw_duplicate", "sw", sw("msg_1", b1), b1, 202, "lua"),
+        ("sw_svix_delivery", "sw", {k.replace("webhook", "svix"): v for k, v in sw("msg_2", b2).items()}, b2, 202, "c"),
+        ("sw_bad", "sw", dict(sw("msg_3", b1), **{"webhook-signature": "v1,AAAA"}), b1, 401, "lua"),
+        ("fld_first", "fld", JSON, '{"order":{"id":7}}', 202, "c"),
+        ("fld_duplicate_as_float", "fld", JSON, '{"order":{"id":7.0},"x":1}', 202, "lua"),
+        ("fld_escaped_key", "fld", JSON, '{"order":{"\\u0069d":"e1"}}', 202, "c"),
+        ("fld_escaped_dup", "fld", JSON, '{"order":{"id":"e1"}}', 202, "lua"),
+        ("fld_no_field", "fld", JSON, '{"order":{}}', 202, "c"),
+        ("payload_fn", "pay", {"X-Sig": sig(b1), **JSON}, b1, 202, "lua"),
+        ("key_fn", "kfn", {"X-Id": "k", **JSON}, b1, 202, "lua"),
+        ("sync_verified", "svs", {"Authorization": "Bearer tok", **JSON}, b1, 201, "c"),
+        ("sync_refused", "svs", {"Authorization": "Bearer nope", **JSON}, b1, 401, "lua"),
+        ("sync_dedupe_first", "sds", {"X-Id": "s1", **JSON}, b1, 201, "lua"),
+        ("sync_dedupe_again", "sds", {"X-Id": "s1", **JSON}, b2, 201, "lua"),
+    ]
+
+
+@test
+def c_path_verifies_and_dedupes_as_the_lua_path():
+    fast = Engine(DOOR_FILES)
+    slow = Engine(DOOR_FILES, env={"HOOKWORK_FAST_ACCEPT": "0"})
+    with fast, slow:
+        fast.start()
+        slow.start()
+        results = {}
+        for e, label in ((fast, "fast"), (slow, "slow")):
+            urls = {c: e.hook_url(c, "in") for c in ("gh", "sw", "fld", "pay", "kfn", "svs", "sds")}
+            out = []
+            for name, cyc, headers, body, status, path in door_cases():
+                before = counts(e)
+                r = e.post(urls[cyc], body=body, headers=headers)
+                after = counts(e)
+                taken = "c" if after[0] == before[0] + 1 else "lua" if after[1] == before[1] + 1 else "?"
+                out.append((name, r, taken))
+                if r.status == 202 and "transaction" in (r.json or {}) and not r.json.get("duplicate"):
+                    e.wait_tx(r.json["transaction"], "completed")
+            results[label] = out
+        for case, (name, fr, taken), (_, sr, _) in zip(door_cases(), results["fast"], results["slow"]):
+            eq(fr.status, case[4], "%s: status (%s)" % (name, fr.body[:200]))
+            eq(taken, case[5], "%s: accept path" % name)
+            eq(answer_of(fr, None), answer_of(sr, None), "%s: same answer on both paths" % name)
+        dup = {n: r.json for n, r, _ in results["fast"]}
+        eq(dup["gh_duplicate"].get("duplicate"), True, "the duplicate is answered as one")
+        eq(dup["gh_duplicate"]["transaction"], dup["gh_good"]["transaction"], "with the first's transaction")
+        eq(dup["sw_duplicate"]["transaction"], dup["sw_good"]["transaction"], "delivery id dedupes")
+        eq(dup["fld_duplicate_as_float"]["transaction"], dup["fld_first"]["transaction"],
+           "7.0 is the key 7, as the Lua side prints it")
+        eq(dup["fld_escaped_dup"]["transaction"], dup["fld_escaped_key"]["transaction"],
+           "an escaped member name is the same field")
+        # the keys the C path noted are in the store, like the Lua path's
+        keys = sorted(r[0] for r in fast.db_rows("SELECT key FROM dedupe"))
+        eq(keys, sorted(r[0] for r in slow.db_rows("SELECT key FROM dedupe")), "same dedupe rows")
+        eq(keys, ["7", "a", "b", "e1", "k", "msg_1", "msg_2", "s1"], "dedupe rows")
+        eq(dup["sync_dedupe_again"], {"n": 1}, "a synchronous duplicate gets the first answer")
+        # a restart: the key stored by the C path still dedupes
+        fast.restart()
+        r = fast.post(fast.hook_url("gh", "in"), body='{"n":1}',
+                      headers={"X-Hub-Signature-256": "sha256=" + __import__("hmac").new(
+                          b"gh-secret", b'{"n":1}', "sha256").hexdigest(), "X-Id": "a", **JSON})
+        eq((r.status, r.json.get("duplicate")), (202, True), "after a restart")
