@@ -56,8 +56,14 @@ struct hw_pg_s {
    * the connection drops after a COMMIT was sent, the batch is in limbo
    * until the token, read after reconnecting, says whether it committed */
   int sent_all;      /* the batch's COMMIT and Sync are queued */
+  int commit_item;   /* the pipeline item of its COMMIT */
+  int committed;     /* COMMIT answered: whatever follows, it is stored */
   int limbo;
   int limbo_told;     /* its callers were answered 503 (HW_PG_LIMBO_NS) */
+  int quick;          /* a reconnect at once was tried since the last commit */
+  uint64_t connect_by; /* a connection attempt gives up then (libpq leaves
+                        * connect_timeout to us with PQconnectPoll) */
+  int no_fail_mark;   /* decide: a failed batch does not make the store fail */
   uint64_t limbo_since;
   uint64_t batchno;
   char token[64];
@@ -83,6 +89,9 @@ struct hw_pg_s {
 };
 
 static void pump(hw_store_t *st);
+static void start_connect(hw_store_t *st);
+static int drain_idle(hw_store_t *st);
+static void on_timer(uv_timer_t *t);
 static void on_poll(uv_poll_t *h, int status, int events);
 
 int hw_pg_is_url(const char *where) {
@@ -656,6 +665,7 @@ static void decide(hw_store_t *st) {
              (unsigned long long) pg->nfailed);
     pg->failed_since = pg->nfailed = 0;
     pg->pause = HW_RETRY_MIN_NS;
+    pg->quick = 0;
   } else {
     append(&batch, pg->carry); /* written meanwhile by refuse_new: later */
     pg->carry = keep_ops(batch, pg->bad, &pg->nkept);
@@ -680,7 +690,7 @@ static void decide(hw_store_t *st) {
   st->ncarry = pg->nkept;
   st->durable = pg->carry != NULL ? pg->carry->seq - 1 : st->done;
   st->failing = 0;
-  if (!ok && pg->retry)
+  if (!ok && pg->retry && !pg->no_fail_mark)
     failing(st, pg->msg, now);
   wake(st);
   uv_mutex_unlock(&st->mu);
@@ -692,6 +702,10 @@ static void decide(hw_store_t *st) {
 static void conn_lost(hw_store_t *st, const char *why) {
   hw_pg_t *pg = st->pg;
   char msg[200];
+  /* the first loss after things worked is retried at once, without
+   * refusing new requests (a server restart, an idle timeout, a pooler);
+   * the store reports itself failing only if that does not work */
+  int quick = !pg->quick && !st->failing && pg->state != PG_CONNECTING;
   copy_msg(msg, sizeof msg, "connection lost: ",
            why ? why : (pg->wr ? PQerrorMessage(pg->wr) : NULL));
   unwatch(pg);
@@ -700,14 +714,21 @@ static void conn_lost(hw_store_t *st, const char *why) {
   pg->flushing = 0;
   pg->session = 0;
   pg->need_rollback = 0;
-  if (pg->state == PG_BUSY && !pg->failed && pg->sent_all) {
-    /* it may have committed: decided once the token is read back */
+  if (pg->state == PG_BUSY && pg->committed) {
+    /* the COMMIT was answered before the connection went: stored */
+    pg->state = PG_DOWN;
+    decide(st);
+  } else if (pg->state == PG_BUSY && !pg->failed && pg->sent_all) {
+    /* it may have committed: decided once the token is read back (new
+     * requests are refused meanwhile) */
     pg->state = PG_DOWN;
     pg->limbo = 1;
     pg->limbo_told = 0;
     pg->limbo_since = uv_hrtime();
     uv_mutex_lock(&st->mu);
     failing(st, msg, uv_hrtime());
+    if (quick)
+      pg->retry_at = uv_hrtime();
     uv_mutex_unlock(&st->mu);
   } else if (pg->state == PG_BUSY) {
     pg->state = PG_DOWN;
@@ -717,12 +738,22 @@ static void conn_lost(hw_store_t *st, const char *why) {
     }
     pg->retry = 1;
     pg->bad = NULL;
+    pg->no_fail_mark = quick; /* its requests get 503 all the same */
     decide(st);
+    pg->no_fail_mark = 0;
   } else {
     pg->state = PG_DOWN;
-    uv_mutex_lock(&st->mu);
-    failing(st, msg, uv_hrtime());
-    uv_mutex_unlock(&st->mu);
+    if (!quick) {
+      uv_mutex_lock(&st->mu);
+      failing(st, msg, uv_hrtime());
+      uv_mutex_unlock(&st->mu);
+    }
+  }
+  if (quick && !pg->limbo && !st->failing) {
+    hw_log("store", "PostgreSQL: %s; reconnecting", msg);
+    pg->quick = 1;
+    start_connect(st);
+    return;
   }
   pump(st); /* arms the retry timer; refuses what waits meanwhile */
 }
@@ -794,8 +825,13 @@ static void start_connect(hw_store_t *st) {
   hw_pg_t *pg = st->pg;
   const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
   const char *vals[] = {"5", "hookwork", pg->url, NULL};
+  /* a quick reconnect holds new requests (they are not refused): 1 s */
+  uint64_t limit = (pg->quick && !st->failing ? 1 : 5) * (uint64_t) 1000000000;
   pg->wr = PQconnectStartParams(keys, vals, 1);
   pg->state = PG_CONNECTING;
+  pg->connect_by = uv_hrtime() + limit;
+  if (pg->timer != NULL)
+    uv_timer_start(pg->timer, on_timer, limit / 1000000 + 1, 0);
   if (pg->wr == NULL || PQstatus(pg->wr) == CONNECTION_BAD) {
     conn_lost(st, pg->wr ? PQerrorMessage(pg->wr) : "out of memory");
     return;
@@ -852,6 +888,8 @@ static void start_batch(hw_store_t *st) {
     conn_lost(st, NULL);
     return;
   }
+  if (drain_idle(st) != 0)
+    return;
   uv_mutex_lock(&st->mu);
   newops = st->shead;
   pg->lo = st->done;
@@ -870,6 +908,8 @@ static void start_batch(hw_store_t *st) {
   pg->bad = NULL;
   pg->msg[0] = '\0';
   pg->sent_all = 0;
+  pg->committed = 0;
+  pg->commit_item = -1;
   snprintf(pg->token, sizeof pg->token, "%ld:%llu:%llu", (long) getpid(),
            (unsigned long long) pg->started, (unsigned long long) ++pg->batchno);
   max = count_ops(pg->batch) + HW_PG_NSTMTS + 7;
@@ -918,6 +958,7 @@ static void start_batch(hw_store_t *st) {
     pg->items[pg->nitems++] = NULL;
     ok = PQsendQueryPrepared(pg->wr, "hw_commit_mark", 1, tok, NULL, NULL, 0);
   }
+  pg->commit_item = pg->nitems;
   ok = ok && send_cmd(pg, "COMMIT", NULL);
   ok = ok && PQpipelineSync(pg->wr);
   pg->sent_all = ok;
@@ -955,7 +996,9 @@ static void read_results(hw_store_t *st) {
       decide(st);
       break;
     }
-    if (s == PGRES_FATAL_ERROR && !pg->failed) {
+    if (s == PGRES_COMMAND_OK && pg->item == pg->commit_item && !pg->failed)
+      pg->committed = 1;
+    if (s == PGRES_FATAL_ERROR && !pg->failed && !pg->committed) {
       hw_op_t *op = pg->item < pg->nitems ? pg->items[pg->item] : NULL;
       const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
       pg->failed = 1;
@@ -977,6 +1020,28 @@ static void read_results(hw_store_t *st) {
     conn_lost(st, NULL);
 }
 
+/* Idle, nothing sent: any result is the server's own, e.g. the FATAL of
+ * a connection it is ending (pg_terminate_backend, shutdown).  Non-zero
+ * when the connection is lost (conn_lost called). */
+static int drain_idle(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  char msg[200];
+  PGresult *r;
+  int lost = 0;
+  msg[0] = '\0';
+  while (!PQisBusy(pg->wr) && (r = PQgetResult(pg->wr)) != NULL) {
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR && !lost) {
+      lost = 1;
+      copy_msg(msg, sizeof msg, "", PQresultErrorMessage(r));
+    }
+    PQclear(r);
+  }
+  if (!lost && PQstatus(pg->wr) != CONNECTION_BAD)
+    return 0;
+  conn_lost(st, msg[0] ? msg : NULL);
+  return -1;
+}
+
 static void on_events(hw_store_t *st, int events) {
   hw_pg_t *pg = st->pg;
   if (pg->state == PG_CONNECTING) {
@@ -994,10 +1059,8 @@ static void on_events(hw_store_t *st, int events) {
                PQstatus(pg->wr) == CONNECTION_BAD) {
       conn_lost(st, NULL); /* the server went away while we were idle */
       return;
-    } else {
-      PGresult *r; /* e.g. the FATAL of a server shutting down */
-      while (!PQisBusy(pg->wr) && (r = PQgetResult(pg->wr)) != NULL)
-        PQclear(r);
+    } else if (drain_idle(st) != 0) {
+      return;
     }
   }
   if (pg->state == PG_IDLE)
@@ -1013,8 +1076,13 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 
 static void on_timer(uv_timer_t *t) {
   hw_store_t *st = t->data;
-  if (st != NULL && st->pg != NULL)
-    pump(st);
+  if (st == NULL || st->pg == NULL)
+    return;
+  if (st->pg->state == PG_CONNECTING && uv_hrtime() >= st->pg->connect_by) {
+    conn_lost(st, "timeout: no answer from the server while connecting");
+    return;
+  }
+  pump(st);
 }
 
 /* The batch in limbo has waited long enough: its callers get 503 (if it
@@ -1158,6 +1226,10 @@ int hw_pg__settle(hw_store_t *st, unsigned timeout_ms) {
       continue;
     }
     now = uv_hrtime();
+    if (pg->state == PG_CONNECTING && now >= pg->connect_by) {
+      conn_lost(st, "timeout: no answer from the server while connecting");
+      continue;
+    }
     if (now >= until) {
       rc = -ETIMEDOUT;
       break;

@@ -348,3 +348,144 @@ def a_write_failing_on_its_own_data_is_dropped_and_the_rest_commits():
         wait_until(lambda: states(e, [tid]) == {tid: "completed"}, timeout=10, msg="k3 completed")
         wait_until(lambda: e.db_rows("SELECT count(*) FROM hist WHERE tx = ?", (int(tid),))[0][0] == 1,
                    timeout=10, msg="history stored again")
+
+
+@test
+def connections_closed_by_the_server_while_idle_are_reopened_without_503():
+    """The server ends the engine's connections (a restart of a pooler, an idle
+    timeout, pg_terminate_backend): the engine reconnects at once and the
+    next requests are acknowledged, not refused."""
+    url = pg_database()
+    srv = pg_server()
+    with Engine({"ff.lua": FF}, store=url) as e:
+        e.start()
+        target = hook(e)
+        ids = [accepted(e.post(target, json={"k": 0}))]
+        for round in range(3):
+            # idle: every run ended and its writes committed
+            wait_until(lambda: set(states(e, ids).values()) == {"completed"}, timeout=10,
+                       msg="runs completed")
+            time.sleep(0.3)
+            db = url.rsplit("/", 1)[-1]
+            pids = [p for (p,) in srv.query(srv.url(), "SELECT pid FROM pg_stat_activity"
+                                           " WHERE datname = ? AND application_name = 'hookwork'",
+                                           (db,))]
+            ok(pids, "the engine's connections")
+            srv.query(srv.url(), "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                      " WHERE pid IN (%s)" % ",".join(str(p) for p in pids))
+            # gone (a request sent before the server ends a connection fails
+            # with it: that one is a true 503), and the engine noticed
+            wait_until(lambda: not srv.query(srv.url(), "SELECT pid FROM pg_stat_activity"
+                                             " WHERE pid IN (%s)" % ",".join(str(p) for p in pids)),
+                       timeout=10, msg="the connections ended")
+            time.sleep(0.3)
+            for k in range(5):
+                r = e.post(target, json={"k": k})
+                eq(r.status, 202, "round %d request %d: %s" % (round, k, r.text))
+                ids.append(r.json["transaction"])
+        contains(e.log(), "reconnecting")
+
+
+class Proxy:
+    """A TCP relay between the engine and PostgreSQL that can turn into a
+    black hole: it cuts the connections and then accepts new ones without
+    ever answering (a server that hangs, a network that drops packets)."""
+
+    def __init__(self, port):
+        import socket
+        self.upstream = port
+        self.mode = "forward"
+        self.conns = []
+        self.lock = threading.Lock()
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _pipe(self, a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _accept(self):
+        import socket
+        while not self.closed:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+                if self.mode != "forward":
+                    continue  # held open, never answered
+            try:
+                u = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns.append(u)
+            threading.Thread(target=self._pipe, args=(c, u), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c), daemon=True).start()
+
+    def set(self, mode):
+        with self.lock:
+            self.mode = mode
+            conns, self.conns = self.conns, []
+        import socket
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.closed = True
+        self.ls.close()
+        self.set("forward")
+
+
+@test
+def a_server_that_stops_answering_gets_503_in_bounded_time_then_recovers():
+    """Connections cut, then a server that accepts but never answers (libpq
+    leaves the connect timeout to the caller in non-blocking mode): requests
+    are refused within seconds instead of hanging, and the engine recovers
+    by itself when the server answers again."""
+    url = pg_database()
+    srv = pg_server()
+    proxy = Proxy(srv.port)
+    db = url.rsplit("/", 1)[-1]
+    try:
+        with Engine({"ff.lua": FF}, store="postgres://postgres@127.0.0.1:%d/%s" % (proxy.port, db)) as e:
+            e.start()
+            target = hook(e)
+            accepted(e.post(target, json={"k": 0}))
+            proxy.set("blackhole")
+            t0 = time.time()
+            answers = []
+            while time.time() - t0 < 12:
+                r = e.post(target, json={"k": 1}, timeout=20)
+                answers.append((round(time.time() - t0, 1), r.status))
+                if r.status == 503 and "store unavailable" in r.text:
+                    break
+            eq(answers[-1][1], 503, "refused while the server does not answer: %r" % answers)
+            ok(answers[-1][0] < 12, "within seconds", answers)
+            proxy.set("forward")
+            wait_until(lambda: e.post(target, json={"k": 2}).status == 202, timeout=20,
+                       msg="acknowledged again once the server answers")
+    finally:
+        proxy.close()
