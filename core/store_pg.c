@@ -1015,7 +1015,7 @@ static void read_results(hw_store_t *st) {
     pg->item++;
     PQclear(r);
   }
-  if (pg->state != PG_DOWN && pg->wr != NULL &&
+  if ((pg->state == PG_BUSY || pg->state == PG_IDLE) && pg->wr != NULL &&
       PQstatus(pg->wr) == CONNECTION_BAD)
     conn_lost(st, NULL);
 }
@@ -1042,17 +1042,20 @@ static int drain_idle(hw_store_t *st) {
   return -1;
 }
 
+/* Each step may lose the connection and start another (CONNECTING, a new
+ * PGconn): after each, only a connection still up is read. */
 static void on_events(hw_store_t *st, int events) {
   hw_pg_t *pg = st->pg;
+#define UP (pg->wr != NULL && (pg->state == PG_BUSY || pg->state == PG_IDLE))
   if (pg->state == PG_CONNECTING) {
     connect_step(st);
     return;
   }
-  if (pg->wr == NULL)
+  if (!UP)
     return;
   if ((events & UV_WRITABLE) && pg->flushing)
     flush_out(st);
-  if (pg->wr != NULL && (events & UV_READABLE)) {
+  if (UP && (events & UV_READABLE)) {
     if (pg->state == PG_BUSY) {
       read_results(st);
     } else if (!PQconsumeInput(pg->wr) ||
@@ -1063,6 +1066,7 @@ static void on_events(hw_store_t *st, int events) {
       return;
     }
   }
+#undef UP
   if (pg->state == PG_IDLE)
     pump(st);
 }
