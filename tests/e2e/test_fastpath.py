@@ -8,6 +8,8 @@ gives the Lua path's 503; kill -9 after the 202s loses nothing.
 """
 
 import gzip
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -56,8 +58,25 @@ return hw.cycle {
 }
 """
 
+GH_LUA = """local hw = require "hookwork"
+return hw.cycle {
+  name = "gh",
+  steps = {
+    hw.webhook { name = "in", fields = { n = "integer" },
+                 verify = hw.verify.github { secret = hw.secret("FA_GH_SECRET") } },
+    hw.step { name = "s", run = function(tx) end },
+  },
+}
+"""
+
 FILES = {"fa.lua": FA_LUA, "all.lua": ALL_LUA, "stopme.lua": STOPPED_LUA,
-         "guard.lua": GUARD_LUA}
+         "guard.lua": GUARD_LUA, "gh.lua": GH_LUA}
+ENV = {"FA_GH_SECRET": "gh-s3cret"}
+
+
+def gh(body, secret="gh-s3cret"):
+    sig = hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+    return dict(JSON, **{"X-Hub-Signature-256": "sha256=" + sig})
 
 JSON = {"Content-Type": "application/json"}
 
@@ -132,6 +151,13 @@ CASES = [
     ("all_dup_last_null", "all", "POST", "", JSON, '{"a":1,"a":null,"z":2}', 202, "lua"),
     ("all_empty_body", "all", "POST", "", JSON, '', 202, "lua"),
     ("all_scalar", "all", "POST", "", JSON, '42', 202, "lua"),
+    ("verified", "gh", "POST", "", gh('{"n":1}'), '{"n":1}', 202, "c"),
+    ("verified_gzip", "gh", "POST", "", dict(gh('x'), **{"X-Hub-Signature-256": "sha256=" + hmac.new(
+        b"gh-s3cret", gzip.compress(b'{"n":2}', mtime=0), hashlib.sha256).hexdigest(),
+        "Content-Encoding": "gzip"}), gzip.compress(b'{"n":2}', mtime=0), 202, "c"),
+    ("bad_signature", "gh", "POST", "", gh('{"n":1}', "wrong"), '{"n":1}', 401, "lua"),
+    ("no_signature", "gh", "POST", "", JSON, '{"n":1}', 401, "lua"),
+    ("verified_bad_field", "gh", "POST", "", gh('{"n":"x"}'), '{"n":"x"}', 400, "lua"),
     ("stopped_cycle", "stopme", "POST", "", JSON, '{"a":1}', 503, "c_rejected"),
     ("ip_filtered", "guard", "POST", "", JSON, '{"a":1}', 403, "c_rejected"),
 ]
@@ -173,7 +199,7 @@ def stored(e, tx, token):
 
 
 def run_cases(e):
-    urls = {c: e.hook_url(c, "in") for c in ("fa", "all", "stopme", "guard")}
+    urls = {c: e.hook_url(c, "in") for c in ("fa", "all", "stopme", "guard", "gh")}
     e.stop_cycle("stopme")
     r = e.admin("PUT", "/api/connectors/default", json={"allowed_ips": ["127.0.0.2"]})
     eq(r.status // 100, 2, "allowed_ips set")
@@ -188,8 +214,8 @@ def run_cases(e):
 
 @test
 def c_path_and_lua_path_answer_and_store_the_same():
-    fast = Engine(FILES)
-    slow = Engine(FILES, env={"HOOKWORK_FAST_ACCEPT": "0"})
+    fast = Engine(FILES, env=ENV)
+    slow = Engine(FILES, env=dict(ENV, HOOKWORK_FAST_ACCEPT="0"))
     with fast, slow:
         fast.start()
         slow.start()
