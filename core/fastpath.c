@@ -96,16 +96,12 @@ static void put_str(buf_t *b, const char *s, size_t n) {
   put(b, "\"", 1);
 }
 
-/* A double as the Lua encoder writes it: the shortest of %.15g/%.16g/%.17g
- * that reads back the same, ".0" added when it looks integral. */
+/* A double that reads back the same (17 digits always do; the stored text
+ * is read, never compared), ".0" added when it looks integral so it stays a
+ * float as the Lua encoder's would. */
 static void put_double(buf_t *b, double d) {
   char s[40];
-  int prec;
-  for (prec = 15; prec <= 17; prec++) {
-    snprintf(s, sizeof s, "%.*g", prec, d);
-    if (strtod(s, NULL) == d)
-      break;
-  }
+  snprintf(s, sizeof s, "%.17g", d);
   if (strpbrk(s, ".eEn") == NULL)
     strcat(s, ".0");
   puts_(b, s);
@@ -433,6 +429,12 @@ static int query_shadowed(const query_t *q, int i) {
 static void stored_request(buf_t *b, const hw_http_req_t *req, const query_t *q,
                            const char *body, size_t n, const char *ip, double now) {
   int i, j, first = 1;
+  size_t room = 192 + n + n / 8 + strlen(req->path) + strlen(req->query);
+  for (i = 0; i < req->nheaders; i++)
+    room += strlen(req->headers[i].name) + strlen(req->headers[i].value) + 8;
+  /* one allocation for the common case (put grows it when escapes need more) */
+  if ((b->p = malloc(room)) != NULL)
+    b->cap = room;
   puts_(b, "{\"method\":");
   put_str(b, req->method, strlen(req->method));
   puts_(b, ",\"path\":");
