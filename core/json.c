@@ -41,9 +41,12 @@ int hw_json__box_gc(lua_State *L) {
 }
 
 box_t *hw_json__box_push(lua_State *L) {
-  box_t *b = lua_newuserdatauv(L, sizeof *b, 0);
-  b->p = NULL;
-  b->len = b->cap = 0;
+  return hw_json__box_new(L, sizeof(box_t));
+}
+
+box_t *hw_json__box_new(lua_State *L, size_t size) {
+  box_t *b = lua_newuserdatauv(L, size, 0);
+  memset(b, 0, size);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &box_mt_key) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 1);

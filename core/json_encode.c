@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 /* --- encoding -------------------------------------------------------- */
@@ -368,33 +369,80 @@ static int enc_value(enc_t *e, int idx) {
   }
 }
 
+/* The output buffer kept between encodes (one per Lua state, in the
+ * registry): most encodes are small, and a fresh box each time cost a
+ * userdata, a malloc and a free per call.  busy guards the rare nested
+ * encode (a finalizer run by a GC step inside an encode), which gets a box
+ * of its own. */
+typedef struct {
+  box_t b;
+  int busy;
+} kept_t;
+
+static const char kept_key = 0;
+#define KEPT_MAX (64 * 1024) /* a bigger buffer is freed after the encode */
+
+static kept_t *kept_get(lua_State *L) {
+  kept_t *k;
+
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &kept_key) == LUA_TUSERDATA) {
+    k = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return k;
+  }
+  lua_pop(L, 1);
+  k = (kept_t *) hw_json__box_new(L, sizeof *k);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kept_key);
+  return k;
+}
+
 int hw_json_encode(lua_State *L, int idx, const char *root, char *err,
                    size_t errlen) {
   int base = lua_gettop(L), rc;
-  enc_t *e;
+  /* ~5 KiB of path state on the C stack (a userdata was an allocation per
+   * encode); only the header is cleared: seen[] and path[] are written
+   * before they are read, up to depth */
+  enc_t e;
+  kept_t *k;
 
   idx = lua_absindex(L, idx);
   luaL_checkstack(L, 6, "json.encode");
-  /* ~5 KiB of path state: a userdata rather than the C stack */
-  e = lua_newuserdatauv(L, sizeof *e, 0);
-  memset(e, 0, sizeof *e);
-  e->L = L;
-  e->root = root;
-  e->err = err;
-  e->errlen = errlen;
-  e->out = hw_json__box_push(L);
-  rc = enc_value(e, idx);
-  if (rc == 0)
-    lua_pushlstring(L, e->out->p, e->out->len);
-  lua_pushcfunction(L, hw_json__box_gc); /* free the buffer now, not at a GC */
-  lua_pushvalue(L, base + 2);
-  lua_call(L, 1, 0);
-  if (rc != 0) {
-    lua_settop(L, base);
-    return -1;
+  memset(&e, 0, offsetof(enc_t, seen));
+  e.L = L;
+  e.root = root;
+  e.err = err;
+  e.errlen = errlen;
+  k = kept_get(L);
+  if (k->busy) {
+    e.out = hw_json__box_push(L);
+    rc = enc_value(&e, idx);
+    if (rc == 0)
+      lua_pushlstring(L, e.out->p, e.out->len);
+    lua_pushcfunction(L, hw_json__box_gc); /* free the buffer now, not at a GC */
+    lua_pushvalue(L, base + 1);
+    lua_call(L, 1, 0);
+    if (rc == 0)
+      lua_replace(L, base + 1); /* the text over the box */
+  } else {
+    /* busy stays set if a memory error unwinds through here: later
+     * encodes then fall back to fresh boxes, still correct */
+    k->busy = 1;
+    k->b.len = 0;
+    e.out = &k->b;
+    rc = enc_value(&e, idx);
+    if (rc == 0)
+      lua_pushlstring(L, e.out->p, e.out->len);
+    if (k->b.cap > KEPT_MAX) {
+      void *ud;
+      lua_Alloc f = lua_getallocf(L, &ud);
+      f(ud, k->b.p, k->b.cap, 0);
+      k->b.p = NULL;
+      k->b.cap = 0;
+    }
+    k->b.len = 0;
+    k->busy = 0;
   }
-  lua_replace(L, base + 1);
-  lua_settop(L, base + 1);
-  return 0;
+  lua_settop(L, rc == 0 ? base + 1 : base);
+  return rc == 0 ? 0 : -1;
 }
 

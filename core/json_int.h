@@ -14,6 +14,9 @@ typedef struct {
 
 /* Pushes an empty box. */
 box_t *hw_json__box_push(lua_State *L);
+/* Pushes an empty box of size bytes (>= sizeof(box_t), the box first and
+ * the caller's fields after it, zeroed). */
+box_t *hw_json__box_new(lua_State *L, size_t size);
 /* Makes room for n more bytes; 0 or -1 (out of memory, buffer kept). */
 int hw_json__box_reserve(lua_State *L, box_t *b, size_t n);
 /* The box's __gc: frees its bytes (callable early, idempotent). */

@@ -265,6 +265,27 @@ LUA_CASE(output_is_valid_utf8,
   "assert(json.utf8_clean('ok\\255') == 'ok\\239\\191\\189')\n"
   "assert(json.utf8_clean('caf\\195\\169') == 'caf\\195\\169')")
 
+/* The encoder keeps its output buffer between calls (one per Lua state):
+ * no call may see another's bytes, whether the one before failed half way,
+ * was larger than the buffer kept (64 KiB), or was a nested value. */
+LUA_CASE(encode_buffer_reused_between_calls,
+  "local big = {s = string.rep('x', 100000)}\n"
+  "local bigjson = json.encode(big)\n"
+  "assert(#bigjson == 100008 and json.decode(bigjson).s == big.s)\n"
+  "assert(json.encode({a = 1}) == '{\"a\":1}')\n"
+  "assert(json.encode(true) == 'true' and json.encode('') == '\"\"')\n"
+  "-- fails after writing part of its output: the next call starts empty\n"
+  "local ok, e = pcall(json.encode, json.array({string.rep('y', 5000), print}), 'v')\n"
+  "assert(not ok and e == 'v[2]: cannot store a function', e)\n"
+  "assert(json.encode(json.array({1})) == '[1]')\n"
+  "local ok2 = pcall(json.encode, {x = string.rep('z', 200000), f = print})\n"
+  "assert(not ok2 and json.encode(0) == '0')\n"
+  "for i = 1, 200 do\n"
+  "  local s = string.rep('k', i)\n"
+  "  assert(json.encode({s}) == '[\"' .. s .. '\"]')\n"
+  "end\n"
+  "assert(json.encode(big) == bigjson)")
+
 /* A 1 MiB body of 500k items must decode in tens of milliseconds. */
 TEST(large_body_is_cheap) {
   size_t n = 500000, i, len = 0;
@@ -299,4 +320,5 @@ RUN_TESTS("json",
   T(accepts_rfc8259), T(refuses_what_is_not_json), T(nul_inside_a_string),
   T(depth_limit_200), T(numbers_keep_their_type), T(arrays_stay_arrays),
   T(encode_errors_name_the_path), T(output_is_valid_utf8),
+  T(encode_buffer_reused_between_calls),
   T(large_body_is_cheap))
