@@ -18,6 +18,11 @@ end
 -- base_url's origin, never elsewhere; the call's own headers win, names
 -- compared without case.
 local function build_headers(conn, use_conn, own, auth)
+  -- the common case (no headers from anywhere): no closures, no sort
+  if not auth and not (own and next(own)) and
+     not (use_conn and conn.headers and next(conn.headers)) then
+    return {}, {}, 0
+  end
   local order, byname, from_conn = {}, {}, {}
   local function put(k, v, c)
     local bad = U.header_problem(k, v)
@@ -50,10 +55,11 @@ end
 
 local function resolve_url(url, conn)
   local scheme = url:match("^(%a[%w+.%-]*):")
-  if scheme and not url:lower():match("^https?://") then
+  local absolute = scheme ~= nil and url:lower():match("^https?://") ~= nil
+  if scheme and not absolute then
     error(string.format("%s: scheme '%s' is not allowed (only http and https)", url, scheme), 0)
   end
-  if url:lower():match("^https?://") then
+  if absolute then
     return url, conn.base_url ~= nil and origin(url) == origin(conn.base_url)
   end
   if not conn.base_url then
@@ -64,16 +70,27 @@ local function resolve_url(url, conn)
   return base .. url, true
 end
 
+-- made once, not per call (the fan-out makes thousands of calls a second)
+local BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
+local CLASS = {}
+for c = 1, 9 do CLASS[c] = c .. "xx" end
+
 local function record_metrics(run, method, status, seconds)
   local cycle = run and run.cycle or "-"
-  local class = status > 0 and (math.floor(status / 100) .. "xx") or "error"
+  local class = status > 0 and (CLASS[status // 100] or (math.floor(status / 100) .. "xx")) or "error"
   R.count(R.metrics.outbound, cycle .. "\0" .. method .. "\0" .. class)
-  R.count(R.metrics.latency, "count")
-  R.count(R.metrics.latency, "sum", seconds)
-  for _, b in ipairs({ 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }) do
-    if seconds <= b then R.count(R.metrics.latency, b) end
+  local lat = R.metrics.latency
+  lat.count = (lat.count or 0) + 1
+  lat.sum = (lat.sum or 0) + seconds
+  -- cumulative buckets: every bound at or above the duration
+  for i = #BUCKETS, 1, -1 do
+    local b = BUCKETS[i]
+    if not (seconds <= b) then break end
+    lat[b] = (lat[b] or 0) + 1
   end
 end
+
+local OPS -- hookwork.ops, required on first use as before (not at load time)
 
 local function request(o)
   if type(o) ~= "table" then error("hw.http.request expects a table", 2) end
@@ -109,7 +126,8 @@ local function request(o)
   -- memory to build the response
   if res == nil then error(method .. " " .. url .. ": no response (engine stopping or out of memory)", 0) end
   -- a cancelled transaction stops at its next yield (this one)
-  if run.job and require("hookwork.ops").is_cancelled(run.job.tx) then error("cancelled", 0) end
+  OPS = OPS or require("hookwork.ops")
+  if run.job and OPS.is_cancelled(run.job.tx) then error("cancelled", 0) end
   run.dirty = true
   run:note_attempts(method, url, res.attempts)
   record_metrics(run, method, res.status or 0, res.seconds or 0)

@@ -188,12 +188,14 @@ end
 -- hw.finish: the transaction ends here and stops waiting.
 function KIND.finish(_, s) return "finish" end
 
+local REQUEST_KEYS = { "method", "url", "headers", "query", "json", "body", "timeout",
+                       "retries", "auth", "follow", "fail_on_status", "max_response",
+                       "insecure" }
+
 function KIND.request(run, s)
   local tx = run.tx
   local o = {}
-  for _, k in ipairs({ "method", "url", "headers", "query", "json", "body", "timeout",
-                       "retries", "auth", "follow", "fail_on_status", "max_response",
-                       "insecure" }) do
+  for _, k in ipairs(REQUEST_KEYS) do
     o[k] = value(s[k], tx)
   end
   o.method = o.method or "GET"

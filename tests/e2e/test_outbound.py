@@ -518,6 +518,38 @@ def metrics_count_outbound_requests():
             return s
         ok(total("GET") >= 1, "GET counted", lines)
         ok(total("POST") >= 1, "POST counted", lines)
+        ok(any('method="GET"' in ln and 'status="2xx"' in ln for ln in lines), "GET is 2xx", lines)
+        ok(any('method="POST"' in ln and 'status="4xx"' in ln for ln in lines), "POST is 4xx", lines)
+
+
+@test
+def metrics_outbound_latency_histogram_is_cumulative():
+    """Each call counts in every bucket at or above its duration: one call
+    of ~0.3 s and one fast call give le=0.25 -> 1, le=0.5 -> 2, +Inf -> 2."""
+    with Recorder() as rec, Engine() as e:
+        rec.route("GET", "/slow", status=200, json={}, delay=0.3)
+        e.write("lat.lua", cycle_lua("lat", """    hw.request { name = "a", method = "GET", url = %s },
+    hw.request { name = "b", method = "GET", url = %s },""" % (
+            lua_str(rec.url + "/slow"), lua_str(rec.url + "/ok"))))
+        e.start()
+        t = finish(e, fire(e, "lat"))
+        expect_state(t, "completed")
+        text = e.metrics()
+        b = {}
+        for ln in text.splitlines():
+            m = re.match(r'hookwork_outbound_seconds_bucket\{le="([^"]+)"\} (\d+)$', ln)
+            if m:
+                b[m.group(1)] = int(m.group(2))
+        eq(sorted(b), sorted(["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
+                              "2.5", "5", "10", "+Inf"]), "the histogram's buckets")
+        eq(b["+Inf"], 2, "two calls counted")
+        eq(b["0.25"], 1, "the 0.3 s call is not in le=0.25")
+        for le in ("0.5", "1", "2.5", "5", "10"):
+            eq(b[le], 2, "both calls in le=" + le)
+        ok(b["0.005"] <= b["0.01"] <= b["0.025"] <= b["0.05"] <= b["0.1"] <= 1,
+           "cumulative and the fast call at most once", b)
+        m = re.search(r"^hookwork_outbound_seconds_sum ([0-9.]+)$", text, re.M)
+        ok(m and 0.3 <= float(m.group(1)) < 5, "the sum includes the slow call", m and m.group(0))
 
 
 # ---------------------------------------------------------------- keep-alive
