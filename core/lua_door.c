@@ -35,7 +35,10 @@ typedef struct {
 static const char *lua_header(void *ctx, const char *name, size_t *len) {
   lview_t *v = ctx;
   const char *s = NULL;
-  if (lua_getfield(v->L, v->idx, name) == LUA_TSTRING)
+  /* raw: a metatable cycle code set on the headers (an hmac payload
+   * function gets them) never runs here, outside any step's budget */
+  lua_pushstring(v->L, name);
+  if (lua_rawget(v->L, v->idx) == LUA_TSTRING)
     s = lua_tolstring(v->L, -1, len); /* anchored in the table */
   lua_pop(v->L, 1);
   return s;

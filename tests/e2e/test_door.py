@@ -876,6 +876,11 @@ def hmac_payload_function_signs_what_the_sender_signs():
       algorithm = "sha1", encoding = "base64",
       payload = function(req)
         if req.headers["x-boom"] then error("payload kaboom") end
+        if req.headers["x-meta"] then
+          -- the engine reads the headers raw: this metamethod never runs
+          setmetatable(req.headers, { __index = function() error("metamethod ran") end })
+          req.headers["x-signature"] = nil
+        end
         return req.method .. " " .. req.path .. "?" .. req.query .. "\\n" .. req.body
       end } },
 """)
@@ -891,6 +896,9 @@ def hmac_payload_function_signs_what_the_sender_signs():
         r = post(e, url + "?x=1", body, dict(h, **{"X-Boom": "1"}))
         eq((r.status, r.json), (401, {"error": "signature: payload function failed"}))
         contains(e.log(), "payload kaboom")
+        r = post(e, url + "?x=1", body, dict(h, **{"X-Meta": "1"}))
+        eq((r.status, r.json), (401, {"error": "signature: missing X-Signature header"}))
+        eq("metamethod ran" in e.log(), False, "no metamethod of cycle code ran in the check")
         eq(count(e, "p"), 1)
 
 
