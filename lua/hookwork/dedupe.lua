@@ -117,13 +117,14 @@ end
 -- request's own write (dedupe_put, same commit) puts its transaction
 -- there; a claim whose request never committed (its node died) is taken
 -- again after CLAIM_STALE seconds.  Returns nil when this request holds
--- the key (or on SQLite), else the first delivery's entry.
+-- the key (or on SQLite), else the first delivery's entry; or nil and the
+-- store's error when the claim could not be made.
 local CLAIM_STALE = 30
 function D.claim(cycle, step, key, window, now)
   if R.cfg.store ~= "postgres" then return nil end
   local rows, err = core.query("dedupe_claim", cycle, step, key, -math.floor(now),
                                now + window, now, CLAIM_STALE)
-  if not rows then error("store: " .. tostring(err), 0) end
+  if not rows then return nil, tostring(err) end -- nothing stored: 503
   if rows[1] then return nil end
   return D.find(cycle, step, key, now) or { tx = 0, cycle = cycle, step = step, key = key,
                                             stored = true, pending = true }

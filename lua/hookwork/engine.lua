@@ -135,8 +135,11 @@ function E.submit(hook, r, caller)
       return Ans.dedupe_failed()
     end
     local first = key and D.find(cy.name, st.name, key, R.now())
-    -- several nodes: taken in the store first (nil on SQLite)
-    first = first or (key and D.claim(cy.name, st.name, key, st.dedupe.window, R.now()))
+    if key and not first then -- several nodes: taken in the store first (SQLite: nil)
+      local cerr
+      first, cerr = D.claim(cy.name, st.name, key, st.dedupe.window, R.now())
+      if cerr then return Ans.store_unavailable(cerr) end
+    end
     if first then
       if caller then caller.tx = first.tx end
       D.reply(first, st.sync, caller)

@@ -36,7 +36,7 @@ local S -- this node's state (N.reset)
 function N.reset()
   S = { lease_until = nil, next_renew = 0, next_scan = 0, next_poll = 0,
         nodes = {},      -- name -> {lease_until, dead} as of the last scan
-        sweeper = true,  -- whether this node runs the periodic sweeps
+        sweeper = false, -- whether this node runs the periodic sweeps
         passes = {},     -- takeover passes under way
         inflight = 0,    -- taken-over runs running now
         locks = {},      -- tx id -> the runner token this node holds it with
@@ -165,7 +165,12 @@ local function scan()
     if r.dead == 1 and r.name ~= R.cfg.node then dead[#dead + 1] = r.name end
   end
   S.nodes = nodes
+  local was = S.sweeper
   S.sweeper = first == nil or first == R.cfg.node
+  if S.sweeper and not was then
+    core.log("nodes", string.format("node '%s' runs the sweeps (expiry, early windows, dedupe purge, retention)",
+                                    R.cfg.node))
+  end
   for _, name in ipairs(dead) do claim(name) end
 end
 
@@ -348,6 +353,8 @@ function N.start()
     S.conn_text[name] = require("hookwork.util").encode(ov.list)
   end
   core.log("nodes", string.format("node '%s' joined (lease %g s)", R.cfg.node, R.cfg.lease))
+  S.next_scan = R.clock() + N.SCAN
+  scan() -- who sweeps, before the first tick's sweeps
 end
 
 -- Every engine tick (100 ms).
