@@ -355,14 +355,17 @@ static const hw_pg_stmt_def_t hw_pg_stmts[] = {
    " j.request, j.ckpt_step, j.ckpt_data, j.base, t.cycle, t.state,"
    " t.wait_step, j.retry_at, j.attempt FROM jobs j JOIN tx t ON t.id = j.tx"
    " WHERE j.owner = $1::text AND j.id > $2 ORDER BY j.id LIMIT $3"},
-  /* $2 = NODE#N.  state: claimed (the transaction's state); else runner:
-   * who holds it (both NULL: no such transaction) */
+  /* $2 = NODE#N.  state: claimed (the transaction's state); else held
+   * elsewhere (runner: by whom, as the statement's snapshot saw it, which
+   * may be before a claim it waited for), or present = 0: no such
+   * transaction */
   {"tx_run_claim", "WITH c AS (UPDATE tx SET runner = $2::text WHERE id = $1"
    " AND (runner IS NULL OR split_part(runner, '#', 1) ="
    " split_part($2::text, '#', 1) OR NOT EXISTS (SELECT 1 FROM nodes n"
    " WHERE n.name = split_part(tx.runner, '#', 1))) RETURNING state)"
    " SELECT (SELECT state FROM c) AS state,"
-   " (SELECT runner FROM tx WHERE id = $1) AS runner"},
+   " (SELECT runner FROM tx WHERE id = $1) AS runner,"
+   " (SELECT count(*) FROM tx WHERE id = $1) AS present"},
   {"tx_runs_next", "UPDATE tx SET runs = runs + 1 WHERE id = $1"
    " RETURNING runs"},
   /* $1: a JSON array of ids */

@@ -287,12 +287,12 @@ function N.lock(id)
       end
       return
     end
-    if r and not r.runner then return end -- no such transaction (any more)
+    if r and r.present == 0 then return end -- no such transaction (any more)
     if not logged then
       logged = true
       if r then
         core.log("nodes", string.format("transaction %d: a run of it goes on at %s; this one waits",
-                                        id, tostring(r.runner)))
+                                        id, tostring(r.runner or "another node")))
       else
         core.log("nodes", string.format("transaction %d: %s", id, tostring(err)))
       end

@@ -118,8 +118,8 @@ SERIAL = """
     hw.webhook { name = "new", fields = { id = "string" } },
     hw.webhook { name = "ev", match = "id", fields = { k = "integer" } },
     hw.step { name = "slow", run = function(tx)
-      hw.http.post(%(u)s .. "/enter", { json = { run = tx.run, k = tx.data.k } })
-      hw.http.post(%(u)s .. "/leave", { json = { run = tx.run, k = tx.data.k } })
+      hw.http.post(%(u)s .. "/enter", { json = { tx = tx.id, run = tx.run, k = tx.data.k } })
+      hw.http.post(%(u)s .. "/leave", { json = { tx = tx.id, run = tx.run, k = tx.data.k } })
     end },
 """
 
@@ -130,28 +130,40 @@ def runs_of_one_transaction_never_overlap_across_nodes():
         rec.route("POST", "/enter", json={}, delay=0.25)
         es = nodes({"ser.lua": cycle("ser", SERIAL % {"u": lua_str(rec.url)})})
         try:
-            tid = accepted(post_json(es[0], "ser", "new", {"id": "X"}))
-            es[0].wait_tx(tid, "waiting")
+            ids = ["X%d" % i for i in range(4)]
+            tids = {}
+            for x in ids:
+                tids[x] = accepted(post_json(es[0], "ser", "new", {"id": x}))
+            for x in ids:
+                es[0].wait_tx(tids[x], "waiting")
             answers = []
+            go = threading.Event()
 
-            def fire(e, k):
-                answers.append(post_json(e, "ser", "ev", {"id": "X", "k": k}))
-            threads = [threading.Thread(target=fire, args=(es[k % 2 * 2], k)) for k in range(6)]
+            def fire(e, x, k):
+                go.wait()
+                answers.append(post_json(e, "ser", "ev", {"id": x, "k": k}))
+            # five resumes of each transaction at once, through nodes 1 and 3
+            threads = [threading.Thread(target=fire, args=(es[k % 2 * 2], x, k))
+                       for x in ids for k in range(5)]
             for t in threads:
                 t.start()
+            go.set()
             for t in threads:
                 t.join()
-            eq(sorted(a.status for a in answers), [202] * 6, answers)
-            leaves = rec.wait_for("POST", "/leave", 6, timeout=30)
-            enters = rec.find("POST", "/enter")
-            events = sorted([(r["time"], "enter", r["json"]["run"]) for r in enters] +
-                            [(r["time"], "leave", r["json"]["run"]) for r in leaves])
-            # enter, leave of the same run, then the next run: never two inside
-            for i in range(0, len(events), 2):
-                eq((events[i][1], events[i + 1][1]), ("enter", "leave"), "overlap in %r" % events)
-                eq(events[i][2], events[i + 1][2], "overlap in %r" % events)
-            eq(sorted(r["json"]["run"] for r in leaves), [2, 3, 4, 5, 6, 7], "distinct run numbers")
-            eq(sorted(r["json"]["k"] for r in leaves), list(range(6)), "every resume ran once")
+            eq(sorted(a.status for a in answers), [202] * 20, answers)
+            rec.wait_for("POST", "/leave", 20, timeout=30)
+            for x in ids:
+                tid = tids[x]
+                enters = [r for r in rec.find("POST", "/enter") if r["json"]["tx"] == tid]
+                leaves = [r for r in rec.find("POST", "/leave") if r["json"]["tx"] == tid]
+                events = sorted([(r["time"], "enter", r["json"]["run"]) for r in enters] +
+                                [(r["time"], "leave", r["json"]["run"]) for r in leaves])
+                # enter, leave of the same run, then the next run: never two inside
+                for i in range(0, len(events), 2):
+                    eq((events[i][1], events[i + 1][1]), ("enter", "leave"), "overlap in %r" % events)
+                    eq(events[i][2], events[i + 1][2], "overlap in %r" % events)
+                eq(sorted(r["json"]["run"] for r in leaves), [2, 3, 4, 5, 6], "distinct run numbers")
+                eq(sorted(r["json"]["k"] for r in leaves), list(range(5)), "every resume ran once")
         finally:
             close(es)
 
