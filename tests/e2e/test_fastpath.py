@@ -17,7 +17,7 @@ import threading
 import time
 import zlib
 
-from lib import test, Engine, eq, ok, wait_until
+from lib import test, Engine, eq, ok, wait_until, on_postgres
 from storefault import StoreFault
 
 FA_LUA = """local hw = require "hookwork"
@@ -537,6 +537,9 @@ def door_cases():
     ]
 
 
+DEDUPE_CYCLES = ("gh", "sw", "fld")
+
+
 @test
 def c_path_verifies_and_dedupes_as_the_lua_path():
     fast = Engine(DOOR_FILES)
@@ -559,7 +562,10 @@ def c_path_verifies_and_dedupes_as_the_lua_path():
             results[label] = out
         for case, (name, fr, taken), (_, sr, _) in zip(door_cases(), results["fast"], results["slow"]):
             eq(fr.status, case[4], "%s: status (%s)" % (name, fr.body[:200]))
-            eq(taken, case[5], "%s: accept path" % name)
+            # on PostgreSQL a webhook with dedupe takes the Lua path (the
+            # key is claimed across nodes there)
+            want = "lua" if on_postgres() and case[1] in DEDUPE_CYCLES else case[5]
+            eq(taken, want, "%s: accept path" % name)
             eq(answer_of(fr, None), answer_of(sr, None), "%s: same answer on both paths" % name)
         dup = {n: r.json for n, r, _ in results["fast"]}
         eq(dup["gh_duplicate"].get("duplicate"), True, "the duplicate is answered as one")
