@@ -161,9 +161,22 @@ end
 -- path ('$."customer"."email"', '$."items"[0]'); PostgreSQL: a text[]
 -- ('{"customer","email"}') for json #>, which yields the value's text as
 -- stored, as SQLite's -> does for the engine's compact JSON.
-function Q.sqlite.data_at(p, a, b) return string.format("(data -> %s) IN (%s, %s)", p, a, b) end
-function Q.postgres.data_at(p, a, b)
-  return string.format("(data::json #> %s::text[])::text IN (%s, %s)", p, a, b)
+-- The C accept path stores a body's strings as the sender wrote them
+-- (escapes such as \u00e9 kept), so a stored string is also compared by
+-- its decoded value (f.qval).  On PostgreSQL only one holding a backslash
+-- is decoded, and CASE keeps that away from \u0000, which PostgreSQL
+-- cannot turn into text.
+function Q.sqlite.data_at(arg, f)
+  local p = arg(Q.sqlite.path(f.qpath))
+  return string.format("((data -> %s) IN (%s, %s) OR (json_type(data, %s) = 'text'"
+    .. " AND (data ->> %s) = %s))", p, arg(f.qstr), arg(f.qraw), p, p, arg(f.qval))
+end
+function Q.postgres.data_at(arg, f)
+  local x = string.format("(data::json #> %s::text[])", arg(Q.postgres.path(f.qpath)))
+  return string.format("CASE WHEN %s::text IN (%s, %s) THEN true"
+    .. " WHEN json_typeof(%s) = 'string' AND strpos(%s::text, '\\') > 0"
+    .. " AND strpos(%s::text, '\\u0000') = 0 THEN (%s #>> '{}') = %s::text"
+    .. " ELSE false END", x, arg(f.qstr), arg(f.qraw), x, x, x, x, arg(f.qval))
 end
 function Q.sqlite.path(parts)
   local out = { "$" }
@@ -292,7 +305,8 @@ function S.filter(q)
     local path, value = q.q:match("^([^=]+)=(.*)$")
     local jp = path and json_path(path)
     if not jp then return nil, "q: expected PATH=VALUE, e.g. q=customer.email=a@b.c" end
-    f.qpath, f.qstr, f.qraw = jp, json_forms(value)
+    f.qpath, f.qval = jp, value
+    f.qstr, f.qraw = json_forms(value)
   end
   if q.cursor and q.cursor ~= "" then
     f.cursor = math.tointeger(tonumber(q.cursor))
@@ -320,7 +334,7 @@ end
 -- so no stored value equals a filter with them: such a filter finds
 -- nothing, as on SQLite, instead of an encoding error.
 function S.pg_text_ok(f)
-  for _, k in ipairs({ "cycle", "state", "step", "match", "qstr", "qraw" }) do
+  for _, k in ipairs({ "cycle", "state", "step", "match", "qstr", "qraw", "qval" }) do
     local v = f[k]
     if v and (v:find("\0", 1, true) or not utf8.len(v)) then return false end
   end
@@ -342,7 +356,7 @@ function S.list(f)
   if f.step then where[#where + 1] = "step = " .. arg(f.step) end
   if f.match then where[#where + 1] = "match_value = " .. arg(f.match) end
   if f.qpath then
-    where[#where + 1] = q.data_at(arg(q.path(f.qpath)), arg(f.qstr), arg(f.qraw))
+    where[#where + 1] = q.data_at(arg, f)
   end
   local maxid = S.rows(PORTABLE.MAXID)[1].m
   local hi = f.cursor and f.cursor - 1 or maxid
