@@ -80,8 +80,12 @@ static void over_budget(lua_State *L, hw_engine_t *e, long n) {
  * protected call returns.  The hook finds the engine from any thread,
  * including coroutines that cycle code creates inside a step. */
 static void count_hook(lua_State *L, lua_Debug *ar) {
+  hw_engine_t *e = engine_of(L);
   (void) ar;
-  over_budget(L, engine_of(L), HW_HOOK_EVERY);
+  over_budget(L, e, HW_HOOK_EVERY);
+  /* the store's batch machine gets a turn while a step holds the loop */
+  if (e->store != NULL)
+    hw_store_turn(e->store);
 }
 
 void hw_sched_hook(lua_State *co) {

@@ -561,6 +561,11 @@ void hw_store_seal(hw_store_t *st) {
     seal(st);
 }
 
+void hw_store_turn(hw_store_t *st) {
+  if (st != NULL && st->pg != NULL)
+    hw_pg__turn(st);
+}
+
 /* Writes someone waits for (an acknowledgement) are sealed at once.  Writes
  * nobody waits for (a run's outcome, history) linger up to 5 ms so they
  * ride with the next acknowledgement's commit instead of delaying it. */

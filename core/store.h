@@ -100,6 +100,12 @@ void hw_store_kick(hw_store_t *st);
 /* Hands everything written so far to the writer now, mid-iteration (a
  * checkpoint that must not wait for a long step to end). */
 void hw_store_seal(hw_store_t *st);
+/* Called now and then while a step holds the loop (the step budget's count
+ * hook): on PostgreSQL, where the batch machine runs on the loop, reads the
+ * in-flight batch's results that have arrived and sends what was sealed
+ * meanwhile, so a checkpoint commits while a long step runs (as the SQLite
+ * writer thread does).  Never blocks; at most one look per millisecond. */
+void hw_store_turn(hw_store_t *st);
 /* Shutdown: hands everything to the writer, waits (blocking, at most
  * timeout_ms) until it has tried to commit all of it, then tells the
  * waiters whose writes were decided.  0, or -ETIMEDOUT. */

@@ -655,6 +655,28 @@ static void pump(hw_store_t *st) {
 
 void hw_pg__sealed(hw_store_t *st) { pump(st); }
 
+/* A long step holds the loop: without this, a batch in flight when a
+ * checkpoint was sealed is read (and the checkpoint sent) only after the
+ * step, and a kill -9 meanwhile loses the checkpoint.  Only what on_events
+ * would do, without waiting: send what is unsent, read what has arrived,
+ * start the next batch once the last one is decided. */
+void hw_pg__turn(hw_store_t *st) {
+  hw_pg_t *pg = st->pg;
+  uint64_t now;
+  if (pg->wr == NULL || (pg->state != PG_BUSY && !pg->flushing))
+    return;
+  now = uv_hrtime();
+  if (now - pg->turn_at < 1000000)
+    return;
+  pg->turn_at = now;
+  if (pg->flushing)
+    flush_out(st);
+  if (pg->state == PG_BUSY && pg->wr != NULL)
+    read_results(st);
+  if (pg->state == PG_IDLE)
+    pump(st);
+}
+
 /* ---- open, settle, close ------------------------------------------------ */
 
 int hw_pg__open(hw_store_t *st, const char *url, const char *node, char *err,

@@ -44,6 +44,7 @@ int hw_pg_migrate(const char *url, char *what, size_t whatlen, char *err,
 int hw_pg__open(hw_store_t *st, const char *url, const char *node, char *err,
                 size_t errlen);
 void hw_pg__sealed(hw_store_t *st);
+void hw_pg__turn(hw_store_t *st);
 int hw_pg__settle(hw_store_t *st, unsigned timeout_ms);
 void hw_pg__detach(hw_store_t *st);
 void hw_pg__close(hw_store_t *st);

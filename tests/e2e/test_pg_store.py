@@ -489,3 +489,44 @@ def a_server_that_stops_answering_gets_503_in_bounded_time_then_recovers():
                        msg="acknowledged again once the server answers")
     finally:
         proxy.close()
+
+
+@test
+def checkpoint_commits_while_a_long_step_holds_the_loop():
+    """A finished outbound call's checkpoint is sealed while the batch before
+    it is still committing (slow commits make that certain); the step after
+    it holds the loop for 4 s.  The batch machine runs on the loop, so the
+    checkpoint must still go out and commit during the step: a kill -9 in
+    the middle of it does not send the finished call again."""
+    import storefault
+    rec = Recorder()
+    src = cycle("chain", """
+    hw.webhook { name = "in" },
+    hw.request { name = "a", method = "POST", url = %s .. "/a", json = { step = "a" } },
+    hw.step { name = "b", run = function(tx)
+      local t0 = os.time()
+      while os.time() - t0 < 4 do end
+      tx.data.b = true
+    end },
+    hw.request { name = "c", method = "POST", url = %s .. "/c", json = { step = "c" } },
+""" % (lua_str(rec.url), lua_str(rec.url)))
+    # a is answered after 0.1 s: the run's writes before it are in flight
+    rec.route("POST", "/a", json={"ok": True}, delay=0.1)
+    url = pg_database()
+    env = {"HOOKWORK_STEP_BUDGET": "100000000000"}
+    with rec, Engine({"chain.lua": src}, store=url, env=env) as e:
+        fault = storefault.StoreFault(e)
+        e.start()
+        target = hook(e, "chain", "in")
+        fault.set("slow:250")  # every commit now takes 0.25 s
+        txid = accepted(e.post(target, json={"k": 1}))
+        rec.wait_for("POST", "/a", count=1, timeout=10)
+        time.sleep(1.5)  # in step b: the checkpoint needs about 0.5 s
+        e.kill()
+        fault.set("ok")
+        eq(len(rec.find("POST", "/c")), 0, "c had not run before the kill")
+        e.start()
+        t = e.wait_tx(txid, "completed", timeout=20)
+        eq(t["data"].get("b"), True)
+        eq(len(rec.find("POST", "/a")), 1, "the finished call a is not repeated")
+        eq(len(rec.find("POST", "/c")), 1, "c runs once after the restart")
