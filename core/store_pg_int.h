@@ -53,6 +53,7 @@ struct hw_pg_s {
   uint64_t limbo_since;
   uint64_t batchno;
   char token[64];
+  int analyzed;       /* tx has statistics (see analyze_once) */
   uint64_t turn_at;   /* the last hw_pg__turn that looked */
   int flushing;      /* output not yet all sent */
   /* the batch in flight */
