@@ -247,7 +247,7 @@ end
 -- as A.accept sets one up, with the sync_timeout counted from the accept).
 function E.c_accepted(tx, cycle, step, data_json, req, accepted, accepted_mono, h)
   local cy = R.cycles[cycle]
-  local def = cy and cy.def
+  local def = L.def_of(cycle)
   local v, is_form, kind = F.parse_body(req) -- a JSON object (core/fastpath.c)
   if kind == "json" then req.json = v elseif is_form then req.form = v end
   local job = { tx = tx, run = 1, data = U.decode(data_json, "lax") or {}, data_json = data_json,
@@ -260,7 +260,7 @@ function E.c_accepted(tx, cycle, step, data_json, req, accepted, accepted_mono, 
       c.timeout = def.sync_timeout
       c.deadline = R.clock() - (core.mono() - accepted_mono) + def.sync_timeout
       if def.on_sync_timeout == "accept" then
-        c.token = cy.hooks and cy.hooks[step] and cy.hooks[step].token
+        c.token = cy and cy.hooks and cy.hooks[step] and cy.hooks[step].token
         c.on_timeout = A.hand_over
       end
     end

@@ -6,10 +6,19 @@ local R = require "hookwork.runtime"
 local U = require "hookwork.util"
 local S = require "hookwork.sandbox"
 local core = R.core
-local L = { files = {}, hook_tokens = {}, states = {}, overrides = {} }
+local L = { files = {}, hook_tokens = {}, states = {}, overrides = {}, gone = {} }
 
 -- Test harness: no file loaded, no token, state or override kept.
-function L.reset() L.files, L.hook_tokens, L.states, L.overrides = {}, {}, {}, {} end
+function L.reset() L.files, L.hook_tokens, L.states, L.overrides, L.gone = {}, {}, {}, {}, {} end
+
+-- The definition a request accepted by the C path was accepted under: its
+-- run is handed to Lua only after the commit, and a reload in between may
+-- have removed the cycle (the Lua path keeps the definition in the job).
+-- L.gone holds the last definition of each removed cycle, one per name.
+function L.def_of(name)
+  local cy = R.cycles[name]
+  return cy and cy.def or L.gone[name]
+end
 
 -- A fresh environment per file (see sandbox.lua).
 L.sandbox = S.env
@@ -189,6 +198,12 @@ function L.rebuild()
       cycles[name] = cycles[name] or { name = name, file = f.path, state = "stopped",
                                        load_error = err, hooks = {} }
     end
+  end
+  for name, cy in pairs(R.cycles or {}) do
+    if cy.def and not (cycles[name] and cycles[name].def) then L.gone[name] = cy.def end
+  end
+  for name, cy in pairs(cycles) do
+    if cy.def then L.gone[name] = nil end
   end
   R.cycles, R.tokens = cycles, tokens
   L.sync_hooks()
