@@ -91,7 +91,7 @@ size_t hw_hex_encode(const void *in, size_t n, char *out) {
   return 2 * n;
 }
 
-static int hex_val(int c) {
+int hw_hex_val(int c) {
   if (c >= '0' && c <= '9')
     return c - '0';
   if (c >= 'a' && c <= 'f')
@@ -107,7 +107,7 @@ int hw_hex_decode(const char *in, size_t n, unsigned char *out,
   if (n % 2 != 0)
     return -EINVAL;
   for (i = 0; i < n; i += 2) {
-    int hi = hex_val((unsigned char) in[i]), lo = hex_val((unsigned char) in[i + 1]);
+    int hi = hw_hex_val((unsigned char) in[i]), lo = hw_hex_val((unsigned char) in[i + 1]);
     if (hi < 0 || lo < 0)
       return -EINVAL;
     out[i / 2] = (unsigned char) (hi << 4 | lo);

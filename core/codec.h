@@ -26,6 +26,8 @@ int hw_b64_decode(const char *in, size_t n, unsigned char *out,
                   size_t *outlen, int url);
 
 size_t hw_hex_encode(const void *in, size_t n, char *out);
+/* The value of one hex digit (either case), or -1. */
+int hw_hex_val(int c);
 /* Upper or lower case; -EINVAL on an odd length or a non-hex digit. */
 int hw_hex_decode(const char *in, size_t n, unsigned char *out,
                   size_t *outlen);

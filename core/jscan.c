@@ -3,6 +3,8 @@
  * store what the Lua side cannot read back); the walkers after it trust
  * text the checker has passed. */
 #include "jscan.h"
+
+#include "codec.h"
 #include "json.h"
 
 #include <errno.h>
@@ -362,19 +364,9 @@ int hw_jscan_elem(const char **pos, const char *end, hw_jslice_t *val) {
   return 1;
 }
 
-static int hexval(int c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return 0; /* checked text: never */
-}
-
 static unsigned hex4(const char *p) {
-  return (unsigned) (hexval(p[0]) << 12 | hexval(p[1]) << 8 |
-                     hexval(p[2]) << 4 | hexval(p[3]));
+  return (unsigned) (hw_hex_val(p[0]) << 12 | hw_hex_val(p[1]) << 8 |
+                     hw_hex_val(p[2]) << 4 | hw_hex_val(p[3]));
 }
 
 static size_t put_utf8(unsigned char *o, unsigned cp) {

@@ -3,6 +3,8 @@
  * waiting here never holds the loop. */
 #include "reader_pg.h"
 
+#include "codec.h"
+
 #include <errno.h>
 #include <libpq-fe.h>
 #include <math.h>
@@ -256,16 +258,6 @@ static int prepare(hw_reader_pg_t *pg, const char *sql, hw_reader_res_t *res,
   return oldest;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* A bytea value's bytes from its text form ("\x4142", or the old escape
  * format) into v (malloc'd, NUL after the bytes). */
 static int bytea_value(const char *s, size_t len, hw_val_t *v) {
@@ -274,11 +266,9 @@ static int bytea_value(const char *s, size_t len, hw_val_t *v) {
   if (len >= 2 && s[0] == '\\' && s[1] == 'x') {
     if ((b = malloc((len - 2) / 2 + 1)) == NULL)
       return -ENOMEM;
-    for (size_t i = 2; i + 1 < len; i += 2) {
-      int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-      if (hi < 0 || lo < 0)
-        break;
-      b[n++] = (char)(hi << 4 | lo);
+    if (hw_hex_decode(s + 2, len - 2, (unsigned char *) b, &n) != 0) {
+      free(b);
+      return -EINVAL; /* PostgreSQL's hex output is always well formed */
     }
   } else {
     unsigned char *u = PQunescapeBytea((const unsigned char *)s, &n);
