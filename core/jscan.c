@@ -6,6 +6,7 @@
 
 #include "codec.h"
 #include "json.h"
+#include "json_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -23,40 +24,6 @@ static void skip_ws(scan_t *s) {
     s->p++;
 }
 
-static int is_word(unsigned c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == '_';
-}
-
-/* Length of the UTF-8 sequence at p, 0 when not UTF-8 (no overlong forms,
- * no surrogates, nothing past U+10FFFF), as the decoder checks. */
-static int utf8_seq(const unsigned char *p, const unsigned char *end) {
-  unsigned c = p[0];
-  int n, i;
-  unsigned cp;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xC2 && c <= 0xDF)
-    n = 2, cp = c & 0x1F;
-  else if (c >= 0xE0 && c <= 0xEF)
-    n = 3, cp = c & 0x0F;
-  else if (c >= 0xF0 && c <= 0xF4)
-    n = 4, cp = c & 0x07;
-  else
-    return 0;
-  if (end - p < n)
-    return 0;
-  for (i = 1; i < n; i++) {
-    if ((p[i] & 0xC0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (p[i] & 0x3F);
-  }
-  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-      (cp >= 0xD800 && cp <= 0xDFFF))
-    return 0;
-  return n;
-}
-
 static int is_hex(unsigned c) {
   return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
 }
@@ -72,7 +39,7 @@ static int chk_string(scan_t *s) {
     if (c < 0x20)
       return -1;
     if (c >= 0x80) {
-      int n = utf8_seq(p, end);
+      int n = hw_json__utf8_seq(p, end);
       if (n == 0)
         return -1;
       p += n;
@@ -102,51 +69,17 @@ static int chk_string(scan_t *s) {
 }
 
 static int chk_number(scan_t *s) {
-  const unsigned char *start = s->p, *p = start, *end = s->end;
-  int is_int = 1, neg = 0;
-  uint64_t acc = 0;
-  int overflow = 0;
+  const unsigned char *start = s->p, *p;
+  hw_json_num_t num;
+  int is_int, neg, overflow;
+  uint64_t acc;
   char small[64], *text;
   double v;
 
-  if (*p == '-')
-    neg = 1, p++;
-  if (p >= end || *p < '0' || *p > '9')
+  if (hw_json__scan_number(start, s->end, &num) != 0)
     return -1;
-  if (*p == '0') {
-    p++;
-    if (p < end && *p >= '0' && *p <= '9')
-      return -1;
-  } else {
-    while (p < end && *p >= '0' && *p <= '9') {
-      unsigned dig = *p - '0';
-      if (acc > (UINT64_MAX - dig) / 10)
-        overflow = 1;
-      else
-        acc = acc * 10 + dig;
-      p++;
-    }
-  }
-  if (p < end && *p == '.') {
-    is_int = 0;
-    p++;
-    if (p >= end || *p < '0' || *p > '9')
-      return -1;
-    while (p < end && *p >= '0' && *p <= '9')
-      p++;
-  }
-  if (p < end && (*p == 'e' || *p == 'E')) {
-    is_int = 0;
-    p++;
-    if (p < end && (*p == '+' || *p == '-'))
-      p++;
-    if (p >= end || *p < '0' || *p > '9')
-      return -1;
-    while (p < end && *p >= '0' && *p <= '9')
-      p++;
-  }
-  if (p < end && is_word(*p))
-    return -1;
+  p = num.end;
+  neg = num.neg, is_int = num.is_int, overflow = num.overflow, acc = num.acc;
   s->p = p;
   if (is_int && !overflow &&
       (neg ? acc <= (uint64_t) INT64_MAX + 1 : acc <= (uint64_t) INT64_MAX))
@@ -169,7 +102,7 @@ static int chk_number(scan_t *s) {
 
 static int chk_literal(scan_t *s, const char *w, size_t n) {
   if ((size_t) (s->end - s->p) < n || memcmp(s->p, w, n) != 0 ||
-      (s->p + n < s->end && is_word(s->p[n])))
+      (s->p + n < s->end && hw_json__is_word(s->p[n])))
     return -1;
   s->p += n;
   return 0;
@@ -276,7 +209,7 @@ static const char *skip_value(const char *p, const char *end) {
     } else if (*p == ',' || *p == ':') {
       p++;
     } else {
-      while (p < end && is_word((unsigned char) *p))
+      while (p < end && hw_json__is_word((unsigned char) *p))
         p++;
     }
   } while (depth > 0);

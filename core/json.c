@@ -189,7 +189,7 @@ static void skip_ws(dec_t *d) {
   d->p = p;
 }
 
-static int is_word(unsigned c) {
+int hw_json__is_word(unsigned c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == '_';
 }
@@ -198,7 +198,7 @@ static int is_word(unsigned c) {
  * error, shown only as far as it is made of plain characters. */
 static int dec_bad_word(dec_t *d, const unsigned char *at, const char *what) {
   const unsigned char *q = at;
-  while (q < d->end && is_word(*q) && q - at < 32)
+  while (q < d->end && hw_json__is_word(*q) && q - at < 32)
     q++;
   if (q == at) {
     if (at >= d->end)
@@ -339,54 +339,70 @@ static int dec_string(dec_t *d) {
   }
 }
 
-static int dec_number(dec_t *d) {
-  const unsigned char *start = d->p, *p = start, *end = d->end;
-  int neg = 0, is_int = 1;
-  uint64_t acc = 0;
-  int overflow = 0;
-  char small[64], *text;
-  double v;
-
-  if (*p == '-') {
-    neg = 1;
+int hw_json__scan_number(const unsigned char *p, const unsigned char *end,
+                         hw_json_num_t *n) {
+  n->neg = n->overflow = 0;
+  n->is_int = 1;
+  n->acc = 0;
+  if (p < end && *p == '-') {
+    n->neg = 1;
     p++;
   }
   if (p >= end || *p < '0' || *p > '9')
-    return dec_bad_word(d, start, "number");
+    return HW_JSON__NUM_BAD;
   if (*p == '0') {
     p++;
     if (p < end && *p >= '0' && *p <= '9')
-      return dec_fail(d, start, "leading zeros are not allowed in a number");
+      return HW_JSON__NUM_ZEROS;
   } else {
     while (p < end && *p >= '0' && *p <= '9') {
       unsigned dig = *p - '0';
-      if (acc > (UINT64_MAX - dig) / 10)
-        overflow = 1;
+      if (n->acc > (UINT64_MAX - dig) / 10)
+        n->overflow = 1;
       else
-        acc = acc * 10 + dig;
+        n->acc = n->acc * 10 + dig;
       p++;
     }
   }
   if (p < end && *p == '.') {
-    is_int = 0;
+    n->is_int = 0;
     p++;
     if (p >= end || *p < '0' || *p > '9')
-      return dec_bad_word(d, start, "number");
+      return HW_JSON__NUM_BAD;
     while (p < end && *p >= '0' && *p <= '9')
       p++;
   }
   if (p < end && (*p == 'e' || *p == 'E')) {
-    is_int = 0;
+    n->is_int = 0;
     p++;
     if (p < end && (*p == '+' || *p == '-'))
       p++;
     if (p >= end || *p < '0' || *p > '9')
-      return dec_bad_word(d, start, "number");
+      return HW_JSON__NUM_BAD;
     while (p < end && *p >= '0' && *p <= '9')
       p++;
   }
-  if (p < end && is_word(*p))
+  if (p < end && hw_json__is_word(*p))
+    return HW_JSON__NUM_BAD;
+  n->end = p;
+  return 0;
+}
+
+static int dec_number(dec_t *d) {
+  const unsigned char *start = d->p, *p;
+  hw_json_num_t num;
+  int neg, is_int, overflow, rc;
+  uint64_t acc;
+  char small[64], *text;
+  double v;
+
+  rc = hw_json__scan_number(start, d->end, &num);
+  if (rc == HW_JSON__NUM_ZEROS)
+    return dec_fail(d, start, "leading zeros are not allowed in a number");
+  if (rc != 0)
     return dec_bad_word(d, start, "number");
+  p = num.end;
+  neg = num.neg, is_int = num.is_int, overflow = num.overflow, acc = num.acc;
   d->p = p;
   if (is_int && !overflow) {
     if (!neg && acc <= (uint64_t) INT64_MAX) {
@@ -427,7 +443,7 @@ static int dec_number(dec_t *d) {
 static int dec_literal(dec_t *d, const char *word, size_t n) {
   const unsigned char *p = d->p;
   if ((size_t) (d->end - p) < n || memcmp(p, word, n) != 0 ||
-      (p + n < d->end && is_word(p[n])))
+      (p + n < d->end && hw_json__is_word(p[n])))
     return dec_bad_word(d, p, "value");
   d->p = p + n;
   return 0;
