@@ -134,6 +134,9 @@ struct hw_store_s {
 void hw_store__writer_main(void *arg);
 void hw_store__checkpointer_main(void *arg);
 void hw_store__free_ops(hw_op_t *op);
+/* After a failed batch: request writes and the bad op go, the others stay
+ * (in order) for the next batch (both backends).  Returns the kept list. */
+hw_op_t *hw_store__keep_ops(hw_op_t *ops, hw_op_t *bad, size_t *nkept);
 /* store.c */
 int hw_store__bind(sqlite3_stmt *s, const hw_val_t *v, int n);
 const char *hw_store__stmt_name(int id);

@@ -72,25 +72,6 @@ static void wake(hw_store_t *st) {
   uv_cond_broadcast(&st->donecv);
 }
 
-/* After a failed batch: request writes and the bad op go, the others stay
- * (in order) for the next batch.  Returns the kept list. */
-static hw_op_t *keep_ops(hw_op_t *ops, hw_op_t *bad, size_t *nkept) {
-  hw_op_t *kept = NULL, **kt = &kept, *next;
-  *nkept = 0;
-  for (; ops != NULL; ops = next) {
-    next = ops->next;
-    ops->next = NULL;
-    if (ops->req || ops == bad) {
-      free(ops->buf);
-      free(ops);
-    } else {
-      *kt = ops;
-      kt = &ops->next;
-      (*nkept)++;
-    }
-  }
-  return kept;
-}
 
 static void append(hw_op_t **list, hw_op_t *more) {
   while (*list != NULL)
@@ -136,7 +117,7 @@ static void refuse_new(hw_store_t *st) {
   if (ops != NULL) {
     st->shead = NULL;
     st->stail = &st->shead;
-    append(&pg->carry, keep_ops(ops, NULL, &n));
+    append(&pg->carry, hw_store__keep_ops(ops, NULL, &n));
     pg->nkept = count_ops(pg->carry);
     if ((f = calloc(1, sizeof *f)) != NULL) {
       f->lo = st->done;
@@ -176,7 +157,7 @@ static void decide(hw_store_t *st) {
     pg->quick = 0;
   } else {
     append(&batch, pg->carry); /* written meanwhile by refuse_new: later */
-    pg->carry = keep_ops(batch, pg->bad, &pg->nkept);
+    pg->carry = hw_store__keep_ops(batch, pg->bad, &pg->nkept);
     if (pg->bad != NULL)
       hw_log("store", "write failed, dropped: %s", pg->msg);
   }

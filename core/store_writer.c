@@ -94,7 +94,7 @@ fail:
 
 /* After a failed batch: request writes and the bad op go, the others stay
  * (in order) for the next batch.  Returns the kept list. */
-static hw_op_t *keep_ops(hw_op_t *ops, hw_op_t *bad, size_t *nkept) {
+hw_op_t *hw_store__keep_ops(hw_op_t *ops, hw_op_t *bad, size_t *nkept) {
   hw_op_t *kept = NULL, **kt = &kept, *next;
   *nkept = 0;
   for (; ops != NULL; ops = next) {
@@ -257,7 +257,7 @@ void hw_store__writer_main(void *arg) {
     refused = 0;
     if (disk_failing && newops != NULL) {
       size_t n;
-      newops = keep_ops(newops, NULL, &n);
+      newops = hw_store__keep_ops(newops, NULL, &n);
       refused = 1;
     }
     has_req = 0;
@@ -277,7 +277,7 @@ void hw_store__writer_main(void *arg) {
     rc = run_batch(st, batch, probe, &bad, &retry);
     failed = rc != 0;
     if (rc != 0) {
-      carry = keep_ops(batch, bad, &nkept);
+      carry = hw_store__keep_ops(batch, bad, &nkept);
       snprintf(why, sizeof why, "%s", st->wmsg);
       if (retry && has_req) {
         /* before anyone hears of the failure, commit again without the
@@ -288,7 +288,7 @@ void hw_store__writer_main(void *arg) {
         carry = NULL;
         rc = run_batch(st, batch, 1, &bad, &retry);
         if (rc != 0)
-          carry = keep_ops(batch, bad, &nkept);
+          carry = hw_store__keep_ops(batch, bad, &nkept);
       }
     }
     now = uv_hrtime();
